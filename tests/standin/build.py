@@ -1,0 +1,110 @@
+"""Populate the STAND-IN upstream folder: test signing keys, stand-in releases and the
+GitHub-shaped release listing. Everything here is for tests and `make demo` only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import runpy
+from pathlib import Path
+
+from tests.standin import release, signing
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent.parent
+UPSTREAM_HOST = "http://mmdeploy-upstream:8080"  # as the test servers reach it on the network
+KEY_UID = "Stand-in Release Signing (tests only) <standin@example.invalid>"
+OTHER_UID = "Someone Else (tests only) <other@example.invalid>"
+EXPIRED_UID = "Expired Signing Key (tests only) <expired@example.invalid>"
+
+
+def default_version() -> str:
+    return runpy.run_path(str(ROOT / "group_data" / "all.py"))["mattermost_version"]
+
+
+def _sources_digest() -> str:
+    h = hashlib.sha256()
+    for name in ("mattermost_bin.py", "mmctl_bin.py", "default_config.json", "release.py"):
+        h.update((HERE / name).read_bytes())
+    return h.hexdigest()
+
+
+def keys(root: Path) -> dict[str, tuple[Path, str]]:
+    """The stand-in's keys: `main` plays Mattermost's key; `other` signs bad releases."""
+    gnupg = root.parent / "gnupg"
+    result = {
+        "main": (gnupg / "main", signing.ensure_key(gnupg / "main", KEY_UID)),
+        "other": (gnupg / "other", signing.ensure_key(gnupg / "other", OTHER_UID)),
+    }
+    for name, (home, fpr) in result.items():
+        dest = root / ("pubkey.gpg" if name == "main" else f"{name}-pubkey.gpg")
+        if not dest.exists():
+            root.mkdir(parents=True, exist_ok=True)
+            signing.export_public(home, fpr, dest)
+    return result
+
+
+def ensure_release(root: Path, version: str, *, behaviour: str = "ok", key: str = "main",
+                   pad_mb: int = 0) -> Path:
+    """Build one stand-in release unless an identical build is already there."""
+    home, fpr = keys(root)[key]
+    stamp = release.release_path(root, version).with_name("build.json")
+    wanted = {"sources": _sources_digest(), "behaviour": behaviour, "key": key, "pad_mb": pad_mb}
+    if stamp.exists() and json.loads(stamp.read_text()) == wanted:
+        return release.release_path(root, version)
+    path = release.build(root, version, home, fpr, behaviour=behaviour, pad_mb=pad_mb)
+    stamp.write_text(json.dumps(wanted))
+    return path
+
+
+def tamper(root: Path, version: str) -> None:
+    """Change a tarball after it was signed and its checksum published (a bad mirror)."""
+    path = release.release_path(root, version)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    stamp = path.with_name("build.json")
+    meta = json.loads(stamp.read_text())
+    meta["tampered"] = True
+    stamp.write_text(json.dumps(meta))
+
+
+def publish_github_releases(root: Path, releases: list[dict]) -> None:
+    (root / "github").mkdir(parents=True, exist_ok=True)
+    (root / "github" / "releases.json").write_text(json.dumps(releases, indent=1))
+
+
+def github_release(tag: str, *, draft: bool = False, prerelease: bool = False, day: int = 1) -> dict:
+    """One entry shaped like GitHub's `GET /repos/{owner}/{repo}/releases`."""
+    return {
+        "url": f"https://api.github.com/repos/mattermost/mattermost/releases/{day}",
+        "html_url": f"https://github.com/mattermost/mattermost/releases/tag/{tag}",
+        "id": 100000 + day, "tag_name": tag, "target_commitish": "master",
+        "name": tag, "draft": draft, "prerelease": prerelease,
+        "created_at": f"2026-{1 + day // 28:02d}-{1 + day % 28:02d}T10:00:00Z",
+        "published_at": f"2026-{1 + day // 28:02d}-{1 + day % 28:02d}T12:00:00Z",
+        "assets": [], "body": f"Mattermost {tag}",
+    }
+
+
+def ensure_default_releases(root: Path) -> dict:
+    """What `make demo` and the tests need: the default version and one patch below it."""
+    root.mkdir(parents=True, exist_ok=True)
+    main_fpr = keys(root)["main"][1]
+    version = default_version()
+    major, minor, patch = (int(x) for x in version.split("."))
+    versions = [version] + ([f"{major}.{minor}.{patch - 1}"] if patch else [])
+    for v in versions:
+        ensure_release(root, v)
+    if not (root / "github" / "releases.json").exists():
+        publish_github_releases(root, [github_release(f"v{v}", day=i + 1)
+                                       for i, v in enumerate(reversed(versions))])
+    return {
+        "versions": versions,
+        "data": {
+            "mattermost_release_url": UPSTREAM_HOST + "/releases/{version}/mattermost-{version}-linux-{arch}.tar.gz",
+            "mattermost_release_checksum_url": "{url}.sha256",
+            "mattermost_signing_key_url": UPSTREAM_HOST + "/pubkey.gpg",
+            "mattermost_signing_key_fingerprint": main_fpr,
+        },
+    }

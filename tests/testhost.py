@@ -1,0 +1,344 @@
+"""The built-in local test server: a real Debian 12 with systemd and sshd in a Docker
+container, plus the STAND-IN upstream (release downloads, signing key, GitHub API).
+
+Used by `make demo` and by the end-to-end tests. Follows ../shared/reference/test-host.md:
+containers on their own Docker network, SSH and HTTPS published on 127.0.0.1 only, never
+`--network host`; the base image is built locally with debootstrap when no
+`debian:bookworm` image is available.
+
+    python -m tests.testhost up NAME [--ssh-port P] [--https-port P]
+    python -m tests.testhost down NAME
+    python -m tests.testhost clean          # every container, the network and images
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import docker
+import docker.errors
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL = ROOT / ".local"  # per-checkout state: ssh key, host descriptions (git-ignored)
+CACHE = ROOT / ".cache"  # rebuildable: rootfs, stand-in builds, apt archives (git-ignored)
+UPSTREAM_ROOT = CACHE / "standin" / "upstream"
+
+PREFIX = "mmdeploy"
+NETWORK = f"{PREFIX}-net"
+BASE_IMAGE = f"{PREFIX}/debian12:base"
+UPSTREAM = f"{PREFIX}-upstream"
+UPSTREAM_PORT = int(os.environ.get("MMDEPLOY_UPSTREAM_PORT", "18080"))
+LABEL = {"org.mmdeploy.test": "1"}
+
+DEBOOTSTRAP_PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,ca-certificates,curl,iproute2,procps"
+SOURCES = """deb http://deb.debian.org/debian bookworm main
+deb http://deb.debian.org/debian bookworm-updates main
+deb http://deb.debian.org/debian-security bookworm-security main
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[testhost] {msg}", file=sys.stderr, flush=True)
+
+
+def client() -> docker.DockerClient:
+    try:
+        c = docker.from_env()
+        c.ping()
+        return c
+    except docker.errors.DockerException as e:
+        sys.exit(f"No Docker engine answers ({e}). Run `make prereqs` (installs docker.io and starts dockerd).")
+
+
+# ------------------------------------------------------------------ base image
+
+def ensure_base_image(c: docker.DockerClient) -> str:
+    try:
+        c.images.get(BASE_IMAGE)
+        return BASE_IMAGE
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        c.images.get("debian:bookworm")
+        _build_from_debian_image(c)
+    except docker.errors.ImageNotFound:
+        _build_with_debootstrap(c)
+    return BASE_IMAGE
+
+
+def _build_from_debian_image(c: docker.DockerClient) -> None:
+    log("building the base image from debian:bookworm")
+    dockerfile = f"""FROM debian:bookworm
+RUN printf '%s' '{SOURCES}' > /etc/apt/sources.list && rm -f /etc/apt/sources.list.d/debian.sources \\
+ && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
+    {DEBOOTSTRAP_PACKAGES.replace(',', ' ')} && rm -f /etc/apt/apt.conf.d/docker-clean \\
+ && : > /etc/machine-id
+STOPSIGNAL SIGRTMIN+3
+CMD ["/lib/systemd/systemd"]
+"""
+    c.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=BASE_IMAGE, rm=True)
+
+
+def _build_with_debootstrap(c: docker.DockerClient) -> None:
+    if not shutil.which("debootstrap"):
+        sys.exit("debootstrap is missing: run `make prereqs` (apt-get install debootstrap).")
+    rootfs = CACHE / "rootfs-bookworm"
+    if not (rootfs / "etc" / "debian_version").exists():
+        tmp = rootfs.with_name(rootfs.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        log("debootstrap bookworm (about a minute)")
+        subprocess.run(
+            ["debootstrap", "--variant=minbase", f"--include={DEBOOTSTRAP_PACKAGES}", "bookworm",
+             str(tmp), "http://deb.debian.org/debian"],
+            check=True, stdout=subprocess.DEVNULL,
+        )
+        shutil.rmtree(rootfs, ignore_errors=True)
+        tmp.rename(rootfs)
+    (rootfs / "etc/apt/sources.list").write_text(SOURCES)
+    (rootfs / "etc/machine-id").write_text("")
+    (rootfs / "etc/hostname").write_text("debian\n")
+    log("importing the base image")
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run(
+        ["docker", "import", "-c", 'CMD ["/lib/systemd/systemd"]', "-", BASE_IMAGE],
+        stdin=tar.stdout, check=True, stdout=subprocess.DEVNULL,
+    )
+    tar.wait()
+
+
+# ------------------------------------------------------------------ network, keys
+
+def ensure_network(c: docker.DockerClient):
+    try:
+        return c.networks.get(NETWORK)
+    except docker.errors.NotFound:
+        return c.networks.create(NETWORK, driver="bridge", labels=LABEL)
+
+
+def ensure_ssh_key() -> Path:
+    key = LOCAL / "ssh" / "id_ed25519"
+    if key.exists():
+        return key
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key.parent.mkdir(parents=True, exist_ok=True)
+    private = Ed25519PrivateKey.generate()
+    key.write_bytes(private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()))
+    os.chmod(key, 0o600)
+    public = private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    key.with_suffix(".pub").write_text(public.decode() + " mmdeploy-test\n")
+    return key
+
+
+def _put_file(container, path: str, data: bytes, mode: int = 0o644) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(os.path.basename(path))
+        info.size, info.mode = len(data), mode
+        tar.addfile(info, io.BytesIO(data))
+    container.exec_run(["mkdir", "-p", os.path.dirname(path)])
+    container.put_archive(os.path.dirname(path), buf.getvalue())
+
+
+# ------------------------------------------------------------------ stand-in upstream
+
+def ensure_upstream(c: docker.DockerClient) -> dict:
+    """Start the stand-in upstream and build the stand-in releases it serves."""
+    from tests.standin import build
+
+    info = build.ensure_default_releases(UPSTREAM_ROOT)
+    ensure_network(c)
+    try:
+        container = c.containers.get(UPSTREAM)
+        if container.status != "running":
+            container.start()
+    except docker.errors.NotFound:
+        log("starting the stand-in upstream")
+        c.containers.run(
+            ensure_base_image(c),
+            ["python3", "/opt/standin/upstream.py", "/srv/upstream"],
+            name=UPSTREAM, hostname=UPSTREAM, network=NETWORK, detach=True, labels=LABEL,
+            restart_policy={"Name": "unless-stopped"},
+            ports={"8080/tcp": ("127.0.0.1", UPSTREAM_PORT)},
+            volumes={
+                str(UPSTREAM_ROOT): {"bind": "/srv/upstream", "mode": "ro"},
+                str(ROOT / "tests" / "standin"): {"bind": "/opt/standin", "mode": "ro"},
+            },
+        )
+    _wait_http(f"http://127.0.0.1:{UPSTREAM_PORT}/pubkey.gpg")
+    return info
+
+
+def _wait_http(url: str, timeout: float = 30) -> None:
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+# ------------------------------------------------------------------ servers
+
+def container_name(name: str) -> str:
+    return f"{PREFIX}-{name}"
+
+
+def start_server(name: str, ssh_port: int, https_port: int | None = None, http_port: int | None = None) -> dict:
+    """Start (or reuse) a Debian 12 test server; describe it in .local/hosts/NAME.json."""
+    c = client()
+    upstream = ensure_upstream(c)
+    image = ensure_base_image(c)
+    key = ensure_ssh_key()
+    apt_cache = CACHE / "apt-archives"
+    (apt_cache / "partial").mkdir(parents=True, exist_ok=True)
+    cname = container_name(name)
+    try:
+        container = c.containers.get(cname)
+        if container.status != "running":
+            container.start()
+    except docker.errors.NotFound:
+        log(f"starting test server {cname} (ssh on 127.0.0.1:{ssh_port})")
+        ports = {"22/tcp": ("127.0.0.1", ssh_port)}
+        if https_port:
+            ports["443/tcp"] = ("127.0.0.1", https_port)
+        if http_port:
+            ports["80/tcp"] = ("127.0.0.1", http_port)
+        container = c.containers.run(
+            image, name=cname, hostname=name, network=NETWORK, detach=True, labels=LABEL,
+            cap_add=["SYS_ADMIN", "NET_ADMIN"],
+            security_opt=["seccomp=unconfined", "apparmor=unconfined"],
+            tmpfs={"/run": "", "/run/lock": "", "/tmp": ""},
+            volumes={
+                "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
+                # Shared download cache only: each server still installs its packages itself.
+                str(apt_cache): {"bind": "/var/cache/apt/archives", "mode": "rw"},
+            },
+            ports=ports, stop_signal="SIGRTMIN+3",
+            restart_policy={"Name": "unless-stopped"},
+        )
+    _put_file(container, "/root/.ssh/authorized_keys", key.with_suffix(".pub").read_bytes(), 0o600)
+    _wait_systemd(container)
+    _wait_ssh(ssh_port)
+    site_port = f":{https_port}" if https_port and https_port != 443 else ""
+    description = {
+        "name": name,
+        "container": cname,
+        "ssh_port": ssh_port,
+        "ssh_key": str(key),
+        "https_port": https_port,
+        "data": {
+            # Only data differs from production: the stand-in upstream and its test key.
+            "mattermost_domain": "127.0.0.1",
+            "mattermost_site_url": f"https://127.0.0.1{site_port}",
+            **upstream["data"],
+        },
+    }
+    host_file(name).parent.mkdir(parents=True, exist_ok=True)
+    host_file(name).write_text(json.dumps(description, indent=2) + "\n")
+    return description
+
+
+def host_file(name: str) -> Path:
+    return LOCAL / "hosts" / f"{name}.json"
+
+
+def _wait_systemd(container, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while True:
+        out = container.exec_run(["systemctl", "is-system-running"]).output.decode().strip()
+        if out in ("running", "degraded"):
+            return
+        if time.time() > deadline:
+            raise RuntimeError(f"systemd in {container.name} did not come up: {out}")
+        time.sleep(0.5)
+
+
+def _wait_ssh(port: int, timeout: float = 30) -> None:
+    deadline = time.time() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                if s.recv(8).startswith(b"SSH-"):
+                    return
+        except OSError:
+            pass
+        if time.time() > deadline:
+            raise RuntimeError(f"sshd on 127.0.0.1:{port} did not answer")
+        time.sleep(0.3)
+
+
+def stop_server(name: str) -> None:
+    c = client()
+    try:
+        c.containers.get(container_name(name)).remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    host_file(name).unlink(missing_ok=True)
+
+
+def clean(images: bool = False) -> None:
+    c = client()
+    for container in c.containers.list(all=True, filters={"label": "org.mmdeploy.test=1"}):
+        log(f"removing {container.name}")
+        container.remove(force=True)
+    try:
+        c.networks.get(NETWORK).remove()
+    except docker.errors.NotFound:
+        pass
+    if images:
+        try:
+            c.images.remove(BASE_IMAGE, force=True)
+        except docker.errors.ImageNotFound:
+            pass
+    shutil.rmtree(LOCAL / "hosts", ignore_errors=True)
+
+
+def exec_on(name: str, command: str, user: str = "root") -> tuple[int, str]:
+    """Run a shell command inside a test server (test assertions, not the deploy)."""
+    container = client().containers.get(container_name(name))
+    result = container.exec_run(["sh", "-c", command], user=user)
+    return result.exit_code, result.output.decode(errors="replace")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.testhost")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="start a test server (and the stand-in upstream)")
+    up.add_argument("name")
+    up.add_argument("--ssh-port", type=int, default=2222)
+    up.add_argument("--https-port", type=int, default=8443)
+    down = sub.add_parser("down", help="remove a test server")
+    down.add_argument("name")
+    cl = sub.add_parser("clean", help="remove every test container and the network")
+    cl.add_argument("--images", action="store_true", help="also remove the base image")
+    args = parser.parse_args(argv)
+    if args.cmd == "up":
+        desc = start_server(args.name, args.ssh_port, args.https_port)
+        print(host_file(desc["name"]))
+    elif args.cmd == "down":
+        stop_server(args.name)
+    else:
+        clean(args.images)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
