@@ -1,0 +1,1 @@
+"""Custom pyinfra facts: what the server is now."""

@@ -1,0 +1,38 @@
+"""Where the deploy goes.
+
+Production: edit `mattermost_servers` - the server's name as you reach it over SSH, and
+`ssh_user` (root, or a sudo user with `"_sudo": True`). Host data here overrides the
+defaults in group_data/all.py.
+
+The built-in local test server (a Debian 12 container, see tests/testhost.py) is chosen
+without editing this file: `MMDEPLOY_TARGET=<name>` (set by `make demo` and the tests)
+reads .local/hosts/<name>.json, which points at the stand-in upstream.
+"""
+
+import json
+import os
+from pathlib import Path
+
+target = os.environ.get("MMDEPLOY_TARGET")
+
+if not target:
+    mattermost_servers = [
+        ("chat.example.org", {"ssh_user": "root"}),
+    ]
+else:
+    _file = Path(__file__).parent / ".local" / "hosts" / f"{target}.json"
+    if not _file.exists():
+        raise SystemExit(f"No local test server {target!r} ({_file} is missing): start it with "
+                         f"`make demo` or `.venv/bin/python -m tests.testhost up {target}`")
+    _host = json.loads(_file.read_text())
+    mattermost_servers = [
+        (f"local-{target}", {
+            "ssh_hostname": "127.0.0.1",
+            "ssh_port": _host["ssh_port"],
+            "ssh_user": "root",
+            "ssh_key": _host["ssh_key"],
+            "ssh_known_hosts_file": "/dev/null",
+            "ssh_strict_host_key_checking": "no",
+            **_host["data"],
+        }),
+    ]

@@ -1,0 +1,66 @@
+"""Adopting a server installed by hand per Mattermost's tarball guide: a real
+/opt/mattermost folder with config/, data/ and plugins/ inside, and a unit pointing at it.
+
+Config, data, plugins and logs move into the managed state folders (data by hard links,
+so it is instant and the old folder stays complete); the old folder is kept, renamed,
+until the operator deletes it; /opt/mattermost becomes the link to the verified release.
+"""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import operation
+from pyinfra.api.exceptions import DeployError
+
+from tasks.common import current, helper, settings
+from tasks.settings import Settings
+
+
+def adoption_pending(now: dict) -> bool:
+    return now["install"]["kind"] == "dir"
+
+
+def check_adoptable(s: Settings, facts: dict) -> None:
+    """Refuse, before any change, a hand install this deploy would not carry over intact."""
+    if not facts.get("config"):
+        raise DeployError(f"{s.install_dir} on {host.name} is a folder without config/config.json: "
+                          "not an install this deploy can adopt; move it away or finish it by hand")
+    ds = facts.get("datasource")
+    if not ds:
+        raise DeployError(f"{facts['config']} has no PostgreSQL DataSource: only PostgreSQL installs can be adopted")
+    if ds["host"] not in ("localhost", "127.0.0.1", "::1"):
+        raise DeployError(f"the hand install uses the database on {ds['host']}; this deploy manages a "
+                          "local PostgreSQL - migrate the database first")
+    if (ds["user"], ds["database"]) != (s.db_user, s.db_name):
+        raise DeployError(
+            f"the hand install uses database {ds['database']!r} with role {ds['user']!r}: set "
+            f"postgresql_db_name = {ds['database']!r} and postgresql_db_user = {ds['user']!r} "
+            "for this host so they are kept (nothing was changed)")
+    if facts.get("driver") not in (None, "local"):
+        raise DeployError(f"the hand install stores files with driver {facts['driver']!r}; "
+                          "add its FileSettings to mattermost_config before adopting")
+
+
+@operation()
+def hand_install_adopted():
+    """Carry a hand-installed /opt/mattermost into the managed layout."""
+    s, now = settings(), current()
+    if not adoption_pending(now):
+        host.noop(f"{s.install_dir} is managed (no hand install to adopt)")
+        return
+    yield helper("adopt", {
+        "install_dir": s.install_dir, "state_dir": s.state_dir, "log_dir": s.log_dir,
+        "releases_dir": s.releases_dir, "version": s.version, "user": s.user,
+        "password_file": s.password_file, "service": "mattermost",
+        "unit_file": "/etc/systemd/system/mattermost.service",
+    })
+
+
+def configure():
+    s, now = settings(), current()
+    if adoption_pending(now):
+        check_adoptable(s, now["install"]["adoption"])
+        name = f"Adopt the hand-installed Mattermost {now['install'].get('version')} in {s.install_dir}"
+    else:
+        name = f"Adopt a hand-installed {s.install_dir} if there is one"
+    hand_install_adopted(name=name)

@@ -1,0 +1,75 @@
+"""The base of the server: packages, the service user, the folders that survive every
+upgrade, and the server-side helper."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import StringCommand, operation
+
+from tasks.common import HELPER, PACKAGES, ROOT, current, managed_file, path_info, render, settings
+
+
+@operation()
+def packages_installed(packages: list[str]):
+    """Install the Debian packages the deploy needs (PostgreSQL, nginx, gpg, openssl)."""
+    missing = [p for p in packages if p in current()["packages_missing"]]
+    if not missing:
+        host.noop("all packages are installed")
+        return
+    yield StringCommand(
+        "DEBIAN_FRONTEND=noninteractive", "apt-get", "update", "-q", "&&",
+        "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "--no-install-recommends",
+        "-o", "Dpkg::Options::=--force-confold", *missing)
+
+
+@operation()
+def service_user(user: str, home: str):
+    """The system user Mattermost runs as: no login shell, no password."""
+    if current()["user_exists"]:
+        host.noop(f"user {user} exists")
+        return
+    yield StringCommand("useradd", "--system", "--user-group", "--home-dir", home,
+                        "--no-create-home", "--shell", "/usr/sbin/nologin", user)
+
+
+def wanted_folders(s) -> list[tuple[str, str, str, int]]:
+    """(path, owner, group, mode) of every folder the deploy keeps, outside any release."""
+    return [
+        ("/etc/mattermost", "root", "root", 0o755),
+        (s.private_dir, "root", "root", 0o700),
+        (s.releases_dir, "root", "root", 0o755),
+        (s.state_dir, s.user, s.user, 0o750),
+        (f"{s.state_dir}/config", s.user, s.user, 0o750),
+        (f"{s.state_dir}/data", s.user, s.user, 0o750),
+        (f"{s.state_dir}/plugins", s.user, s.user, 0o750),
+        (f"{s.state_dir}/client-plugins", s.user, s.user, 0o750),
+        (f"{s.state_dir}/tmp", s.user, s.user, 0o750),
+        (s.log_dir, s.user, s.user, 0o750),
+    ]
+
+
+def folder_differs(info: dict | None, owner: str, group: str, mode: int) -> bool:
+    return not info or info["type"] != "dir" or (info["owner"], info["group"], info["mode"]) != (owner, group, mode)
+
+
+@operation()
+def folders(wanted: list[tuple[str, str, str, int]]):
+    """Create the state, log and release folders with their owners and modes."""
+    todo = [w for w in wanted if folder_differs(path_info(w[0]), *w[1:])]
+    if not todo:
+        host.noop("all folders are in place")
+        return
+    for path, owner, group, mode in todo:
+        yield StringCommand("install", "-d", "-o", owner, "-g", group, "-m", f"{mode:04o}", path)
+
+
+def configure():
+    s = settings()
+    packages_installed(name="Install PostgreSQL, nginx, gpg and openssl", packages=PACKAGES)
+    service_user(name=f"Create the system user {s.user}", user=s.user, home=s.state_dir)
+    folders(name="Create the folders that survive upgrades (state, logs, releases)", wanted=wanted_folders(s))
+    managed_file(name="Install the deploy's server-side helper", path=HELPER,
+                 content=(ROOT / "templates" / HELPER.lstrip("/")).read_text(), mode=0o755)
+    managed_file(name="Point mmctl at the local-mode socket for login shells",
+                 path="/etc/profile.d/mattermost.sh",
+                 content=render("etc/profile.d/mattermost.sh.j2", s=s))

@@ -1,0 +1,170 @@
+"""Shared pieces of the deploy: settings and server state per host (each read once per
+run), the server-side helper command, and a managed-file operation that costs no round
+trip when the file is already right."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from io import StringIO
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from pyinfra import host, logger, state
+from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
+from pyinfra.api.exceptions import DeployError
+from pyinfra.operations.util.files import generate_color_diff
+from pyinfra.facts.files import FileContents
+
+from facts.mattermost import MattermostServer
+from tasks.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = ROOT / "templates"
+HELPER = "/usr/local/lib/mattermost-deploy/mmhelper.py"
+
+PACKAGES = ["postgresql", "nginx", "gpg", "openssl", "ca-certificates", "python3"]
+
+
+def settings() -> Settings:
+    """This host's settings, validated once per run."""
+    cached = getattr(host, "_mm_settings", None)
+    if cached is None:
+        cached = load_settings(host.data, host.name)
+        host._mm_settings = cached
+    return cached
+
+
+def current() -> dict:
+    """What the server is now: one fact, one round trip per run (pyinfra caches no fact).
+    Operations decide from this snapshot, taken before the first change."""
+    cached = getattr(host, "_mm_state", None)
+    if cached is None:
+        s = settings()
+        cached = host.get_fact(MattermostServer, query=state_query(s))
+        if cached is None:
+            raise DeployError(f"{host.name}: python3 is missing on the server; install it "
+                              "(apt-get install python3) and re-run")
+        if cached.get("os", {}).get("id") not in ("debian", "ubuntu"):
+            raise DeployError(f"{host.name}: this deploy supports Debian and Ubuntu, found {cached.get('os')}")
+        host._mm_state = cached
+    return cached
+
+
+def managed_paths(s: Settings) -> list[str]:
+    return [
+        HELPER, s.managed_config_file, "/etc/systemd/system/mattermost.service",
+        "/etc/profile.d/mattermost.sh", "/etc/nginx/sites-available/mattermost.conf",
+        "/etc/nginx/sites-enabled/mattermost.conf", "/etc/nginx/sites-enabled/default",
+        s.certificate, s.certificate_key,
+        s.state_dir, f"{s.state_dir}/config", f"{s.state_dir}/data", f"{s.state_dir}/plugins",
+        f"{s.state_dir}/client-plugins", f"{s.state_dir}/tmp", s.log_dir, s.releases_dir,
+        "/etc/mattermost", s.private_dir, "/var/cache/nginx",
+    ]
+
+
+def desired_config(s: Settings) -> dict:
+    """The config.json keys this deploy owns (dotted). Everything else is the admin's."""
+    owned = {
+        "ServiceSettings.SiteURL": s.site_url,
+        "ServiceSettings.ListenAddress": "127.0.0.1:8065",
+        "ServiceSettings.EnableLocalMode": True,
+        "ServiceSettings.LocalModeSocketLocation": s.socket_path,
+        "SqlSettings.DriverName": "postgres",
+        "SqlSettings.DataSource": {"$datasource": {
+            "user": s.db_user, "host": "localhost", "port": 5432, "database": s.db_name,
+            "params": "sslmode=disable&connect_timeout=10&binary_parameters=yes"}},
+        "FileSettings.DriverName": "local",
+        "FileSettings.Directory": f"{s.state_dir}/data/",
+        "LogSettings.FileLocation": s.log_dir,
+        "NotificationLogSettings.FileLocation": s.log_dir,
+        "PluginSettings.Directory": f"{s.state_dir}/plugins",
+        "PluginSettings.ClientDirectory": f"{s.state_dir}/client-plugins",
+        # Privacy: no error reports to Mattermost's Sentry.
+        "LogSettings.EnableDiagnostics": False,
+    }
+    owned.update(s.config)
+    return owned
+
+
+def state_query(s: Settings) -> str:
+    return json.dumps({
+        "packages": PACKAGES,
+        "user": s.user,
+        "paths": managed_paths(s),
+        "install_dir": s.install_dir,
+        "releases_dir": s.releases_dir,
+        "config_file": s.config_file,
+        "desired_config": desired_config(s),
+        "password_file": s.password_file,
+        "db": {"user": s.db_user, "name": s.db_name},
+        "service": "mattermost",
+        "ping_url": s.ping_url,
+    }, sort_keys=True)
+
+
+def helper(subcommand: str, spec) -> StringCommand:
+    """A call of the server-side helper; its arguments never hold a secret."""
+    arg = spec if isinstance(spec, str) else json.dumps(spec, sort_keys=True)
+    return StringCommand("python3", HELPER, subcommand, QuoteString(arg))
+
+
+def render(template: str, **context) -> str:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined,
+                      keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    return env.get_template(template).render(**context)
+
+
+def path_info(path: str) -> dict | None:
+    return current()["paths"].get(path)
+
+
+@operation()
+def managed_file(path: str, content: str, user: str = "root", group: str = "root", mode: int = 0o644):
+    """Upload `content` to `path` unless the server already has exactly that (content,
+    owner, mode) - decided from the run's state snapshot, without another round trip.
+
+    + path: where the file lands
+    + content: the whole file (never a secret: --diff prints it)
+    + user, group, mode: ownership and permissions
+
+    Example: managed_file(name="Install the unit", path="/etc/x", content="...")
+    """
+    info = path_info(path)
+    digest = hashlib.sha256(content.encode()).hexdigest()
+    same_content = bool(info and info.get("sha256") == digest)
+    same_meta = bool(info and (info["owner"], info["group"], info["mode"]) == (user, group, mode))
+    if same_content and same_meta:
+        host.noop(f"{path} is up to date")
+        return
+    if not same_content:
+        if state.config.DIFF:
+            _log_diff(path, info, content)
+        if info is None:
+            yield StringCommand("mkdir", "-p", path.rsplit("/", 1)[0])
+        yield FileUploadCommand(StringIO(content), path)
+    yield StringCommand("chown", f"{user}:{group}", path, "&&", "chmod", f"{mode:o}", path)
+
+
+def _log_diff(path: str, info: dict | None, content: str) -> None:
+    current_lines = []
+    if info and info.get("type") == "file":
+        current_lines = [line + "\n" for line in (host.get_fact(FileContents, path=path) or [])]
+    host.log(f"Will {'modify' if info else 'create'} {path}", logger.info)
+    for line in generate_color_diff(current_lines, content.splitlines(keepends=True)):
+        logger.info("  %s", line)
+
+
+def upload_secret(content: str, dest: str, private_dir: str):
+    """Commands that place a secret file: the upload lands inside a root-only folder
+    (or, under sudo, a 0700 folder of the SSH user), never world-readable, never printed."""
+    yield StringCommand("install", "-d", "-m", "0700", "-o", "root", "-g", "root", private_dir)
+    if host.data.get("_sudo"):
+        tmp_dir = f"/tmp/mmdeploy-{secrets.token_hex(8)}"
+        yield StringCommand("mkdir", "-m", "0700", tmp_dir, _sudo=False)
+        yield FileUploadCommand(StringIO(content), dest, remote_temp_filename=f"{tmp_dir}/upload")
+        yield StringCommand("rm", "-rf", tmp_dir, _sudo=False)
+    else:
+        yield FileUploadCommand(StringIO(content), dest)
+    yield StringCommand("chown", "root:root", dest, "&&", "chmod", "600", dest)

@@ -1,0 +1,208 @@
+"""The deploy's settings, checked before anything touches a server.
+
+Defaults and their meaning live in group_data/all.py; this module turns host data into
+one typed object and refuses bad input with a sentence that says what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyinfra.api.exceptions import DeployError
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRETS_FILE = ROOT / "secrets.env"  # git-ignored: KEY=VALUE lines, read when present
+PASSWORD_ENV = "MATTERMOST_DB_PASSWORD"
+
+# Keys the deploy builds itself: the operator's mattermost_config may not set them.
+RESERVED_KEYS = {"SqlSettings.DataSource", "SqlSettings.DriverName"}
+
+
+class SettingsError(DeployError):
+    """A setting or secret is wrong: nothing was changed on any server."""
+
+
+class Secret(str):
+    """A string that never shows itself in logs, reprs or tracebacks."""
+
+    def __repr__(self) -> str:
+        return "Secret(********)"
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str
+    version: str
+    arch: str
+    release_url: str
+    signature_url: str
+    checksum_url: str
+    release_sha256: dict
+    signing_key_url: str
+    signing_key_fingerprint: str
+    domain: str
+    site_url: str
+    config: dict
+    health_timeout: int
+    user: str
+    install_dir: str
+    releases_dir: str
+    state_dir: str
+    log_dir: str
+    socket_dir: str
+    db_name: str
+    db_user: str
+    db_password: Secret | None = field(repr=False)
+    nginx_client_max_body_size: str
+    nginx_hsts_max_age: int
+    tls_certificate: str
+    tls_certificate_key: str
+
+    # ---- derived paths and URLs, one place each
+    @property
+    def config_file(self) -> str:
+        return f"{self.state_dir}/config/config.json"
+
+    @property
+    def private_dir(self) -> str:
+        return "/etc/mattermost/private"
+
+    @property
+    def password_file(self) -> str:
+        return f"{self.private_dir}/db-password"
+
+    @property
+    def managed_config_file(self) -> str:
+        return "/etc/mattermost/managed-config.json"
+
+    @property
+    def socket_path(self) -> str:
+        return f"{self.socket_dir}/local.socket"
+
+    @property
+    def ping_url(self) -> str:
+        return "http://127.0.0.1:8065/api/v4/system/ping?get_server_status=true"
+
+    def release_dir(self, version: str | None = None) -> str:
+        return f"{self.releases_dir}/{version or self.version}"
+
+    def url_for(self, version: str) -> str:
+        return self.release_url.format(version=version, arch=self.arch)
+
+    @property
+    def certificate(self) -> str:
+        return self.tls_certificate or f"/etc/ssl/mattermost/{self.domain}.selfsigned.crt"
+
+    @property
+    def certificate_key(self) -> str:
+        return self.tls_certificate_key or f"/etc/ssl/mattermost/{self.domain}.selfsigned.key"
+
+    @property
+    def self_signed(self) -> bool:
+        return not self.tls_certificate
+
+
+VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
+HOST_RE = re.compile(r"^[A-Za-z0-9.-]+$")
+
+
+def read_secrets_file(path: Path = SECRETS_FILE) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, _, value = line.partition("=")
+                values[key.strip().removeprefix("export ").strip()] = value.strip().strip("'\"")
+    return values
+
+
+def load_settings(data, host_name: str, environ: dict | None = None) -> Settings:
+    """Host data (with group_data/all.py defaults) -> Settings, or SettingsError."""
+    env = {**read_secrets_file(), **(os.environ if environ is None else environ)}
+
+    def get(key):
+        value = data.get(key)
+        return value
+
+    problems: list[str] = []
+    version = str(get("mattermost_version") or "")
+    if not VERSION_RE.match(version):
+        problems.append(f"mattermost_version must be a release number like 11.7.6, not {version!r}")
+    arch = get("mattermost_arch")
+    if arch not in ("amd64", "arm64"):
+        problems.append(f"mattermost_arch must be amd64 or arm64, not {arch!r}")
+    release_url = get("mattermost_release_url") or ""
+    if "{version}" not in release_url:
+        problems.append("mattermost_release_url must contain {version}")
+    fingerprint = (get("mattermost_signing_key_fingerprint") or "").replace(" ", "").upper()
+    if not re.fullmatch(r"[0-9A-F]{40}", fingerprint):
+        problems.append("mattermost_signing_key_fingerprint must be a 40-digit key fingerprint")
+    sha256 = dict(get("mattermost_release_sha256") or {})
+    for v, digest in sha256.items():
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", str(digest)):
+            problems.append(f"mattermost_release_sha256[{v!r}] is not a SHA-256 (64 hex digits)")
+    domain = get("mattermost_domain") or host_name
+    if not HOST_RE.match(domain or ""):
+        problems.append(f"mattermost_domain {domain!r} is not a host name")
+    site_url = (get("mattermost_site_url") or f"https://{domain}").rstrip("/")
+    if not site_url.startswith("https://"):
+        problems.append(f"mattermost_site_url must start with https:// (nginx serves TLS), not {site_url!r}")
+    config = dict(get("mattermost_config") or {})
+    for key in config:
+        if key.count(".") < 1:
+            problems.append(f"mattermost_config key {key!r} must look like Section.Key")
+        if key in RESERVED_KEYS:
+            problems.append(f"mattermost_config may not set {key}: the deploy builds it from the postgresql_* settings")
+    for key in ("mattermost_install_dir", "mattermost_releases_dir", "mattermost_state_dir",
+                "mattermost_log_dir", "mattermost_socket_dir"):
+        if not str(get(key) or "").startswith("/"):
+            problems.append(f"{key} must be an absolute path")
+
+    password = env.get(PASSWORD_ENV) or None
+    if get("postgresql_password_from_env") and not password:
+        problems.append(
+            f"postgresql_password_from_env is set but {PASSWORD_ENV} is empty on this workstation: "
+            f"export it or put it in secrets.env (git-ignored), then re-run")
+    if password is not None and len(password) < 12:
+        problems.append(f"{PASSWORD_ENV} is shorter than 12 characters: choose a longer one")
+
+    cert, key = get("nginx_tls_certificate") or "", get("nginx_tls_certificate_key") or ""
+    if bool(cert) != bool(key):
+        problems.append("set both nginx_tls_certificate and nginx_tls_certificate_key, or neither")
+
+    if problems:
+        raise SettingsError(f"settings for {host_name}: " + "; ".join(problems) +
+                            " (nothing was changed on the server)")
+
+    return Settings(
+        host=host_name,
+        version=version,
+        arch=arch,
+        release_url=release_url,
+        signature_url=get("mattermost_release_signature_url") or "{url}.sig",
+        checksum_url=get("mattermost_release_checksum_url") or "",
+        release_sha256=sha256,
+        signing_key_url=get("mattermost_signing_key_url"),
+        signing_key_fingerprint=fingerprint,
+        domain=domain,
+        site_url=site_url,
+        config=config,
+        health_timeout=int(get("mattermost_health_timeout") or 180),
+        user=get("mattermost_user"),
+        install_dir=get("mattermost_install_dir").rstrip("/"),
+        releases_dir=get("mattermost_releases_dir").rstrip("/"),
+        state_dir=get("mattermost_state_dir").rstrip("/"),
+        log_dir=get("mattermost_log_dir").rstrip("/"),
+        socket_dir=get("mattermost_socket_dir").rstrip("/"),
+        db_name=get("postgresql_db_name"),
+        db_user=get("postgresql_db_user"),
+        db_password=Secret(password) if password else None,
+        nginx_client_max_body_size=get("nginx_client_max_body_size"),
+        nginx_hsts_max_age=int(get("nginx_hsts_max_age")),
+        tls_certificate=cert,
+        tls_certificate_key=key,
+    )

@@ -1,0 +1,855 @@
+#!/usr/bin/python3
+"""Server-side helper of the Mattermost deploy (installed by the deploy; stdlib only).
+
+pyinfra runs it over SSH for the steps that must happen ON the server and must not leave
+it half-done: reading the server's state in one round trip, downloading and verifying a
+release before anything is unpacked, merging the deploy's keys into config.json,
+adopting a hand-installed /opt/mattermost, waiting for a healthy ping.
+
+Every subcommand either completes or leaves the server as it was, and ends a failure
+with one line `ERROR: what happened: what to do`. Secrets (the database password) are
+read from root-only files and never printed or put on a command line.
+
+    mmhelper.py state QUERY_JSON
+    mmhelper.py fetch-release SPEC_JSON
+    mmhelper.py adopt SPEC_JSON
+    mmhelper.py db-password PASSWORD_FILE
+    mmhelper.py database SPEC_JSON
+    mmhelper.py merge-config SPEC_JSON
+    mmhelper.py switch SPEC_JSON
+    mmhelper.py wait-healthy SPEC_JSON
+"""
+
+import contextlib
+import grp
+import hashlib
+import json
+import os
+import pwd
+import re
+import secrets
+import shutil
+import stat
+import string
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+HELPER_VERSION = 1
+MASK = "********"
+
+
+class Failure(Exception):
+    """A failure the operator can act on: printed as one line, exit status 1."""
+
+
+# ================================================================== pure functions (unit-tested)
+
+SECRET_KEYS = ("DataSource", "DataSourceReplicas", "DataSourceSearchReplicas", "AtRestEncryptKey",
+               "PublicLinkSalt", "SMTPPassword", "Secret", "AmazonS3SecretAccessKey", "Password")
+
+
+def is_secret_key(dotted):
+    return any(dotted.split(".")[-1].endswith(k) for k in SECRET_KEYS)
+
+
+def parse_datasource(value):
+    """postgres://user:pw@host:port/db?params -> parts; the password is kept separately."""
+    url = urllib.parse.urlsplit(value or "")
+    if url.scheme not in ("postgres", "postgresql"):
+        return None
+    return {
+        "user": urllib.parse.unquote(url.username or ""),
+        "password": urllib.parse.unquote(url.password or ""),
+        "host": url.hostname or "localhost",
+        "port": url.port or 5432,
+        "database": url.path.lstrip("/"),
+        "params": url.query,
+    }
+
+
+def build_datasource(spec, password):
+    """The DataSource Mattermost's install guide describes, from non-secret parts + password."""
+    return "postgres://{}:{}@{}:{}/{}?{}".format(
+        urllib.parse.quote(spec["user"], safe=""), urllib.parse.quote(password, safe=""),
+        spec["host"], spec["port"], urllib.parse.quote(spec["database"], safe=""), spec["params"])
+
+
+def mask_datasource(value):
+    parts = parse_datasource(value)
+    if not parts:
+        return MASK
+    return "postgres://{}:{}@{}:{}/{}?{}".format(parts["user"], MASK, parts["host"], parts["port"],
+                                                 parts["database"], parts["params"])
+
+
+def resolve_desired(desired, password):
+    """Replace {"$datasource": {...}} markers with the real DataSource."""
+    resolved = {}
+    for key, value in desired.items():
+        if isinstance(value, dict) and "$datasource" in value:
+            if password is None:
+                raise Failure("no database password on the server yet: run the full deploy "
+                              "(it creates one), or set MATTERMOST_DB_PASSWORD")
+            value = build_datasource(value["$datasource"], password)
+        resolved[key] = value
+    return resolved
+
+
+def get_dotted(config, dotted):
+    node = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None, False
+        node = node[part]
+    return node, True
+
+
+def set_dotted(config, dotted, value):
+    parts = dotted.split(".")
+    node = config
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def config_differences(config, desired):
+    """Keys of `desired` whose value in `config` differs (missing counts as different)."""
+    return sorted(k for k, v in desired.items() if get_dotted(config, k) != (v, True))
+
+
+def merge_config(config, desired):
+    """Set only the owned keys; every other setting stays as the admin left it."""
+    changed = config_differences(config, desired)
+    for key in changed:
+        set_dotted(config, key, desired[key])
+    return changed
+
+
+def display_value(key, value):
+    if value is None:
+        return None
+    if key.endswith("DataSource") and isinstance(value, str):
+        return mask_datasource(value)
+    if is_secret_key(key):
+        return MASK
+    return value
+
+
+def parse_gpg_status(status_text, pinned_fingerprint):
+    """Decide from `gpg --status-fd` output whether a signature is good and made by the
+    pinned key. Returns None when good, else the reason as a sentence."""
+    pinned = pinned_fingerprint.replace(" ", "").upper()
+    tokens = [line.split()[1:] for line in status_text.splitlines() if line.startswith("[GNUPG:] ")]
+    kinds = {t[0]: t[1:] for t in tokens if t}
+    if "EXPKEYSIG" in kinds:
+        return ("the signing key has expired: refresh it (Mattermost extends its expiry; "
+                "check mattermost_signing_key_url) - verification is never skipped")
+    if "REVKEYSIG" in kinds:
+        return "the signing key has been revoked"
+    if "EXPSIG" in kinds:
+        return "the signature has expired"
+    if "BADSIG" in kinds:
+        return "BAD signature: the file does not match its signature (corrupt or tampered download)"
+    if "ERRSIG" in kinds or "NO_PUBKEY" in kinds:
+        return "the signature was not made by the pinned signing key"
+    if "VALIDSIG" not in kinds or "GOODSIG" not in kinds:
+        return "no valid signature found"
+    valid = kinds["VALIDSIG"]
+    primary = (valid[9] if len(valid) > 9 else valid[0]).upper()
+    if primary != pinned and valid[0].upper() != pinned:
+        return f"signed by key {primary}, not by the pinned key {pinned}"
+    return None
+
+
+def password_digest(password, salt):
+    """A slow salted digest, so the workstation can tell whether the password it holds is
+    the one on the server without the password (or a cheap hash of it) crossing over."""
+    return hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), 200_000).hex()
+
+
+def parse_version_output(text):
+    match = re.search(r"^Version:\s*(\d+\.\d+\.\d+)", text, re.M)
+    return match.group(1) if match else None
+
+
+def parse_version_header(value):
+    """X-Version-Id: {Version}.{BuildNumber}.{ConfigHash}.{Enterprise} -> Version."""
+    match = re.match(r"^(\d+\.\d+\.\d+)(?:\.|$)", value or "")
+    return match.group(1) if match else None
+
+
+def check_tar_members(members):
+    """Refuse a release whose files would land outside mattermost/ or that holds devices."""
+    for m in members:
+        name = m.name
+        if name.startswith("/") or ".." in name.split("/"):
+            raise Failure(f"release archive holds an unsafe path {name!r}: refusing to unpack")
+        if not (name == "mattermost" or name.startswith("mattermost/")):
+            raise Failure(f"release archive has {name!r} outside mattermost/: not a Mattermost release")
+        if not (m.isfile() or m.isdir() or m.issym()):
+            raise Failure(f"release archive holds a special file {name!r}: refusing to unpack")
+        if m.issym() and (m.linkname.startswith("/") or ".." in m.linkname.split("/")):
+            raise Failure(f"release archive holds a link {name!r} pointing outside: refusing")
+    if not any(m.name == "mattermost/bin/mattermost" for m in members):
+        raise Failure("release archive has no mattermost/bin/mattermost: not a Mattermost release")
+
+
+def parse_checksum_file(text, filename):
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 1 and re.fullmatch(r"[0-9a-fA-F]{64}", parts[0]):
+            return parts[0].lower()
+        if len(parts) >= 2 and parts[-1].lstrip("*") == filename:
+            return parts[0].lower()
+    return None
+
+
+# ================================================================== small system helpers
+
+def run(cmd, check=True, **kwargs):
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("text", True)
+    result = subprocess.run(cmd, **kwargs)
+    if check and result.returncode != 0:
+        raise Failure(f"{' '.join(cmd[:3])} failed: {(result.stderr or result.stdout).strip()[-300:]}")
+    return result
+
+
+def file_info(path):
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    info = {"mode": stat.S_IMODE(st.st_mode), "owner": _user_name(st.st_uid),
+            "group": _group_name(st.st_gid), "type": _kind(st)}
+    if stat.S_ISREG(st.st_mode):
+        with open(path, "rb") as f:
+            info["sha256"] = hashlib.sha256(f.read()).hexdigest()
+    elif stat.S_ISLNK(st.st_mode):
+        info["target"] = os.readlink(path)
+    return info
+
+
+def _kind(st):
+    if stat.S_ISLNK(st.st_mode):
+        return "link"
+    if stat.S_ISDIR(st.st_mode):
+        return "dir"
+    return "file" if stat.S_ISREG(st.st_mode) else "other"
+
+
+def _user_name(uid):
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group_name(gid):
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def read_password(path):
+    try:
+        with open(path) as f:
+            return f.read().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def write_private(path, data, uid=0, gid=0, mode=0o600):
+    """Atomic write of a file that only its owner may read."""
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        os.fchmod(fd, mode)
+        os.fchown(fd, uid, gid)
+        with os.fdopen(fd, "w") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def systemctl(*args):
+    return subprocess.run(["systemctl", *args], capture_output=True, text=True)
+
+
+def unit_property(unit, prop):
+    return systemctl("show", unit, "-p", prop, "--value").stdout.strip()
+
+
+def psql_as_postgres(sql, database="postgres"):
+    return run(["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-t", "-A",
+                "-v", "ON_ERROR_STOP=1", "-d", database], input=sql)
+
+
+def psql_login_ok(spec, password):
+    env = dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT="5", PGSSLMODE="disable")
+    return subprocess.run(
+        ["psql", "-X", "-q", "-t", "-A", "-h", str(spec["host"]), "-p", str(spec["port"]),
+         "-U", spec["user"], "-d", spec["database"], "-c", "SELECT 1"],
+        env=env, capture_output=True).returncode == 0
+
+
+def http_get(url, timeout=5.0):
+    request = urllib.request.Request(url, headers={"User-Agent": "mattermost-deploy"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def ping(url, timeout=5.0):
+    """Health as the deploy judges it: HTTP 200, status OK, database OK, the version."""
+    try:
+        code, headers, body = http_get(url, timeout)
+    except OSError as e:
+        return {"ok": False, "error": f"no answer ({getattr(e, 'reason', e)})", "version": None}
+    version = parse_version_header(headers.get("X-Version-Id"))
+    try:
+        payload = json.loads(body or b"{}")
+    except ValueError:
+        payload = {}
+    ok = code == 200 and payload.get("status") == "OK" and payload.get("database_status", "OK") == "OK"
+    error = None if ok else f"HTTP {code}, status {payload.get('status')}, database {payload.get('database_status')}"
+    return {"ok": ok, "error": error, "version": version}
+
+
+# ================================================================== state (the deploy's one fact)
+
+def installed_version(release_dir, user):
+    """Ask a release's own binary, as the service user (never root), against a private
+    copy of its config so nothing in the install or state folders is touched."""
+    binary = os.path.join(release_dir, "bin", "mattermost")
+    if not os.path.exists(binary):
+        return None
+    config = os.path.join(release_dir, "config", "config.json")
+    if not os.path.exists(config):
+        config = os.path.join(release_dir, "config.dist", "config.json")
+    tmp = tempfile.mkdtemp(prefix="mm-version-")
+    try:
+        cmd, env = [binary, "version"], dict(os.environ, MM_CONFIG=os.path.join(tmp, "config.json"))
+        if os.path.exists(config):
+            shutil.copyfile(config, env["MM_CONFIG"])
+        if _user_exists(user):
+            account = pwd.getpwnam(user)
+            for path in (tmp, env["MM_CONFIG"]):
+                if os.path.exists(path):
+                    os.chown(path, account.pw_uid, account.pw_gid)
+            cmd = ["runuser", "-u", user, "--", *cmd]
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp, timeout=120)
+        return parse_version_output(result.stdout)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _user_exists(user):
+    try:
+        pwd.getpwnam(user)
+        return True
+    except KeyError:
+        return False
+
+
+def state(query):
+    out = {"helper_version": HELPER_VERSION}
+    osr = {}
+    with contextlib.suppress(OSError), open("/etc/os-release") as f:
+        for line in f:
+            key, _, value = line.strip().partition("=")
+            osr[key] = value.strip('"')
+    out["os"] = {"id": osr.get("ID"), "version_id": osr.get("VERSION_ID"), "codename": osr.get("VERSION_CODENAME")}
+
+    wanted = query.get("packages", [])
+    installed = set()
+    if wanted:
+        result = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\n", *wanted],
+                                capture_output=True, text=True)
+        installed = {line.split()[0] for line in result.stdout.splitlines() if line.endswith(" installed")}
+    out["packages_missing"] = [p for p in wanted if p not in installed]
+
+    user = query.get("user", "mattermost")
+    out["user_exists"] = _user_exists(user)
+    out["paths"] = {p: file_info(p) for p in query.get("paths", [])}
+
+    # The release in use and the releases on disk.
+    install_dir, releases_dir = query["install_dir"], query["releases_dir"]
+    info = file_info(install_dir)
+    install = {"kind": info["type"] if info else "missing"}
+    if install["kind"] == "link":
+        target = os.path.realpath(install_dir)
+        install["target"] = target
+        if os.path.dirname(target) == os.path.realpath(releases_dir):
+            install["version"] = os.path.basename(target)
+    elif install["kind"] == "dir":
+        install["version"] = installed_version(install_dir, user)
+        install["adoption"] = adoption_facts(install_dir)
+    out["install"] = install
+    releases, staging = [], []
+    with contextlib.suppress(FileNotFoundError):
+        for name in sorted(os.listdir(releases_dir)):
+            (staging if name.startswith(".") else releases).append(name)
+    out["releases"], out["staging_leftovers"] = releases, staging
+
+    # config.json: which owned keys differ (values shown masked, for --diff).
+    password = read_password(query["password_file"])
+    salt = secrets.token_hex(16)
+    out["password"] = {"exists": password is not None, "salt": salt,
+                       "digest": password_digest(password, salt) if password else None}
+    config_file = query["config_file"]
+    config_out = {"exists": os.path.exists(config_file), "differs": [], "current": {}}
+    if config_out["exists"]:
+        try:
+            with open(config_file) as f:
+                config = json.load(f)
+            desired = resolve_desired(query.get("desired_config", {}), password or "")
+            config_out["differs"] = config_differences(config, desired)
+            config_out["current"] = {k: display_value(k, get_dotted(config, k)[0]) for k in config_out["differs"]}
+        except ValueError as e:
+            config_out["error"] = f"{config_file} is not valid JSON: {e}"
+    out["config"] = config_out
+
+    # PostgreSQL: role, database, and whether the password in the file logs in.
+    db = query["db"]
+    db_out = {"server_active": systemctl("is-active", "postgresql").stdout.strip() == "active"}
+    if db_out["server_active"] and shutil.which("psql"):
+        result = psql_as_postgres(
+            "SELECT 'role', rolname FROM pg_roles WHERE rolname = '{0}' UNION ALL "
+            "SELECT 'db', pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{1}';".format(
+                db["user"].replace("'", "''"), db["name"].replace("'", "''")))
+        rows = dict(line.split("|", 1) for line in result.stdout.splitlines() if "|" in line)
+        db_out["role_exists"] = "role" in rows
+        db_out["db_exists"] = "db" in rows
+        db_out["db_owner"] = rows.get("db")
+        spec = {"user": db["user"], "database": db["name"], "host": db.get("host", "localhost"),
+                "port": db.get("port", 5432)}
+        db_out["login_ok"] = bool(password) and db_out["db_exists"] and psql_login_ok(spec, password)
+    out["db"] = db_out
+
+    service = query.get("service", "mattermost")
+    out["service"] = {
+        "enabled": systemctl("is-enabled", service).stdout.strip(),
+        "active": systemctl("is-active", service).stdout.strip(),
+        "need_reload": unit_property(service, "NeedDaemonReload") == "yes",
+    }
+    out["nginx"] = {"active": systemctl("is-active", "nginx").stdout.strip()}
+    out["health"] = ping(query["ping_url"]) if out["service"]["active"] == "active" else {
+        "ok": False, "error": "service not running", "version": None}
+    return out
+
+
+def adoption_facts(install_dir):
+    """What a hand-installed /opt/mattermost holds (no secrets)."""
+    facts = {"config": None}
+    config_file = os.path.join(install_dir, "config", "config.json")
+    if os.path.exists(config_file):
+        with open(config_file) as f:
+            config = json.load(f)
+        ds = parse_datasource(get_dotted(config, "SqlSettings.DataSource")[0])
+        facts["config"] = config_file
+        facts["datasource"] = {k: v for k, v in (ds or {}).items() if k != "password"} or None
+        facts["has_password"] = bool(ds and ds["password"])
+        facts["files_dir"] = get_dotted(config, "FileSettings.Directory")[0]
+        facts["driver"] = get_dotted(config, "FileSettings.DriverName")[0]
+    return facts
+
+
+# ================================================================== fetch-release
+
+def download(url, dest, what):
+    request = urllib.request.Request(url, headers={"User-Agent": "mattermost-deploy"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response, open(dest, "wb") as f:
+            total = int(response.headers.get("Content-Length") or 0)
+            done, next_report = 0, 0.25
+            while True:
+                chunk = response.read(1 << 20)
+                if not chunk:
+                    break
+                f.write(chunk)
+                done += len(chunk)
+                if total and done / total >= next_report:
+                    print(f"  {what}: {done * 100 // total}% of {total >> 20} MB", flush=True)
+                    next_report += 0.25
+            if total and done != total:
+                raise Failure(f"download of {url} stopped after {done} of {total} bytes: try again")
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            raise Failure(f"{what} not found at {url} (HTTP 404): check mattermost_version "
+                          "and mattermost_release_url") from None
+        raise Failure(f"download of {url} failed (HTTP {e.code}): the release server or mirror "
+                      "has a problem; try again later") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise Failure(f"cannot download {url} ({getattr(e, 'reason', e)}): check the server's "
+                      "network and mattermost_release_url") from None
+
+
+def free_bytes(path):
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def fetch_release(spec):
+    """Download, verify (checksum when known, signature always) and unpack one release
+    into releases_dir/VERSION. Nothing is unpacked before both checks pass; on any
+    failure the staging folder is removed and no release folder appears."""
+    version, releases_dir = spec["version"], spec["releases_dir"]
+    final = os.path.join(releases_dir, version)
+    if os.path.isdir(final):
+        print(f"release {version} is already unpacked")
+        return
+    os.makedirs(releases_dir, mode=0o755, exist_ok=True)
+    for name in os.listdir(releases_dir):
+        if name.startswith(".staging-"):
+            shutil.rmtree(os.path.join(releases_dir, name), ignore_errors=True)
+    staging = tempfile.mkdtemp(prefix=f".staging-{version}-", dir=releases_dir)
+    try:
+        _fetch_into(spec, staging)
+        os.rename(os.path.join(staging, "mattermost"), final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"release {version} verified and unpacked into {final}")
+
+
+def _fetch_into(spec, staging):
+    version = spec["version"]
+    tarball = os.path.join(staging, os.path.basename(urllib.parse.urlsplit(spec["url"]).path))
+    sig = tarball + ".sig"
+
+    # Preflight: room for the download and the unpacked copy.
+    with contextlib.suppress(OSError, ValueError):
+        request = urllib.request.Request(spec["url"], method="HEAD", headers={"User-Agent": "mattermost-deploy"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            size = int(response.headers.get("Content-Length") or 0)
+            need, have = 3 * size, free_bytes(staging)
+            if size and have < need:
+                raise Failure(f"not enough free disk in {spec['releases_dir']}: need {need >> 20} MB "
+                              f"for release {version}, have {have >> 20} MB; free some space")
+
+    # The signing key: refreshed from its URL, accepted only with the pinned fingerprint.
+    gnupg = os.path.join(staging, "gnupg")
+    os.mkdir(gnupg, 0o700)
+    key_file = os.path.join(staging, "signing-key.asc")
+    cached_key = spec.get("key_cache")
+    try:
+        download(spec["key_url"], key_file, "signing key")
+    except Failure as e:
+        if not (cached_key and os.path.exists(cached_key)):
+            raise
+        print(f"  warning: {e}; using the cached signing key", flush=True)
+        shutil.copyfile(cached_key, key_file)
+    gpg = ["gpg", "--homedir", gnupg, "--batch", "--no-tty", "--no-autostart"]
+    run(gpg + ["--import", key_file])
+    listing = run(gpg + ["--with-colons", "--fingerprint"]).stdout
+    fingerprints = [line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")]
+    pinned = spec["fingerprint"].replace(" ", "").upper()
+    if pinned not in (f.upper() for f in fingerprints):
+        raise Failure(f"the key at {spec['key_url']} is not the pinned signing key {pinned} "
+                      f"(it has {', '.join(fingerprints) or 'no keys'}): check mattermost_signing_key_url")
+    if cached_key:
+        shutil.copyfile(key_file, cached_key)
+
+    print(f"  downloading Mattermost {version} from {spec['url']}", flush=True)
+    download(spec["url"], tarball, f"release {version}")
+    download(spec["sig_url"], sig, f"signature of release {version}")
+
+    h = hashlib.sha256()
+    with open(tarball, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    actual = h.hexdigest()
+    expected = spec.get("sha256")
+    if not expected and spec.get("checksum_url"):
+        checksum_file = tarball + ".sha256"
+        download(spec["checksum_url"], checksum_file, f"checksum of release {version}")
+        with open(checksum_file) as f:
+            expected = parse_checksum_file(f.read(), os.path.basename(tarball))
+        if not expected:
+            raise Failure(f"{spec['checksum_url']} has no SHA-256 for {os.path.basename(tarball)}")
+    if expected and expected.lower() != actual:
+        raise Failure(f"SHA-256 mismatch for {os.path.basename(tarball)}: expected {expected}, got "
+                      f"{actual}; the download is corrupt or tampered - nothing was installed")
+    print(f"  SHA-256 {actual} {'matches' if expected else '(no published checksum to compare)'}", flush=True)
+
+    result = subprocess.run(gpg + ["--status-fd", "1", "--verify", sig, tarball],
+                            capture_output=True, text=True)
+    problem = parse_gpg_status(result.stdout, pinned)
+    if problem or result.returncode != 0:
+        raise Failure(f"signature check of release {version} failed: "
+                      f"{problem or result.stderr.strip()[-200:]}; nothing was installed")
+    print(f"  signature good, made by the pinned key {pinned}", flush=True)
+
+    with tarfile.open(tarball) as tar:
+        check_tar_members(tar.getmembers())
+        tar.extractall(staging, numeric_owner=True)
+    os.unlink(tarball)
+    release = os.path.join(staging, "mattermost")
+    _wire_release(release, spec)
+    # Root owns the release; the service user may read and run it, never change it.
+    for root, dirs, files in os.walk(release):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            os.lchown(path, 0, 0)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode & ~0o022)
+    os.chown(release, 0, 0)
+    os.chmod(release, 0o755)
+    os.chmod(staging, 0o755)
+    found = installed_version(release, spec["user"])
+    if found != version:
+        raise Failure(f"the release downloaded for {version} says it is version {found}: "
+                      "check mattermost_release_url")
+    with open(os.path.join(release, ".mattermost-deploy.json"), "w") as f:
+        json.dump({"version": version, "sha256": actual, "signed_by": pinned,
+                   "source": spec["url"], "unpacked_at": int(time.time())}, f, indent=1)
+
+
+def _wire_release(release, spec):
+    """Point the release's state folders at their places outside it, before it is
+    published: the release folder is never changed after this, and the familiar paths
+    (`/opt/mattermost/config/config.json`, `data/`, `logs/`) keep working."""
+    config = os.path.join(release, "config")
+    if os.path.isdir(config) and not os.path.islink(config):
+        os.rename(config, os.path.join(release, "config.dist"))
+    client_plugins = os.path.join(release, "client", "plugins")
+    if os.path.isdir(client_plugins) and not os.path.islink(client_plugins):
+        os.rename(client_plugins, os.path.join(release, "client", "plugins.dist"))
+    for name, target in spec["links"].items():
+        path = os.path.join(release, name)
+        if os.path.lexists(path):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.symlink(target, path)
+
+
+# ================================================================== adoption of a hand install
+
+def adopt(spec):
+    """Move a hand-installed /opt/mattermost (official tarball guide) into the managed
+    layout: config, data, plugins and logs are copied into the state folders, the old
+    folder is renamed (kept until the operator deletes it) and /opt/mattermost becomes
+    the link to the verified release. Undone completely when a step fails."""
+    install_dir, state_dir, log_dir = spec["install_dir"], spec["state_dir"], spec["log_dir"]
+    if os.path.islink(install_dir) or not os.path.isdir(install_dir):
+        print(f"{install_dir} is not a hand-installed folder; nothing to adopt")
+        return
+    old_config = os.path.join(install_dir, "config", "config.json")
+    if not os.path.exists(old_config):
+        raise Failure(f"{install_dir} has no config/config.json: not a Mattermost install this deploy can adopt")
+    with open(old_config) as f:
+        config = json.load(f)
+    ds = parse_datasource(get_dotted(config, "SqlSettings.DataSource")[0])
+    if not ds:
+        raise Failure(f"{old_config} has no PostgreSQL DataSource: only PostgreSQL installs can be adopted")
+    files_dir = get_dotted(config, "FileSettings.Directory")[0] or "./data/"
+    data_src = os.path.normpath(os.path.join(install_dir, files_dir))
+    if not data_src.startswith(install_dir.rstrip("/") + "/"):
+        raise Failure(f"FileSettings.Directory is {files_dir}, outside {install_dir}: set "
+                      "mattermost_config 'FileSettings.Directory' to it before adopting")
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    kept = f"{install_dir}.adopted-{stamp}"
+    user = pwd.getpwnam(spec["user"])
+    service = spec.get("service", "mattermost")
+    was_active = systemctl("is-active", service).stdout.strip() == "active"
+    copied = []
+    print(f"  stopping {service} to take a consistent copy", flush=True)
+    systemctl("stop", service)
+    try:
+        # (source, destination, hard links allowed): only the data files, which Mattermost
+        # never rewrites in place, are linked - instant, and the old folder stays whole.
+        pairs = [
+            (os.path.join(install_dir, "config"), os.path.join(state_dir, "config"), False),
+            (data_src, os.path.join(state_dir, "data"), True),
+            (os.path.join(install_dir, "plugins"), os.path.join(state_dir, "plugins"), False),
+            (os.path.join(install_dir, "client", "plugins"), os.path.join(state_dir, "client-plugins"), False),
+            (os.path.join(install_dir, "logs"), log_dir, False),
+        ]
+        for src, dest, may_link in pairs:
+            if not os.path.isdir(src):
+                continue
+            if os.path.isdir(dest) and os.listdir(dest):
+                raise Failure(f"{dest} is not empty: adoption would mix two installs; move it away first")
+            print(f"  copying {src} -> {dest}", flush=True)
+            os.makedirs(dest, exist_ok=True)
+            copied.append(dest)
+            mode = "-al" if may_link and os.stat(src).st_dev == os.stat(dest).st_dev else "-a"
+            run(["cp", mode, "--", src + "/.", dest])
+            run(["chown", "-R", f"{user.pw_uid}:{user.pw_gid}", dest])
+        # The password goes where the deploy keeps it; the role keeps working unchanged.
+        if ds["password"] and read_password(spec["password_file"]) is None:
+            write_private(spec["password_file"], ds["password"] + "\n")
+        unit = spec.get("unit_file")
+        if unit and os.path.exists(unit):
+            shutil.copy2(unit, os.path.join(install_dir, os.path.basename(unit) + ".orig"))
+        os.rename(install_dir, kept)
+        link_release(install_dir, os.path.join(spec["releases_dir"], spec["version"]))
+    except BaseException:
+        print("  adoption failed: putting the old install back", flush=True)
+        if os.path.islink(install_dir):
+            os.unlink(install_dir)
+        if os.path.isdir(kept) and not os.path.exists(install_dir):
+            os.rename(kept, install_dir)
+        for dest in copied:
+            shutil.rmtree(dest, ignore_errors=True)
+            os.makedirs(dest, exist_ok=True)
+        if was_active:
+            systemctl("start", service)
+        raise
+    print(f"adopted {install_dir}; the old folder is kept as {kept} - delete it once you are satisfied")
+
+
+def link_release(link, target):
+    tmp = f"{link}.new-link"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+# ================================================================== database
+
+def db_password(path):
+    """Generate the database password once, on the server, readable by root only."""
+    if read_password(path):
+        print("database password already present")
+        return
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    alphabet = string.ascii_letters + string.digits
+    write_private(path, "".join(secrets.choice(alphabet) for _ in range(32)) + "\n")
+    print(f"generated a database password in {path} (root only)")
+
+
+def database(spec):
+    """Role with the password from the root-only file (fed on stdin, never on a command
+    line), and the database owned by it."""
+    password = read_password(spec["password_file"])
+    if not password:
+        raise Failure(f"{spec['password_file']} is missing or empty: run the full deploy")
+    user, name = spec["user"], spec["name"]
+    ident = '"' + user.replace('"', '""') + '"'
+    literal = "'" + password.replace("'", "''") + "'"
+    exists = psql_as_postgres(f"SELECT 1 FROM pg_roles WHERE rolname = '{user.replace(chr(39), chr(39) * 2)}';").stdout.strip()
+    verb = "ALTER" if exists else "CREATE"
+    psql_as_postgres(f"{verb} ROLE {ident} WITH LOGIN PASSWORD {literal};")
+    has_db = psql_as_postgres(f"SELECT 1 FROM pg_database WHERE datname = '{name.replace(chr(39), chr(39) * 2)}';").stdout.strip()
+    db_ident = '"' + name.replace('"', '""') + '"'
+    if not has_db:
+        psql_as_postgres(f"CREATE DATABASE {db_ident} WITH OWNER {ident} ENCODING 'UTF8' "
+                         "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' TEMPLATE template0;")
+    else:
+        psql_as_postgres(f"ALTER DATABASE {db_ident} OWNER TO {ident};")
+    psql_as_postgres(f"GRANT ALL ON SCHEMA public TO {ident};", database=name)
+    print(f"role {user} and database {name} are in place")
+
+
+# ================================================================== config.json
+
+def merge_config_file(spec):
+    """Merge the owned keys into config.json; seeded from the release defaults on a
+    fresh install. Written atomically, 0600, owned by the service user; only when a key
+    differs. Prints the names of the keys it set, never their values."""
+    with open(spec["desired_file"]) as f:
+        desired = resolve_desired(json.load(f), read_password(spec["password_file"]))
+    path = spec["config_file"]
+    if os.path.exists(path):
+        with open(path) as f:
+            try:
+                config = json.load(f)
+            except ValueError as e:
+                raise Failure(f"{path} is not valid JSON ({e}): fix or restore it, then re-run") from None
+    else:
+        with open(spec["seed_file"]) as f:
+            config = json.load(f)
+        print(f"  new {path} from the release defaults", flush=True)
+    changed = merge_config(config, desired)
+    user = pwd.getpwnam(spec["user"])
+    if changed or not os.path.exists(path):
+        write_private(path, json.dumps(config, indent=4) + "\n", user.pw_uid, user.pw_gid)
+    else:
+        os.chown(path, user.pw_uid, user.pw_gid)
+        os.chmod(path, 0o600)
+    print("config.json: set " + (", ".join(changed) if changed else "nothing"))
+
+
+# ================================================================== switch, health
+
+def switch(spec):
+    link, target = spec["install_dir"], os.path.join(spec["releases_dir"], spec["version"])
+    if not os.path.isdir(target):
+        raise Failure(f"release folder {target} is missing: the download step did not run")
+    if os.path.exists(link) and not os.path.islink(link):
+        raise Failure(f"{link} is a real folder: it must be adopted first (run the full deploy)")
+    link_release(link, target)
+    print(f"{link} -> {target}")
+
+
+def wait_healthy(spec):
+    deadline = time.time() + spec["timeout"]
+    last, shown = None, 0.0
+    while True:
+        result = ping(spec["url"])
+        if result["ok"] and result["version"] == spec["version"]:
+            print(f"Mattermost {result['version']} is healthy")
+            return
+        last = result["error"] or f"running version {result['version']}, expected {spec['version']}"
+        if time.time() > deadline:
+            raise Failure(f"Mattermost is not healthy after {spec['timeout']}s ({last}): "
+                          f"see `journalctl -u {spec.get('service', 'mattermost')} -n 50`")
+        if time.time() - shown > 10:
+            print(f"  waiting for a healthy ping: {last}", flush=True)
+            shown = time.time()
+        time.sleep(0.5)
+
+
+# ================================================================== entry point
+
+COMMANDS = {
+    "fetch-release": fetch_release,
+    "adopt": adopt,
+    "database": database,
+    "merge-config": merge_config_file,
+    "switch": switch,
+    "wait-healthy": wait_healthy,
+}
+
+
+def main(argv):
+    if len(argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    command, arg = argv
+    try:
+        if command == "state":
+            print(json.dumps(state(json.loads(arg))))
+        elif command == "db-password":
+            db_password(arg)
+        elif command in COMMANDS:
+            COMMANDS[command](json.loads(arg))
+        else:
+            print(__doc__, file=sys.stderr)
+            return 2
+    except Failure as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
