@@ -23,7 +23,7 @@ def adoption_pending(now: dict) -> bool:
 def check_adoptable(s: Settings, facts: dict) -> None:
     """Refuse, before any change, a hand install this deploy would not carry over intact."""
     if not facts.get("config"):
-        raise DeployError(f"{s.install_dir} on {host.name} is a folder without config/config.json: "
+        raise DeployError(f"{s.install_dir} on {s.host} is a folder without config/config.json: "
                           "not an install this deploy can adopt; move it away or finish it by hand")
     ds = facts.get("datasource")
     if not ds:

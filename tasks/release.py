@@ -41,11 +41,11 @@ def fetch_spec(s: Settings, version: str) -> dict:
     }
 
 
-def check_no_downgrade(installed: str | None, target: str) -> None:
+def check_no_downgrade(installed: str | None, target: str, where: str) -> None:
     """The deploy never downgrades on its own (database migrations are one-way)."""
     if installed and Version(installed) > Version(target):
         raise DeployError(
-            f"{host.name} runs Mattermost {installed}, newer than mattermost_version {target}: "
+            f"{where} runs Mattermost {installed}, newer than mattermost_version {target}: "
             f"the deploy never downgrades - set mattermost_version to {installed} or newer "
             "(nothing was changed on the server)")
 
@@ -62,5 +62,5 @@ def release_unpacked(version: str):
 
 def configure():
     s, now = settings(), current()
-    check_no_downgrade(now["install"].get("version"), s.version)
+    check_no_downgrade(now["install"].get("version"), s.version, s.host)
     release_unpacked(name=f"Download, verify and unpack Mattermost {s.version}", version=s.version)

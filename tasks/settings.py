@@ -122,7 +122,7 @@ def read_secrets_file(path: Path = SECRETS_FILE) -> dict[str, str]:
 
 def load_settings(data, host_name: str, environ: dict | None = None) -> Settings:
     """Host data (with group_data/all.py defaults) -> Settings, or SettingsError."""
-    env = {**read_secrets_file(), **(os.environ if environ is None else environ)}
+    env = {**read_secrets_file(), **os.environ} if environ is None else environ
 
     def get(key):
         value = data.get(key)

@@ -318,6 +318,30 @@ def exec_on(name: str, command: str, user: str = "root") -> tuple[int, str]:
     return result.exit_code, result.output.decode(errors="replace")
 
 
+def report(name: str) -> int:
+    """What `make demo` ends with: the URL, the installed release and what the server says."""
+    import ssl
+    import urllib.request
+
+    desc = json.loads(host_file(name).read_text())
+    url = f"https://127.0.0.1:{desc['https_port']}"
+    _, installed = exec_on(name, "basename \"$(readlink -f /opt/mattermost)\"")
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # the demo's self-signed certificate
+    try:
+        with urllib.request.urlopen(f"{url}/api/v4/system/ping?get_server_status=true", context=context, timeout=10) as r:
+            body, header = json.loads(r.read()), r.headers.get("X-Version-Id", "")
+    except OSError as e:
+        print(f"Mattermost does not answer at {url}: {e}")
+        return 1
+    running = ".".join(header.split(".")[:3])
+    print(f"Mattermost (stand-in) is up at {url}  (self-signed certificate)")
+    print(f"  installed release: {installed.strip()}")
+    print(f"  ping: status {body.get('status')}, database {body.get('database_status')}, "
+          f"X-Version-Id {header} -> version {running}")
+    return 0 if body.get("status") == "OK" and running == installed.strip() else 1
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.testhost")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -327,12 +351,16 @@ def main(argv: list[str]) -> int:
     up.add_argument("--https-port", type=int, default=8443)
     down = sub.add_parser("down", help="remove a test server")
     down.add_argument("name")
+    rep = sub.add_parser("report", help="print the URL and versions of a deployed test server")
+    rep.add_argument("name")
     cl = sub.add_parser("clean", help="remove every test container and the network")
     cl.add_argument("--images", action="store_true", help="also remove the base image")
     args = parser.parse_args(argv)
     if args.cmd == "up":
         desc = start_server(args.name, args.ssh_port, args.https_port)
         print(host_file(desc["name"]))
+    elif args.cmd == "report":
+        return report(args.name)
     elif args.cmd == "down":
         stop_server(args.name)
     else:

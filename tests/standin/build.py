@@ -29,12 +29,21 @@ def _sources_digest() -> str:
     return h.hexdigest()
 
 
+# A key made in 2020 that expired in 2021, signing as of mid-2020: what automation met
+# when Mattermost's real key expired in 2022 and 2024.
+EXPIRED_KEY_TIME = "20200101T000000"
+EXPIRED_SIGN_TIME = "20200601T000000"
+
+
 def keys(root: Path) -> dict[str, tuple[Path, str]]:
-    """The stand-in's keys: `main` plays Mattermost's key; `other` signs bad releases."""
+    """The stand-in's keys: `main` plays Mattermost's key; `other` signs bad releases;
+    `expired` is a pinned key past its expiry."""
     gnupg = root.parent / "gnupg"
     result = {
         "main": (gnupg / "main", signing.ensure_key(gnupg / "main", KEY_UID)),
         "other": (gnupg / "other", signing.ensure_key(gnupg / "other", OTHER_UID)),
+        "expired": (gnupg / "expired", signing.ensure_key(
+            gnupg / "expired", EXPIRED_UID, faked_time=EXPIRED_KEY_TIME, expire="1y")),
     }
     for name, (home, fpr) in result.items():
         dest = root / ("pubkey.gpg" if name == "main" else f"{name}-pubkey.gpg")
@@ -52,7 +61,8 @@ def ensure_release(root: Path, version: str, *, behaviour: str = "ok", key: str 
     wanted = {"sources": _sources_digest(), "behaviour": behaviour, "key": key, "pad_mb": pad_mb}
     if stamp.exists() and json.loads(stamp.read_text()) == wanted:
         return release.release_path(root, version)
-    path = release.build(root, version, home, fpr, behaviour=behaviour, pad_mb=pad_mb)
+    path = release.build(root, version, home, fpr, behaviour=behaviour, pad_mb=pad_mb,
+                         faked_time=EXPIRED_SIGN_TIME if key == "expired" else None)
     stamp.write_text(json.dumps(wanted))
     return path
 

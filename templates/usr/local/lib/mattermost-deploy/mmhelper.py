@@ -120,7 +120,15 @@ def set_dotted(config, dotted, value):
 
 def config_differences(config, desired):
     """Keys of `desired` whose value in `config` differs (missing counts as different)."""
-    return sorted(k for k, v in desired.items() if get_dotted(config, k) != (v, True))
+    def same(a, b):  # JSON equality: 0 is not false, 1 is not "1"
+        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+    result = []
+    for key, value in desired.items():
+        current, present = get_dotted(config, key)
+        if not present or not same(current, value):
+            result.append(key)
+    return sorted(result)
 
 
 def merge_config(config, desired):

@@ -1,0 +1,37 @@
+#!/bin/sh
+# What the built-in local test server needs on this workstation (Debian/Ubuntu):
+# Docker's engine (Debian's docker.io), debootstrap to build the base image when no
+# debian:bookworm image can be pulled, gpg for the stand-in release signatures.
+# Starts dockerd by hand when no engine answers (machines without systemd).
+set -eu
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+
+need=""
+command -v dockerd >/dev/null 2>&1 || need="$need docker.io"
+command -v debootstrap >/dev/null 2>&1 || need="$need debootstrap"
+command -v gpg >/dev/null 2>&1 || need="$need gnupg"
+if [ -n "$need" ]; then
+    echo "[prereqs] installing:$need"
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $need
+fi
+
+if ! docker info >/dev/null 2>&1; then
+    if [ -d /run/systemd/system ]; then
+        $SUDO systemctl start docker
+    else
+        echo "[prereqs] starting dockerd (log: /var/log/dockerd.log)"
+        $SUDO sh -c 'nohup dockerd >/var/log/dockerd.log 2>&1 &'
+    fi
+    i=0
+    until docker info >/dev/null 2>&1; do
+        i=$((i + 1))
+        if [ "$i" -gt 60 ]; then
+            echo "[prereqs] dockerd did not answer within 60 s: see /var/log/dockerd.log" >&2
+            exit 1
+        fi
+        sleep 1
+    done
+fi
+echo "[prereqs] docker, debootstrap and gpg are ready"

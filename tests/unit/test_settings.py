@@ -1,0 +1,69 @@
+"""Settings are checked before any server is touched; each refusal says what to do."""
+
+import runpy
+
+import pytest
+
+from tasks.settings import ROOT, PASSWORD_ENV, SettingsError, load_settings, read_secrets_file
+
+DEFAULTS = {k: v for k, v in runpy.run_path(str(ROOT / "group_data" / "all.py")).items() if not k.startswith("__")}
+
+
+def load(env=None, **overrides):
+    return load_settings({**DEFAULTS, **overrides}, "chat.example.org", environ=env or {})
+
+
+def test_defaults_are_valid_and_derive_urls():
+    s = load()
+    assert s.version == DEFAULTS["mattermost_version"]
+    assert s.domain == "chat.example.org"
+    assert s.site_url == "https://chat.example.org"
+    assert s.url_for("11.7.6") == "https://releases.mattermost.com/11.7.6/mattermost-11.7.6-linux-amd64.tar.gz"
+    assert s.signing_key_fingerprint == "A1B31D46F0F3A10B02CF2D44F8F2C31744774B28"
+    assert s.db_password is None
+    assert s.self_signed and s.certificate.endswith("chat.example.org.selfsigned.crt")
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"mattermost_version": "11.7"}, "mattermost_version must be a release number"),
+    ({"mattermost_version": "latest"}, "mattermost_version must be a release number"),
+    ({"mattermost_arch": "i386"}, "mattermost_arch"),
+    ({"mattermost_release_url": "https://example.org/mattermost.tar.gz"}, "must contain {version}"),
+    ({"mattermost_signing_key_fingerprint": "F8F2C31744774B28"}, "40-digit key fingerprint"),
+    ({"mattermost_release_sha256": {"11.7.6": "abc"}}, "is not a SHA-256"),
+    ({"mattermost_site_url": "http://chat.example.org"}, "must start with https://"),
+    ({"mattermost_domain": "chat example"}, "is not a host name"),
+    ({"mattermost_config": {"SqlSettings.DataSource": "postgres://x"}}, "may not set SqlSettings.DataSource"),
+    ({"mattermost_config": {"SiteName": "x"}}, "must look like Section.Key"),
+    ({"mattermost_state_dir": "var/lib/mattermost"}, "must be an absolute path"),
+    ({"nginx_tls_certificate": "/etc/ssl/x.crt"}, "set both nginx_tls_certificate"),
+])
+def test_bad_settings_are_refused(overrides, message):
+    with pytest.raises(SettingsError, match=message) as err:
+        load(**overrides)
+    assert "nothing was changed" in str(err.value)
+
+
+def test_password_from_env_must_be_present_when_required():
+    with pytest.raises(SettingsError, match=f"{PASSWORD_ENV} is empty on this workstation"):
+        load(postgresql_password_from_env=True)
+    s = load(env={PASSWORD_ENV: "a-long-enough-password"}, postgresql_password_from_env=True)
+    assert s.db_password == "a-long-enough-password"
+
+
+def test_short_env_password_is_refused():
+    with pytest.raises(SettingsError, match="shorter than 12"):
+        load(env={PASSWORD_ENV: "short"})
+
+
+def test_password_never_shows_in_repr():
+    s = load(env={PASSWORD_ENV: "a-long-enough-password"})
+    assert "a-long-enough-password" not in repr(s)
+    assert "a-long-enough-password" not in repr(s.db_password)
+
+
+def test_secrets_file_is_read(tmp_path):
+    f = tmp_path / "secrets.env"
+    f.write_text("# comment\nexport MATTERMOST_DB_PASSWORD='from-the-file-123'\nOTHER=1\n")
+    assert read_secrets_file(f) == {"MATTERMOST_DB_PASSWORD": "from-the-file-123", "OTHER": "1"}
+    assert read_secrets_file(tmp_path / "missing") == {}
