@@ -8,7 +8,6 @@
 
 VENV   := .venv
 PY     := $(VENV)/bin/python
-PYINFRA := $(VENV)/bin/pyinfra
 export MMDEPLOY_TARGET := $(TARGET)
 YESFLAG := $(if $(filter 1 yes true,$(YES)),-y,)
 
@@ -27,14 +26,14 @@ prereqs:
 
 demo: setup prereqs
 	$(PY) -m tests.testhost up demo --ssh-port 2222 --https-port 8443
-	MMDEPLOY_TARGET=demo $(PYINFRA) -y inventory.py deploy.py
+	MMDEPLOY_TARGET=demo $(PY) -m tasks.run -y
 	@$(PY) -m tests.testhost report demo
 
 diff: setup
-	$(PYINFRA) inventory.py deploy.py --dry --diff
+	$(PY) -m tasks.run --dry --diff
 
 deploy: setup
-	$(PYINFRA) $(YESFLAG) inventory.py deploy.py
+	$(PY) -m tasks.run $(YESFLAG)
 
 test: setup prereqs
 	$(PY) -m pytest tests

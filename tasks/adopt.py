@@ -12,7 +12,7 @@ from pyinfra import host
 from pyinfra.api import operation
 from pyinfra.api.exceptions import DeployError
 
-from tasks.common import current, helper, settings
+from tasks.common import current, helper, settings, streamed
 from tasks.settings import Settings
 
 
@@ -48,12 +48,12 @@ def hand_install_adopted():
     if not adoption_pending(now):
         host.noop(f"{s.install_dir} is managed (no hand install to adopt)")
         return
-    yield helper("adopt", {
+    yield streamed(helper("adopt", {
         "install_dir": s.install_dir, "state_dir": s.state_dir, "log_dir": s.log_dir,
         "releases_dir": s.releases_dir, "version": s.version, "user": s.user,
         "password_file": s.password_file, "service": "mattermost",
         "unit_file": "/etc/systemd/system/mattermost.service",
-    })
+    }))
 
 
 def configure():

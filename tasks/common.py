@@ -12,7 +12,8 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pyinfra import host, logger, state
-from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
+from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 from pyinfra.api.exceptions import DeployError
 from pyinfra.operations.util.files import generate_color_diff
 from pyinfra.facts.files import FileContents
@@ -108,6 +109,19 @@ def helper(subcommand: str, spec) -> StringCommand:
     """A call of the server-side helper; its arguments never hold a secret."""
     arg = spec if isinstance(spec, str) else json.dumps(spec, sort_keys=True)
     return StringCommand("python3", HELPER, subcommand, QuoteString(arg))
+
+
+def streamed(command: StringCommand) -> FunctionCommand:
+    """Run a long command with its output shown live (downloads, health waits), where
+    pyinfra would otherwise stay silent until it ends."""
+    return FunctionCommand(_run_streamed, [command], {})
+
+
+def _run_streamed(state, host, command):
+    # The yielding generator is suspended inside its operation, so these are its arguments.
+    arguments = {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in CONNECTOR_ARGUMENT_KEYS}
+    status, _ = host.run_shell_command(command, print_output=True, **arguments)
+    return status
 
 
 def render(template: str, **context) -> str:

@@ -47,7 +47,9 @@ def nginx_serving(changed: bool):
         host.noop("nginx serves the current configuration")
         return
     yield "nginx -t -q"
-    yield "systemctl reload-or-restart nginx" if active else "systemctl enable --now nginx"
+    # reload-or-restart, not start: installing the package may have started nginx since
+    # the state was read, with Debian's default site.
+    yield "systemctl enable -q nginx && systemctl reload-or-restart nginx"
 
 
 def configure():

@@ -9,7 +9,7 @@ from pyinfra import host
 from pyinfra.api import operation
 from pyinfra.api.exceptions import DeployError
 
-from tasks.common import current, helper, settings
+from tasks.common import current, helper, settings, streamed
 from tasks.settings import Settings
 
 
@@ -57,7 +57,7 @@ def release_unpacked(version: str):
     if version in now["releases"]:
         host.noop(f"release {version} is already verified and unpacked")
         return
-    yield helper("fetch-release", fetch_spec(s, version))
+    yield streamed(helper("fetch-release", fetch_spec(s, version)))
 
 
 def configure():

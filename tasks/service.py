@@ -7,7 +7,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
-from tasks.common import current, helper, managed_file, render, settings
+from tasks.common import current, helper, managed_file, render, settings, streamed
 
 UNIT = "/etc/systemd/system/mattermost.service"
 
@@ -55,8 +55,8 @@ def running_and_healthy(version: str, changed: bool, reload_units: bool):
         return
     host.log(f"restarting Mattermost: {reason}")
     yield StringCommand("systemctl", "restart", "mattermost")
-    yield helper("wait-healthy", {"url": s.ping_url, "version": version,
-                                  "timeout": s.health_timeout, "service": "mattermost"})
+    yield streamed(helper("wait-healthy", {"url": s.ping_url, "version": version,
+                                           "timeout": s.health_timeout, "service": "mattermost"}))
 
 
 def configure(config_op, password_op):

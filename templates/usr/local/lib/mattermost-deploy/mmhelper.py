@@ -489,7 +489,7 @@ def download(url, dest, what):
                     break
                 f.write(chunk)
                 done += len(chunk)
-                if total and done / total >= next_report:
+                if total > 10 << 20 and done / total >= next_report:
                     print(f"  {what}: {done * 100 // total}% of {total >> 20} MB", flush=True)
                     next_report += 0.25
             if total and done != total:

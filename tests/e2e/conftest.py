@@ -1,0 +1,104 @@
+"""End-to-end harness: real Debian 12 containers (systemd, sshd, apt) reached over SSH,
+the stand-in upstream on the same Docker network, and the deploy run exactly as the
+operator runs it (`python -m tasks.run`, i.e. pyinfra inventory.py deploy.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests import testhost
+
+ROOT = Path(__file__).resolve().parents[2]
+KEEP = os.environ.get("MMDEPLOY_KEEP_TEST_SERVERS") == "1"  # leave containers up for debugging
+
+
+@dataclass
+class Run:
+    returncode: int
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and "FAILED:" not in self.output
+
+
+def deploy(target: str, *args: str, env: dict | None = None, timeout: int = 1200) -> Run:
+    """Run the deploy against a test server; returns exit code and the whole output."""
+    environ = {k: v for k, v in os.environ.items() if k != "MATTERMOST_DB_PASSWORD"}
+    environ.update(env or {}, MMDEPLOY_TARGET=target, PYINFRA_PROGRESS="off")
+    proc = subprocess.run([sys.executable, "-m", "tasks.run", "-y", *args], cwd=ROOT, env=environ,
+                          capture_output=True, text=True, timeout=timeout)
+    return Run(proc.returncode, proc.stdout + proc.stderr)
+
+
+def planned_changes(target: str, *args: str, env: dict | None = None) -> list[str]:
+    """Names of the operations a dry run says would change something (pyinfra --json)."""
+    environ = {k: v for k, v in os.environ.items() if k != "MATTERMOST_DB_PASSWORD"}
+    environ.update(env or {}, MMDEPLOY_TARGET=target)
+    proc = subprocess.run([sys.executable, "-m", "tasks.run", "--dry", "--json", *args], cwd=ROOT,
+                          env=environ, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    plan = json.loads(proc.stdout)["plan"]
+    return [op["name"] for op in plan if op["hosts_with_change"] or op["hosts_with_conditional_change"]]
+
+
+def sh(target: str, command: str, user: str = "root") -> str:
+    """A command inside the test server, for assertions; fails the test when it fails."""
+    code, out = testhost.exec_on(target, command, user=user)
+    assert code == 0, f"{command!r} failed ({code}): {out}"
+    return out
+
+
+def https_get(port: int, path: str = "/api/v4/system/ping?get_server_status=true"):
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # self-signed in tests
+    try:
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}{path}", context=context, timeout=10) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def server_fingerprint(target: str) -> dict:
+    """What must not change when the deploy refuses bad input."""
+    out = sh(target, """
+        echo link=$(readlink /opt/mattermost)
+        echo releases=$(ls -A /opt/mattermost-releases | tr '\\n' ' ')
+        echo pid=$(systemctl show -p MainPID --value mattermost)
+        echo config=$(sha256sum /var/lib/mattermost/config/config.json | cut -c1-64)
+        echo unit=$(sha256sum /etc/systemd/system/mattermost.service | cut -c1-64)
+        echo nginx=$(sha256sum /etc/nginx/sites-available/mattermost.conf | cut -c1-64)
+        echo active=$(systemctl is-active mattermost)
+    """)
+    return dict(line.split("=", 1) for line in out.split("\n") if "=" in line)
+
+
+def _server(name: str, ssh_port: int, https_port: int):
+    testhost.stop_server(name)  # always start from a fresh Debian 12
+    desc = testhost.start_server(name, ssh_port=ssh_port, https_port=https_port)
+    yield desc
+    if not KEEP:
+        testhost.stop_server(name)
+
+
+@pytest.fixture(scope="session")
+def main_server():
+    yield from _server("e2e-main", 22301, 24431)
+
+
+@pytest.fixture(scope="session")
+def converged(main_server):
+    """The main test server after its first converge from a fresh Debian 12."""
+    run = deploy("e2e-main")
+    assert run.ok, run.output[-5000:]
+    return run

@@ -1,0 +1,139 @@
+"""A fresh Debian 12 becomes a working Mattermost behind nginx; a second run changes
+nothing; the admin's System Console settings survive; no secret is ever printed."""
+
+import json
+import ssl
+import subprocess
+import urllib.request
+
+import pytest
+
+from tests import testhost
+from tests.e2e.conftest import ROOT, deploy, https_get, planned_changes, sh
+from tests.standin.build import default_version
+
+VERSION = default_version()
+PORT = 24431
+
+
+def test_fresh_converge_serves_mattermost_over_https(converged):
+    status, headers, body = https_get(PORT)
+    assert status == 200
+    payload = json.loads(body)
+    assert payload["status"] == "OK" and payload["database_status"] == "OK"
+    assert headers["X-Version-Id"].startswith(f"{VERSION}.")
+    assert "max-age=" in headers["Strict-Transport-Security"]
+    assert f"Mattermost {VERSION} is healthy" in converged.output
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated")
+def test_old_tls_versions_are_refused(converged):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_1
+    with pytest.raises((ssl.SSLError, OSError)):
+        urllib.request.urlopen(f"https://127.0.0.1:{PORT}/", context=context, timeout=5)
+
+
+def test_http_redirects_to_the_site_url(converged):
+    out = sh("e2e-main", "curl -s -o /dev/null -w '%{http_code} %{redirect_url}' http://127.0.0.1/login")
+    assert out == "301 https://127.0.0.1:24431/login"
+
+
+def test_layout_ownership_and_modes(converged):
+    out = sh("e2e-main", "stat -c '%U %G %a %n' /var/lib/mattermost/config/config.json "
+                         "/etc/mattermost/private/db-password /etc/mattermost/private "
+                         f"/opt/mattermost-releases/{VERSION} /opt/mattermost-releases/{VERSION}/bin/mattermost")
+    assert out.split("\n")[:5] == [
+        "mattermost mattermost 600 /var/lib/mattermost/config/config.json",
+        "root root 600 /etc/mattermost/private/db-password",
+        "root root 700 /etc/mattermost/private",
+        f"root root 755 /opt/mattermost-releases/{VERSION}",
+        f"root root 755 /opt/mattermost-releases/{VERSION}/bin/mattermost",
+    ]
+    assert sh("e2e-main", "readlink /opt/mattermost").strip() == f"/opt/mattermost-releases/{VERSION}"
+    # the service user can run the release but never change it
+    code, _ = testhost.exec_on("e2e-main", "touch /opt/mattermost/bin/x", user="mattermost")
+    assert code != 0
+    # the familiar paths still lead to the live config and data
+    assert sh("e2e-main", "readlink -f /opt/mattermost/config/config.json").strip() == \
+        "/var/lib/mattermost/config/config.json"
+
+
+def test_mattermost_listens_on_loopback_only(converged):
+    listeners = sh("e2e-main", "ss -Hltn")
+    assert "127.0.0.1:8065" in listeners
+    assert "0.0.0.0:8065" not in listeners and "*:8065" not in listeners
+
+
+def test_mmctl_local_works_from_opt_mattermost(converged):
+    out = sh("e2e-main", "bash -lc 'cd /opt/mattermost && bin/mmctl --local system version'")
+    assert out.strip() == f"Server version {VERSION}"
+
+
+def test_schema_recorded_in_real_postgresql(converged):
+    out = sh("e2e-main", "runuser -u postgres -- psql -XAt -d mattermost -c \"SELECT value FROM systems WHERE name='Version'\"")
+    assert out.strip() == VERSION
+
+
+def test_owned_settings_and_privacy_defaults(converged):
+    config = json.loads(sh("e2e-main", "cat /var/lib/mattermost/config/config.json"))
+    assert config["ServiceSettings"]["SiteURL"] == "https://127.0.0.1:24431"
+    assert config["ServiceSettings"]["ListenAddress"] == "127.0.0.1:8065"
+    assert config["LogSettings"]["EnableDiagnostics"] is False
+    assert config["FileSettings"]["Directory"] == "/var/lib/mattermost/data/"
+    assert config["SqlSettings"]["DataSource"].startswith("postgres://mmuser:")
+
+
+def test_second_run_changes_nothing(converged):
+    assert planned_changes("e2e-main") == [], "NOT IDEMPOTENT: a dry run after converging plans changes"
+    run = deploy("e2e-main", "--json")
+    results = json.JSONDecoder().raw_decode(run.output[run.output.index("{"):])[0]["results"]
+    assert results["totals"]["success"] == 0, [o["name"] for o in results["operations"] if o["success"]]
+    assert results["totals"]["no_change"] == results["totals"]["hosts"] * 1 == len(results["operations"])
+
+
+def test_admin_setting_survives_and_owned_key_is_restored(converged):
+    # What the System Console does: rewrite config.json with a changed setting.
+    sh("e2e-main", """python3 - <<'EOF'
+import json
+p = '/var/lib/mattermost/config/config.json'
+c = json.load(open(p))
+c['TeamSettings']['SiteName'] = 'Acme Chat'
+c['ServiceSettings']['ListenAddress'] = ':8065'
+json.dump(c, open(p, 'w'), indent=4)
+EOF""")
+    diff = deploy("e2e-main", "--dry", "--diff")
+    assert diff.ok, diff.output[-3000:]
+    assert 'ServiceSettings.ListenAddress: ":8065" -> "127.0.0.1:8065"' in diff.output
+    assert "SiteName" not in diff.output
+    run = deploy("e2e-main")
+    assert run.ok, run.output[-3000:]
+    config = json.loads(sh("e2e-main", "cat /var/lib/mattermost/config/config.json"))
+    assert config["TeamSettings"]["SiteName"] == "Acme Chat"
+    assert config["ServiceSettings"]["ListenAddress"] == "127.0.0.1:8065"
+    assert planned_changes("e2e-main") == []
+
+
+def test_no_secret_in_output_or_repository(converged):
+    password = sh("e2e-main", "cat /etc/mattermost/private/db-password").strip()
+    assert len(password) >= 32
+    diff = deploy("e2e-main", "--dry", "--diff", "-vv")
+    for text in (converged.output, diff.output):
+        assert password not in text
+    tracked = subprocess.run(["git", "grep", "-l", password], cwd=ROOT, capture_output=True, text=True)
+    assert tracked.stdout == ""
+
+
+def test_password_from_the_workstation_replaces_the_generated_one(converged):
+    env = {"MATTERMOST_DB_PASSWORD": "Workstation-Chosen-Password-42"}
+    assert "Keep the database password on the server (root only)" in planned_changes("e2e-main", env=env)
+    run = deploy("e2e-main", env=env)
+    assert run.ok, run.output[-3000:]
+    assert "Workstation-Chosen-Password-42" not in run.output
+    assert sh("e2e-main", "cat /etc/mattermost/private/db-password").strip() == "Workstation-Chosen-Password-42"
+    assert sh("e2e-main", "stat -c '%U %a' /etc/mattermost/private/db-password").strip() == "root 600"
+    # the role, config.json and the running server all use it now
+    status, _, body = https_get(PORT)
+    assert status == 200 and json.loads(body)["database_status"] == "OK"
+    assert planned_changes("e2e-main", env=env) == []
