@@ -231,6 +231,7 @@ def serve():
     path, config = load_config(write_back=True)
     log_dir = config["LogSettings"].get("FileLocation") or "logs"
     if config["LogSettings"].get("EnableFile", True):
+        os.makedirs(log_dir, exist_ok=True)  # like the real server, which creates logs/
         LOG_FILE = os.path.join(log_dir, "mattermost.log")
     log("info", "Server is initializing...", version=VERSION, config=path)
     errors = validate(config)

@@ -697,9 +697,11 @@ def adopt(spec):
             print(f"  copying {src} -> {dest}", flush=True)
             os.makedirs(dest, exist_ok=True)
             copied.append(dest)
+            dest_mode = stat.S_IMODE(os.stat(dest).st_mode)
             mode = "-al" if may_link and os.stat(src).st_dev == os.stat(dest).st_dev else "-a"
             run(["cp", mode, "--", src + "/.", dest])
             run(["chown", "-R", f"{user.pw_uid}:{user.pw_gid}", dest])
+            os.chmod(dest, dest_mode)  # cp -a carried the old folder's mode over
         # The password goes where the deploy keeps it; the role keeps working unchanged.
         if ds["password"] and read_password(spec["password_file"]) is None:
             write_private(spec["password_file"], ds["password"] + "\n")
