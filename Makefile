@@ -46,7 +46,6 @@ e2e: setup prereqs
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
 
 bench: setup prereqs
 	$(PY) -m bench.converge

@@ -15,8 +15,8 @@ from pyinfra import host, logger, state
 from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 from pyinfra.api.exceptions import DeployError
-from pyinfra.operations.util.files import generate_color_diff
 from pyinfra.facts.files import FileContents
+from pyinfra.operations.util.files import generate_color_diff
 
 from facts.mattermost import MattermostServer
 from tasks.settings import Settings, load_settings

@@ -162,6 +162,11 @@ def ensure_upstream(c: docker.DockerClient) -> dict:
     ensure_network(c)
     try:
         container = c.containers.get(UPSTREAM)
+        sources = {m["Destination"]: m["Source"] for m in container.attrs["Mounts"]}
+        if sources.get("/srv/upstream") != str(UPSTREAM_ROOT):
+            log("the running stand-in upstream serves another checkout: replacing it")
+            container.remove(force=True)
+            raise docker.errors.NotFound("replaced")
         if container.status != "running":
             container.start()
     except docker.errors.NotFound:

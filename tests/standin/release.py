@@ -77,10 +77,8 @@ def build(
     dirs = set()
     files = _files(version, behaviour)
     with tarfile.open(tmp, "w:gz", compresslevel=1 if pad_mb else 6) as tar:
-        for name, (data, mode) in sorted(files.items()):
-            parts = Path(name).parents
-            for parent in sorted(p for p in parts if str(p) != "."):
-                dirs.add(str(parent))
+        for name in files:
+            dirs.update(str(p) for p in Path(name).parents if str(p) != ".")
         for d in ["", *sorted(dirs)]:
             info = tarfile.TarInfo(f"mattermost/{d}".rstrip("/"))
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, now

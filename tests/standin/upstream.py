@@ -29,7 +29,7 @@ class Handler(SimpleHTTPRequestHandler):
         super().__init__(*args, directory=str(ROOT), **kwargs)
 
     def log_message(self, fmt, *args):
-        sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
+        sys.stderr.write(f"{self.address_string()} {fmt % args}\n")
 
     def send_json(self, code, payload, headers=()):
         body = json.dumps(payload).encode()
@@ -65,7 +65,7 @@ class Handler(SimpleHTTPRequestHandler):
         per_page = min(int(query.get("per_page", 30)), 100)
         page = int(query.get("page", 1))
         chunk = releases[(page - 1) * per_page: page * per_page]
-        etag = '"%s"' % hashlib.sha1(json.dumps(chunk).encode()).hexdigest()
+        etag = f'"{hashlib.sha1(json.dumps(chunk).encode()).hexdigest()}"'
         headers = [("ETag", etag), ("X-RateLimit-Limit", "60"),
                    ("X-RateLimit-Remaining", "59"), ("X-RateLimit-Reset", reset)]
         if page * per_page < len(releases):

@@ -4,7 +4,7 @@ import runpy
 
 import pytest
 
-from tasks.settings import ROOT, PASSWORD_ENV, SettingsError, load_settings, read_secrets_file
+from tasks.settings import PASSWORD_ENV, ROOT, SettingsError, load_settings, read_secrets_file
 
 DEFAULTS = {k: v for k, v in runpy.run_path(str(ROOT / "group_data" / "all.py")).items() if not k.startswith("__")}
 

@@ -435,8 +435,8 @@ def state(query):
     db_out = {"server_active": systemctl("is-active", "postgresql").stdout.strip() == "active"}
     if db_out["server_active"] and shutil.which("psql"):
         result = psql_as_postgres(
-            "SELECT 'role', rolname FROM pg_roles WHERE rolname = '{0}' UNION ALL "
-            "SELECT 'db', pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{1}';".format(
+            "SELECT 'role', rolname FROM pg_roles WHERE rolname = '{}' UNION ALL "
+            "SELECT 'db', pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{}';".format(
                 db["user"].replace("'", "''"), db["name"].replace("'", "''")))
         rows = dict(line.split("|", 1) for line in result.stdout.splitlines() if "|" in line)
         db_out["role_exists"] = "role" in rows
