@@ -2,6 +2,9 @@
 #   make demo            local test server + stand-in upstream, deploy, print URL and version
 #   make diff            what a deploy would change (dry run, file diffs, no secrets)
 #   make deploy          apply (asks before changing; YES=1 skips the question)
+#   make upgrade         deploy, and fail when the version policy's upgrade is refused
+#   make status          one row per server: versions, action, last backup (JSON=1 for monitoring)
+#   make backup | fetch-backup [BACKUP=name] | restore BACKUP=name | rollback | unhold
 #   make test            unit tests and end-to-end tests on real Debian 12 containers
 #   make bench           benchmarks (bench/), printing numbers
 #   make lint / clean / setup
@@ -11,7 +14,8 @@ PY     := $(VENV)/bin/python
 export MMDEPLOY_TARGET := $(TARGET)
 YESFLAG := $(if $(filter 1 yes true,$(YES)),-y,)
 
-.PHONY: setup prereqs demo diff deploy test unit e2e lint bench clean
+.PHONY: setup prereqs demo diff deploy upgrade status backup fetch-backup restore rollback unhold \
+	test unit e2e lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -34,6 +38,28 @@ diff: setup
 
 deploy: setup
 	$(PY) -m tasks.run $(YESFLAG)
+
+upgrade: setup
+	$(PY) -m tasks.run $(YESFLAG) --data mattermost_upgrade_required=true
+
+status: setup
+	$(PY) -m verbs.status $(if $(filter 1 yes true,$(JSON)),--json,)
+
+backup: setup
+	$(PY) -m tasks.run verbs/backup.py -y
+
+fetch-backup: setup
+	$(PY) -m verbs.fetch_backup $(BACKUP)
+
+restore: setup
+	@test -n "$(BACKUP)" || { echo "say which: make restore BACKUP=<name> (or BACKUP=latest); see make status"; exit 2; }
+	$(PY) -m tasks.run verbs/restore.py $(YESFLAG) --data restore_backup=$(BACKUP)
+
+rollback: setup
+	$(PY) -m tasks.run verbs/rollback.py $(YESFLAG)
+
+unhold: setup
+	$(PY) -m tasks.run verbs/unhold.py -y
 
 test: setup prereqs
 	$(PY) -m pytest tests

@@ -1,23 +1,26 @@
 """Converge a Debian/Ubuntu server to a running, safe Mattermost.
 
-    pyinfra inventory.py deploy.py            # apply (make deploy)
-    pyinfra inventory.py deploy.py --dry --diff   # what would change (make diff)
+    pyinfra inventory.py deploy.py                 # apply (make deploy)
+    pyinfra inventory.py deploy.py --dry --diff    # what would change (make diff)
 
-Reads the server's state once, then, in order: base packages and folders, the verified
-release, adoption of a hand install, PostgreSQL, config.json, the service, nginx.
-The release is verified before anything that touches the running service.
+Reads the server's state once and decides the version (policy vs GitHub's releases),
+then, in order: base packages and folders, the verified release(s), adoption of a hand
+install, PostgreSQL, config.json, the service (or the upgrade), nginx, backups.
+Releases are downloaded and verified before anything touches the running service.
 """
 
-from tasks import adopt, base, config, database, nginx, release, service
+from tasks import adopt, backup, base, config, database, nginx, release, service
 from tasks.common import current, settings
 
 settings()  # bad settings or a missing secret stop here, before any change
 current()  # one round trip: what the server is now
+release.decision()  # which version, and whether an upgrade is due or refused
 
 base.configure()
 release.configure()
-adopt.configure()
+adopted = adopt.configure()
 password = database.configure()
 merged = config.configure(password)
-service.configure(merged, password)
+service.configure([adopted, password, merged])
 nginx.configure()
+backup.configure()

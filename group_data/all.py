@@ -3,7 +3,17 @@
 # Secrets never go here: see README "Secrets".
 
 # --- The Mattermost release -------------------------------------------------------------
-mattermost_version = "11.7.6"  # release to install (X.Y.Z); never downgraded on its own
+# Version policy: "esr" (newest release of the newest ESR line), "latest", "X.Y" (patches of
+# one line) or "X.Y.Z" (pinned). Never downgrades on its own.
+mattermost_version = "esr"
+mattermost_version_fallback = None  # X.Y.Z to use when the GitHub lookup fails; None: no upgrade then
+# Extended Support Release lines (Mattermost announces one every 9 months): extend as they appear.
+mattermost_esr_lines = ["9.11", "10.5", "10.11", "11.7"]
+mattermost_allow_esr_skip = False  # allow an upgrade that jumps over an ESR line (supported, not tested)
+mattermost_allow_below_7_1 = False  # allow upgrading from below 7.1 without stopping at 7.1 first
+github_api_url = "https://api.github.com"  # releases API (a mirror or GitHub Enterprise works); GITHUB_TOKEN used if set
+github_repository = "mattermost/mattermost"  # where the server releases are tagged
+mattermost_keep_releases = 3  # release folders kept on the server (for rollback)
 mattermost_arch = "amd64"  # amd64 or arm64, as in the release file names
 # Download URL; {version} and {arch} are filled in. The non-"team" build runs as Team Edition without a licence.
 mattermost_release_url = "https://releases.mattermost.com/{version}/mattermost-{version}-linux-{arch}.tar.gz"
@@ -18,7 +28,8 @@ mattermost_domain = None  # public host name; defaults to the inventory name of 
 mattermost_site_url = None  # ServiceSettings.SiteURL; defaults to https://<mattermost_domain>
 # Extra config.json keys this deploy owns, "Section.Key": value. Keys not listed stay as the admin sets them.
 mattermost_config = {}
-mattermost_health_timeout = 180  # seconds to wait for a healthy ping after a (re)start
+mattermost_health_timeout = 180  # seconds to wait for a healthy ping once the service reports ready
+mattermost_start_timeout = 3600  # seconds an upgraded server may take to start (database migrations run then)
 
 # --- Where things live on the server -------------------------------------------------------
 mattermost_user = "mattermost"  # system user the service runs as
@@ -27,6 +38,12 @@ mattermost_releases_dir = "/opt/mattermost-releases"  # one read-only folder per
 mattermost_state_dir = "/var/lib/mattermost"  # config/, data/, plugins/, client-plugins/: survives upgrades
 mattermost_log_dir = "/var/log/mattermost"  # mattermost.log and notifications.log
 mattermost_socket_dir = "/run/mattermost"  # local-mode socket for `mmctl --local`
+
+# --- Backups -------------------------------------------------------------------------------------
+mattermost_backup_dir = "/var/backups/mattermost"  # database dump, config.json and a data snapshot per backup
+mattermost_backup_keep = 7  # newest backups kept (nightly, manual and pre-upgrade alike)
+mattermost_backup_schedule = "*-*-* 03:15:00"  # systemd OnCalendar of the nightly backup; None: no timer
+fetched_backups_dir = "backups"  # where `make fetch-backup` puts copies on the workstation (git-ignored)
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
 postgresql_db_name = "mattermost"  # database, as in Mattermost's install guide

@@ -50,7 +50,7 @@ def hand_install_adopted():
         return
     yield streamed(helper("adopt", {
         "install_dir": s.install_dir, "state_dir": s.state_dir, "log_dir": s.log_dir,
-        "releases_dir": s.releases_dir, "version": s.version, "user": s.user,
+        "releases_dir": s.releases_dir, "version": now["install"]["version"], "user": s.user,
         "password_file": s.password_file, "service": "mattermost",
         "unit_file": "/etc/systemd/system/mattermost.service",
     }))
@@ -63,4 +63,4 @@ def configure():
         name = f"Adopt the hand-installed Mattermost {now['install'].get('version')} in {s.install_dir}"
     else:
         name = f"Adopt a hand-installed {s.install_dir} if there is one"
-    hand_install_adopted(name=name)
+    return hand_install_adopted(name=name)

@@ -62,6 +62,8 @@ def managed_paths(s: Settings) -> list[str]:
         s.state_dir, f"{s.state_dir}/config", f"{s.state_dir}/data", f"{s.state_dir}/plugins",
         f"{s.state_dir}/client-plugins", f"{s.state_dir}/tmp", s.log_dir, s.releases_dir,
         "/etc/mattermost", s.private_dir, "/var/cache/nginx",
+        s.backup_dir, "/etc/mattermost/backup.json", "/etc/systemd/system/mattermost-backup.service",
+        "/etc/systemd/system/mattermost-backup.timer",
     ]
 
 
@@ -102,6 +104,8 @@ def state_query(s: Settings) -> str:
         "db": {"user": s.db_user, "name": s.db_name},
         "service": "mattermost",
         "ping_url": s.ping_url,
+        "hold_file": s.hold_file,
+        "backup_dir": s.backup_dir,
     }, sort_keys=True)
 
 

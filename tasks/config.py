@@ -10,6 +10,7 @@ from pyinfra import host, logger, state
 from pyinfra.api import operation
 
 from tasks.common import current, desired_config, helper, managed_file, settings
+from tasks.release import decision
 
 
 @operation()
@@ -31,7 +32,7 @@ def owned_keys_merged(force: bool = False):
     yield helper("merge-config", {
         "desired_file": s.managed_config_file,
         "config_file": s.config_file,
-        "seed_file": f"{s.release_dir()}/config.dist/config.json",
+        "seed_file": f"{s.release_dir(decision().target)}/config.dist/config.json",
         "password_file": s.password_file,
         "user": s.user,
     })

@@ -1,23 +1,71 @@
-"""The Mattermost release: downloaded ON the server, checksum and signature verified
+"""The Mattermost release: which version (the policy, decided on the workstation against
+GitHub's release list), then downloaded ON the server, checksum and signature verified
 against the pinned key before anything is unpacked, unpacked into its own read-only
 folder under mattermost_releases_dir."""
 
 from __future__ import annotations
 
-from packaging.version import Version
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import operation
 from pyinfra.api.exceptions import DeployError
 
+from facts.github import ReleaseLookupError, fetch_releases
 from tasks.common import current, helper, settings, streamed
 from tasks.settings import Settings
+from tasks.versions import PINNED, Decision, decide, server_versions
+
+# One lookup per run, shared by every host (the API has a rate limit).
+_lookups: dict[tuple[str, str], tuple[list[str] | None, str | None]] = {}
+
+
+def available_releases(s: Settings) -> tuple[list[str] | None, str | None]:
+    """(server versions GitHub lists, None) or (None, why the lookup failed)."""
+    if PINNED.match(s.version_policy):
+        return None, None
+    key = (s.github_api_url, s.github_repository)
+    if key not in _lookups:
+        try:
+            _lookups[key] = (server_versions(fetch_releases(s.github_api_url, s.github_repository)), None)
+        except ReleaseLookupError as e:
+            _lookups[key] = (None, str(e))
+    return _lookups[key]
+
+
+def installed_version(now: dict) -> str | None:
+    """The version of the release folder in use (or of the hand install to adopt)."""
+    return now["install"].get("version") if now["install"]["kind"] in ("link", "dir") else None
+
+
+def decision() -> Decision:
+    """This host's version decision, once per run."""
+    cached = getattr(host, "_mm_decision", None)
+    if cached is not None:
+        return cached
+    s, now = settings(), current()
+    if now["install"]["kind"] == "dir" and not now["install"].get("version"):
+        raise DeployError(f"{s.host}: the hand install in {s.install_dir} does not tell its version "
+                          "(bin/mattermost version failed); fix it before adopting")
+    available, error = available_releases(s)
+    if error:
+        logger.warning(f"    [{s.host}] release lookup failed: {error}")
+    d = decide(s.version_policy, installed_version(now), available, s.esr_lines, lookup_error=error,
+               fallback=s.version_fallback, allow_esr_skip=s.allow_esr_skip, allow_below_7_1=s.allow_below_7_1,
+               hold=now.get("hold"))
+    if d.target is None:
+        raise DeployError(f"{s.host}: no Mattermost version to install: {d.blocked} (nothing was changed)")
+    if d.blocked:
+        if host.data.get("mattermost_upgrade_required"):
+            raise DeployError(f"{s.host}: upgrade refused: {d.blocked} (nothing was changed)")
+        logger.warning(f"    [{s.host}] no upgrade: {d.blocked}")
+    host._mm_decision = d
+    return d
 
 
 def state_links(s: Settings) -> dict[str, str]:
     """Inside each release, the familiar folders point at their places outside it."""
     return {
         "config": f"{s.state_dir}/config",
-        "data": f"{s.state_dir}/data",
+        "data": s.data_dir,
         "plugins": f"{s.state_dir}/plugins",
         "client/plugins": f"{s.state_dir}/client-plugins",
         "logs": s.log_dir,
@@ -41,13 +89,15 @@ def fetch_spec(s: Settings, version: str) -> dict:
     }
 
 
-def check_no_downgrade(installed: str | None, target: str, where: str) -> None:
-    """The deploy never downgrades on its own (database migrations are one-way)."""
-    if installed and Version(installed) > Version(target):
-        raise DeployError(
-            f"{where} runs Mattermost {installed}, newer than mattermost_version {target}: "
-            f"the deploy never downgrades - set mattermost_version to {installed} or newer "
-            "(nothing was changed on the server)")
+def versions_to_fetch(now: dict, d: Decision) -> list[str]:
+    """The target, and the hand install's own version when adopting (adoption never
+    changes the version; an upgrade after it does, with its backup and rollback)."""
+    wanted = []
+    if now["install"]["kind"] == "dir":
+        wanted.append(now["install"]["version"])
+    if d.target not in wanted:
+        wanted.append(d.target)
+    return wanted
 
 
 @operation()
@@ -61,6 +111,6 @@ def release_unpacked(version: str):
 
 
 def configure():
-    s, now = settings(), current()
-    check_no_downgrade(now["install"].get("version"), s.version, s.host)
-    release_unpacked(name=f"Download, verify and unpack Mattermost {s.version}", version=s.version)
+    d, now = decision(), current()
+    for version in versions_to_fetch(now, d):
+        release_unpacked(name=f"Download, verify and unpack Mattermost {version}", version=version)

@@ -2,7 +2,8 @@
 line per host that says what went wrong and what to do - instead of pyinfra's
 "No hosts remaining!".
 
-    python -m tasks.run [pyinfra options]      # = pyinfra inventory.py deploy.py [options]
+    python -m tasks.run [pyinfra options]               # pyinfra inventory.py deploy.py [options]
+    python -m tasks.run verbs/backup.py [options]       # another deploy file (the verbs)
 """
 
 from __future__ import annotations
@@ -43,7 +44,10 @@ def explain(output: str) -> list[str]:
 
 def main(argv: list[str]) -> int:
     pyinfra = str(Path(sys.executable).with_name("pyinfra"))
-    cmd = [pyinfra, "inventory.py", "deploy.py", *argv]
+    deploy_file = "deploy.py"
+    if argv and argv[0].endswith(".py"):
+        deploy_file, argv = argv[0], argv[1:]
+    cmd = [pyinfra, "inventory.py", deploy_file, *argv]
     if "--json" in argv:  # machine-readable: stdout stays pure JSON
         return subprocess.run(cmd, cwd=ROOT).returncode
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

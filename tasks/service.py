@@ -1,6 +1,7 @@
 """The mattermost systemd service: the official unit plus the sandboxing Mattermost
 tolerates, /opt/mattermost pointed at the wanted release, and a run that only reports
-success once the server answers a healthy ping with the wanted version."""
+success once the server answers a healthy ping with the wanted version. Upgrades go
+through the helper's `upgrade`: backup, short outage, automatic rollback."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
 from tasks.common import current, helper, managed_file, render, settings, streamed
+from tasks.release import decision, installed_version
 
 UNIT = "/etc/systemd/system/mattermost.service"
 
@@ -41,14 +43,18 @@ def restart_reason(now: dict, version: str, changed: bool) -> str | None:
     return None
 
 
-@operation()
-def running_and_healthy(version: str, changed: bool, reload_units: bool):
-    """Enable the service, (re)start it when needed and wait for a healthy ping."""
-    s, now = settings(), current()
+def units_ready(now: dict, reload_units: bool):
     if reload_units or now["service"]["need_reload"]:
         yield "systemctl daemon-reload"
     if now["service"]["enabled"] != "enabled":
         yield "systemctl enable mattermost"
+
+
+@operation()
+def running_and_healthy(version: str, changed: bool, reload_units: bool):
+    """Enable the service, (re)start it when needed and wait for a healthy ping."""
+    s, now = settings(), current()
+    yield from units_ready(now, reload_units)
     reason = restart_reason(now, version, changed)
     if reason is None:
         host.noop(f"Mattermost {version} is running and healthy")
@@ -59,11 +65,36 @@ def running_and_healthy(version: str, changed: bool, reload_units: bool):
                                            "timeout": s.health_timeout, "service": "mattermost"}))
 
 
-def configure(config_op, password_op):
-    s = settings()
+def upgrade_spec(s, old: str, new: str) -> dict:
+    return {
+        "from": old, "to": new,
+        "releases_dir": s.releases_dir, "install_dir": s.install_dir,
+        "config_file": s.config_file, "user": s.user, "service": "mattermost",
+        "db": {"name": s.db_name, "owner": s.db_user},
+        "backup": {"backup_dir": s.backup_dir, "keep": s.backup_keep, "data_dir": s.data_dir},
+        "ping_url": s.ping_url, "timeout": s.health_timeout, "start_timeout": s.start_timeout,
+        "keep_releases": s.keep_releases, "hold_file": s.hold_file,
+    }
+
+
+@operation()
+def upgraded(old: str, new: str, reload_units: bool):
+    """Upgrade with a backup, a short outage and automatic rollback (see mmhelper upgrade)."""
+    s, now = settings(), current()
+    yield from units_ready(now, reload_units)
+    yield streamed(helper("upgrade", upgrade_spec(s, old, new)))
+
+
+def configure(changes: list):
+    s, d, now = settings(), decision(), current()
     unit = managed_file(name="Install the sandboxed mattermost.service unit", path=UNIT,
                         content=render("etc/systemd/system/mattermost.service.j2", s=s))
-    link = install_dir_points_at(name=f"Point {s.install_dir} at release {s.version}", version=s.version)
-    changed = any(op.will_change for op in (unit, link, config_op, password_op))
-    running_and_healthy(name=f"Run Mattermost {s.version} and wait for a healthy ping",
-                        version=s.version, changed=changed, reload_units=unit.will_change)
+    old = installed_version(now)
+    if d.upgrade and old:
+        upgraded(name=f"Upgrade Mattermost {old} -> {d.target}", old=old, new=d.target,
+                 reload_units=unit.will_change)
+        return
+    link = install_dir_points_at(name=f"Point {s.install_dir} at release {d.target}", version=d.target)
+    changed = any(op.will_change for op in [unit, link, *changes])
+    running_and_healthy(name=f"Run Mattermost {d.target} and wait for a healthy ping",
+                        version=d.target, changed=changed, reload_units=unit.will_change)

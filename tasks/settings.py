@@ -13,6 +13,8 @@ from pathlib import Path
 
 from pyinfra.api.exceptions import DeployError
 
+from tasks.versions import is_valid_policy
+
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS_FILE = ROOT / "secrets.env"  # git-ignored: KEY=VALUE lines, read when present
 PASSWORD_ENV = "MATTERMOST_DB_PASSWORD"
@@ -35,7 +37,17 @@ class Secret(str):
 @dataclass(frozen=True)
 class Settings:
     host: str
-    version: str
+    version_policy: str
+    version_fallback: str | None
+    esr_lines: list
+    allow_esr_skip: bool
+    allow_below_7_1: bool
+    github_api_url: str
+    github_repository: str
+    keep_releases: int
+    backup_dir: str
+    backup_keep: int
+    backup_schedule: str | None
     arch: str
     release_url: str
     signature_url: str
@@ -47,6 +59,7 @@ class Settings:
     site_url: str
     config: dict
     health_timeout: int
+    start_timeout: int
     user: str
     install_dir: str
     releases_dir: str
@@ -86,8 +99,16 @@ class Settings:
     def ping_url(self) -> str:
         return "http://127.0.0.1:8065/api/v4/system/ping?get_server_status=true"
 
-    def release_dir(self, version: str | None = None) -> str:
-        return f"{self.releases_dir}/{version or self.version}"
+    @property
+    def hold_file(self) -> str:
+        return "/etc/mattermost/upgrade-hold.json"
+
+    @property
+    def data_dir(self) -> str:
+        return f"{self.state_dir}/data"
+
+    def release_dir(self, version: str) -> str:
+        return f"{self.releases_dir}/{version}"
 
     def url_for(self, version: str) -> str:
         return self.release_url.format(version=version, arch=self.arch)
@@ -129,9 +150,19 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
         return value
 
     problems: list[str] = []
-    version = str(get("mattermost_version") or "")
-    if not VERSION_RE.match(version):
-        problems.append(f"mattermost_version must be a release number like 11.7.6, not {version!r}")
+    policy = str(get("mattermost_version") or "")
+    if not is_valid_policy(policy):
+        problems.append(f"mattermost_version must be esr, latest, a line like 11.7 or a release like 11.7.6, "
+                        f"not {policy!r}")
+    fallback = get("mattermost_version_fallback") or None
+    if fallback is not None and not VERSION_RE.match(str(fallback)):
+        problems.append(f"mattermost_version_fallback must be a release like 11.7.6, not {fallback!r}")
+    esr_lines = [str(x) for x in (get("mattermost_esr_lines") or [])]
+    if not all(re.fullmatch(r"\d+\.\d+", x) for x in esr_lines):
+        problems.append(f"mattermost_esr_lines must list lines like \"11.7\", not {esr_lines!r}")
+    for key in ("mattermost_keep_releases", "mattermost_backup_keep"):
+        if not isinstance(get(key), int) or get(key) < 1:
+            problems.append(f"{key} must be a whole number of at least 1")
     arch = get("mattermost_arch")
     if arch not in ("amd64", "arm64"):
         problems.append(f"mattermost_arch must be amd64 or arm64, not {arch!r}")
@@ -158,7 +189,7 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
         if key in RESERVED_KEYS:
             problems.append(f"mattermost_config may not set {key}: the deploy builds it from the postgresql_* settings")
     for key in ("mattermost_install_dir", "mattermost_releases_dir", "mattermost_state_dir",
-                "mattermost_log_dir", "mattermost_socket_dir"):
+                "mattermost_log_dir", "mattermost_socket_dir", "mattermost_backup_dir"):
         if not str(get(key) or "").startswith("/"):
             problems.append(f"{key} must be an absolute path")
 
@@ -180,7 +211,17 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
 
     return Settings(
         host=host_name,
-        version=version,
+        version_policy=policy,
+        version_fallback=fallback,
+        esr_lines=esr_lines,
+        allow_esr_skip=bool(get("mattermost_allow_esr_skip")),
+        allow_below_7_1=bool(get("mattermost_allow_below_7_1")),
+        github_api_url=get("github_api_url"),
+        github_repository=get("github_repository"),
+        keep_releases=get("mattermost_keep_releases"),
+        backup_dir=get("mattermost_backup_dir").rstrip("/"),
+        backup_keep=get("mattermost_backup_keep"),
+        backup_schedule=get("mattermost_backup_schedule") or None,
         arch=arch,
         release_url=release_url,
         signature_url=get("mattermost_release_signature_url") or "{url}.sig",
@@ -192,6 +233,7 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
         site_url=site_url,
         config=config,
         health_timeout=int(get("mattermost_health_timeout") or 180),
+        start_timeout=int(get("mattermost_start_timeout") or 3600),
         user=get("mattermost_user"),
         install_dir=get("mattermost_install_dir").rstrip("/"),
         releases_dir=get("mattermost_releases_dir").rstrip("/"),

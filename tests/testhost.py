@@ -253,6 +253,8 @@ def start_server(name: str, ssh_port: int, https_port: int | None = None, http_p
             # Only data differs from production: the stand-in upstream and its test key.
             "mattermost_domain": "127.0.0.1",
             "mattermost_site_url": f"https://127.0.0.1{site_port}",
+            # The workstation side asks the stand-in's GitHub-shaped API on loopback.
+            "github_api_url": f"http://127.0.0.1:{UPSTREAM_PORT}/api",
             **upstream["data"],
         },
     }

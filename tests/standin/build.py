@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import runpy
 from pathlib import Path
 
 from tests.standin import release, signing
@@ -18,8 +17,25 @@ OTHER_UID = "Someone Else (tests only) <other@example.invalid>"
 EXPIRED_UID = "Expired Signing Key (tests only) <expired@example.invalid>"
 
 
+# What the stand-in upstream offers. The GitHub-shaped listing mixes server releases with
+# a release candidate, a draft and a Go-module tag, and the ESR patch 11.7.6 is published
+# after the newer feature release 11.8.0 - as on github.com/mattermost/mattermost.
+OLDER_ESR = "11.7.5"
+ESR_VERSION = "11.7.6"  # what the default policy ("esr", lines up to 11.7) installs
+FEATURE = "11.8.0"  # newer feature line: what "latest" installs
+BROKEN = "11.8.1"  # runs its migration, then fails to start; downloadable, not listed
+LISTING = [  # (tag, draft, prerelease, day published)
+    (f"v{OLDER_ESR}", False, False, 1),
+    (f"v{FEATURE}", False, False, 10),
+    (f"v{ESR_VERSION}", False, False, 12),
+    ("v11.9.0-rc1", False, True, 14),
+    ("v11.9.0", True, False, 15),
+    ("server/public/v0.4.3", False, False, 16),
+]
+
+
 def default_version() -> str:
-    return runpy.run_path(str(ROOT / "group_data" / "all.py"))["mattermost_version"]
+    return ESR_VERSION
 
 
 def _sources_digest() -> str:
@@ -98,19 +114,15 @@ def github_release(tag: str, *, draft: bool = False, prerelease: bool = False, d
 
 
 def ensure_default_releases(root: Path) -> dict:
-    """What `make demo` and the tests need: the default version and one patch below it."""
+    """What `make demo` and the tests need: the listed releases and the broken one."""
     root.mkdir(parents=True, exist_ok=True)
     main_fpr = keys(root)["main"][1]
-    version = default_version()
-    major, minor, patch = (int(x) for x in version.split("."))
-    versions = [version] + ([f"{major}.{minor}.{patch - 1}"] if patch else [])
-    for v in versions:
-        ensure_release(root, v)
-    if not (root / "github" / "releases.json").exists():
-        publish_github_releases(root, [github_release(f"v{v}", day=i + 1)
-                                       for i, v in enumerate(reversed(versions))])
+    for version in (OLDER_ESR, ESR_VERSION, FEATURE):
+        ensure_release(root, version)
+    ensure_release(root, BROKEN, behaviour="broken")
+    publish_github_releases(root, [github_release(tag, draft=d, prerelease=p, day=day)
+                                   for tag, d, p, day in sorted(LISTING, key=lambda r: -r[3])])
     return {
-        "versions": versions,
         "data": {
             "mattermost_release_url": UPSTREAM_HOST + "/releases/{version}/mattermost-{version}-linux-{arch}.tar.gz",
             "mattermost_release_checksum_url": "{url}.sha256",

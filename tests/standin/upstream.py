@@ -69,7 +69,7 @@ class Handler(SimpleHTTPRequestHandler):
         headers = [("ETag", etag), ("X-RateLimit-Limit", "60"),
                    ("X-RateLimit-Remaining", "59"), ("X-RateLimit-Reset", reset)]
         if page * per_page < len(releases):
-            nxt = f"<{url.path}?per_page={per_page}&page={page + 1}>; rel=\"next\""
+            nxt = f"<http://{self.headers.get('Host')}{url.path}?per_page={per_page}&page={page + 1}>; rel=\"next\""
             headers.append(("Link", nxt))
         if self.headers.get("If-None-Match") == etag:
             self.send_response(304)

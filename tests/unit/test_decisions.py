@@ -94,12 +94,16 @@ def test_release_in_use_only_for_managed_link():
     assert service.release_in_use(FRESH) is None
 
 
-def test_never_downgrade():
-    release.check_no_downgrade(None, "11.7.6", "h")
-    release.check_no_downgrade("11.7.5", "11.7.6", "h")
-    release.check_no_downgrade("11.7.6", "11.7.6", "h")
-    with pytest.raises(DeployError, match="never downgrades"):
-        release.check_no_downgrade("11.10.0", "11.7.6", "h")
+def test_versions_to_fetch_adoption_keeps_its_version_first():
+    from tasks.versions import Decision
+
+    same = Decision("11.7.6", "11.7.6", "11.7.6", "up to date")
+    assert release.versions_to_fetch(CONVERGED, same) == ["11.7.6"]
+    assert release.versions_to_fetch(HAND_INSTALL, same) == ["11.7.6"]
+    newer = Decision("11.7.7", "11.7.7", "11.7.7", "upgrade 11.7.6 -> 11.7.7")
+    assert release.versions_to_fetch(HAND_INSTALL, newer) == ["11.7.6", "11.7.7"]
+    assert release.installed_version(HAND_INSTALL) == "11.7.6"
+    assert release.installed_version(FRESH) is None
 
 
 def test_fetch_spec_uses_settings_only():

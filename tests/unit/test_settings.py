@@ -15,7 +15,8 @@ def load(env=None, **overrides):
 
 def test_defaults_are_valid_and_derive_urls():
     s = load()
-    assert s.version == DEFAULTS["mattermost_version"]
+    assert s.version_policy == DEFAULTS["mattermost_version"] == "esr"
+    assert s.esr_lines[-1] == "11.7" and s.version_fallback is None
     assert s.domain == "chat.example.org"
     assert s.site_url == "https://chat.example.org"
     assert s.url_for("11.7.6") == "https://releases.mattermost.com/11.7.6/mattermost-11.7.6-linux-amd64.tar.gz"
@@ -25,8 +26,11 @@ def test_defaults_are_valid_and_derive_urls():
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"mattermost_version": "11.7"}, "mattermost_version must be a release number"),
-    ({"mattermost_version": "latest"}, "mattermost_version must be a release number"),
+    ({"mattermost_version": "11"}, "mattermost_version must be esr, latest, a line"),
+    ({"mattermost_version": "newest"}, "mattermost_version must be esr, latest, a line"),
+    ({"mattermost_version_fallback": "11.7"}, "mattermost_version_fallback must be a release"),
+    ({"mattermost_esr_lines": ["11"]}, "mattermost_esr_lines must list lines"),
+    ({"mattermost_backup_keep": 0}, "mattermost_backup_keep must be a whole number"),
     ({"mattermost_arch": "i386"}, "mattermost_arch"),
     ({"mattermost_release_url": "https://example.org/mattermost.tar.gz"}, "must contain {version}"),
     ({"mattermost_signing_key_fingerprint": "F8F2C31744774B28"}, "40-digit key fingerprint"),

@@ -18,6 +18,11 @@ read from root-only files and never printed or put on a command line.
     mmhelper.py merge-config SPEC_JSON
     mmhelper.py switch SPEC_JSON
     mmhelper.py wait-healthy SPEC_JSON
+    mmhelper.py backup SPEC_JSON|@FILE
+    mmhelper.py upgrade SPEC_JSON
+    mmhelper.py restore SPEC_JSON
+    mmhelper.py rollback SPEC_JSON
+    mmhelper.py unhold SPEC_JSON
 """
 
 import contextlib
@@ -454,6 +459,13 @@ def state(query):
         "need_reload": unit_property(service, "NeedDaemonReload") == "yes",
     }
     out["nginx"] = {"active": systemctl("is-active", "nginx").stdout.strip()}
+    out["backup_timer"] = {"enabled": systemctl("is-enabled", "mattermost-backup.timer").stdout.strip(),
+                           "active": systemctl("is-active", "mattermost-backup.timer").stdout.strip()}
+    out["hold"] = read_json(query["hold_file"]) if query.get("hold_file") else None
+    names = backup_names(query["backup_dir"]) if query.get("backup_dir") else []
+    out["backups"] = {"count": len(names), "newest": names[-1] if names else None,
+                      "newest_manifest": read_json(os.path.join(query["backup_dir"], names[-1], "manifest.json"))
+                      if names else None}
     out["health"] = ping(query["ping_url"]) if out["service"]["active"] == "active" else {
         "ok": False, "error": "service not running", "version": None}
     return out
@@ -828,6 +840,406 @@ def wait_healthy(spec):
         time.sleep(0.5)
 
 
+# ================================================================== backups, upgrade, restore
+
+BACKUP_NAME = re.compile(r"^\d{8}-\d{6}-\d+\.\d+\.\d+-[a-z-]+$")
+
+
+def ident(name):
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text):
+    return "'" + text.replace("'", "''") + "'"
+
+
+def backup_names(backup_dir):
+    """Published backups, oldest first (names start with their UTC time)."""
+    try:
+        names = os.listdir(backup_dir)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if BACKUP_NAME.match(n)
+                  and os.path.exists(os.path.join(backup_dir, n, "manifest.json")))
+
+
+def prune_backups(backup_dir, keep):
+    names = backup_names(backup_dir)
+    for name in names[:max(0, len(names) - keep)]:
+        shutil.rmtree(os.path.join(backup_dir, name), ignore_errors=True)
+        print(f"  removed old backup {name} (keeping {keep})", flush=True)
+
+
+def prune_releases(releases_dir, keep, in_use):
+    versions = sorted((v for v in os.listdir(releases_dir) if re.fullmatch(r"\d+\.\d+\.\d+", v)),
+                      key=lambda v: tuple(int(x) for x in v.split(".")))
+    for version in versions[:max(0, len(versions) - keep)]:
+        if version not in in_use:
+            shutil.rmtree(os.path.join(releases_dir, version), ignore_errors=True)
+            print(f"  removed old release folder {version} (keeping {keep})", flush=True)
+
+
+def dir_size(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def database_size(name):
+    out = psql_as_postgres(f"SELECT pg_database_size({literal(name)});").stdout.strip()
+    return int(out or 0)
+
+
+def pg_dump(database_name, dest):
+    """pg_dump -Fc as the postgres user, written by root into a root-only file."""
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        result = subprocess.run(["runuser", "-u", "postgres", "--", "pg_dump", "-Fc", "-d", database_name],
+                                stdout=f, stderr=subprocess.PIPE, text=False)
+    if result.returncode != 0:
+        raise Failure(f"pg_dump of {database_name} failed: {result.stderr.decode(errors='replace').strip()[-300:]}")
+
+
+def snapshot_data(data_dir, dest):
+    """The data folder as it is now: hard links on the same file system (instant, no
+    space; Mattermost never rewrites a stored file in place), a full copy otherwise."""
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    if not os.path.isdir(data_dir):
+        os.makedirs(dest)
+        return
+    same_fs = os.stat(data_dir).st_dev == os.stat(os.path.dirname(dest)).st_dev
+    run(["cp", "-al" if same_fs else "-a", "--", data_dir.rstrip("/"), dest])
+
+
+class BackupWriter:
+    """A backup folder that appears under its final name only when complete."""
+
+    def __init__(self, backup_dir, version, kind):
+        os.makedirs(backup_dir, mode=0o700, exist_ok=True)
+        os.chmod(backup_dir, 0o700)
+        self.backup_dir = backup_dir
+        self.name = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{version}-{kind}"
+        self.partial = os.path.join(backup_dir, f".partial-{self.name}")
+        shutil.rmtree(self.partial, ignore_errors=True)
+        os.makedirs(self.partial, mode=0o700)
+        self.manifest = {"name": self.name, "version": version, "kind": kind,
+                         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    def config(self, config_file):
+        shutil.copy2(config_file, os.path.join(self.partial, "config.json"))
+        os.chmod(os.path.join(self.partial, "config.json"), 0o600)
+
+    def data(self, data_dir):
+        snapshot_data(data_dir, os.path.join(self.partial, "data"))
+
+    def database(self, database_name):
+        pg_dump(database_name, os.path.join(self.partial, "database.dump"))
+
+    def publish(self, **extra):
+        self.manifest.update(extra)
+        self.manifest["database_dump_bytes"] = os.path.getsize(os.path.join(self.partial, "database.dump"))
+        with open(os.path.join(self.partial, "manifest.json"), "w") as f:
+            json.dump(self.manifest, f, indent=1)
+        final = os.path.join(self.backup_dir, self.name)
+        os.rename(self.partial, final)
+        return final
+
+    def discard(self):
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+
+def backup(spec):
+    """A backup while Mattermost keeps serving: pg_dump (a consistent snapshot of the
+    database), config.json, then the data folder - taken after the dump, so it holds
+    every file the dump refers to. Published complete or not at all; old ones pruned."""
+    version = spec.get("version") or os.path.basename(os.path.realpath(spec["install_dir"]))
+    writer = BackupWriter(spec["backup_dir"], version, spec.get("kind", "manual"))
+    try:
+        print(f"  dumping database {spec['db']['name']}", flush=True)
+        writer.database(spec["db"]["name"])
+        writer.config(spec["config_file"])
+        writer.data(spec["data_dir"])
+        final = writer.publish()
+    except BaseException:
+        writer.discard()
+        raise
+    prune_backups(spec["backup_dir"], spec["keep"])
+    print(f"backup {writer.name} written to {final}")
+
+
+def terminate_connections(database_name):
+    psql_as_postgres(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     f"WHERE datname = {literal(database_name)} AND pid <> pg_backend_pid();")
+
+
+def database_exists(name):
+    return bool(psql_as_postgres(f"SELECT 1 FROM pg_database WHERE datname = {literal(name)};").stdout.strip())
+
+
+def validate_config_with(release_dir, config_file, user):
+    """Ask the NEW binary whether it accepts the live config (on a private copy), where
+    the binary offers `config validate`. Returns an error text or None."""
+    tmp = tempfile.mkdtemp(prefix="mm-validate-")
+    try:
+        copy = os.path.join(tmp, "config.json")
+        shutil.copyfile(config_file, copy)
+        account = pwd.getpwnam(user)
+        for path in (tmp, copy):
+            os.chown(path, account.pw_uid, account.pw_gid)
+        result = subprocess.run(["runuser", "-u", user, "--", os.path.join(release_dir, "bin", "mattermost"),
+                                 "config", "validate"], capture_output=True, text=True, cwd=tmp, timeout=120,
+                                env=dict(os.environ, MM_CONFIG=copy))
+        text = (result.stdout + result.stderr).strip()
+        if result.returncode != 0 and "unknown command" not in text.lower() and "unsupported command" not in text:
+            return text[-500:] or f"exit status {result.returncode}"
+        return None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def journal_tail(service, lines=8):
+    out = subprocess.run(["journalctl", "-u", service, "-n", str(lines), "--no-pager", "-o", "cat"],
+                         capture_output=True, text=True).stdout
+    return out.strip()
+
+
+def start_and_verify(spec, version):
+    """Start and wait: `systemctl start` returns once a Type=notify service is ready
+    (migrations included, up to start_timeout) or has failed; then a healthy ping."""
+    service = spec["service"]
+    try:
+        result = subprocess.run(["systemctl", "start", service], capture_output=True, text=True,
+                                timeout=spec.get("start_timeout", 3600))
+    except subprocess.TimeoutExpired:
+        raise Failure(f"Mattermost {version} did not report ready within {spec.get('start_timeout', 3600)}s") from None
+    if result.returncode != 0:
+        print("  last lines of its log:\n    " + journal_tail(service).replace("\n", "\n    "), flush=True)
+        raise Failure(f"Mattermost {version} failed to start (see `journalctl -u {service}`)")
+    wait_healthy({"url": spec["ping_url"], "version": version, "timeout": spec["timeout"], "service": service})
+
+
+def upgrade(spec):
+    """Upgrade with a short outage and an automatic way back.
+
+    While the old version serves: preflight (folders, disk), the new binary checks the
+    config, the data folder and config.json are snapshotted. Then: stop, copy the
+    database inside PostgreSQL (CREATE DATABASE ... TEMPLATE: no dump during the outage),
+    switch /opt/mattermost, start, wait for a healthy ping of the new version. On success
+    the pre-upgrade database copy is dumped (pg_dump -Fc) into the backup while the new
+    version serves. On failure: stop, put the pre-upgrade database back (a rename), switch
+    back, start, verify the old version, hold the failed version, exit 1 with a report."""
+    old, new = spec["from"], spec["to"]
+    db, owner = spec["db"]["name"], spec["db"]["owner"]
+    releases, link = spec["releases_dir"], spec["install_dir"]
+    old_dir, new_dir = os.path.join(releases, old), os.path.join(releases, new)
+    for folder in (old_dir, new_dir):
+        if not os.path.isdir(folder):
+            raise Failure(f"release folder {folder} is missing: nothing was changed")
+    snapshot = f"{db}_before_{new.replace('.', '_')}"[:63]
+
+    # Preflight: Mattermost asks for twice the install size plus the database.
+    need = 2 * dir_size(new_dir) + database_size(db)
+    os.makedirs(spec["backup"]["backup_dir"], mode=0o700, exist_ok=True)
+    for path in (spec["backup"]["backup_dir"], "/var/lib/postgresql"):
+        have = free_bytes(path) if os.path.exists(path) else need
+        if have < need:
+            raise Failure(f"not enough free disk in {path} for the upgrade: need {need >> 20} MB "
+                          f"(twice the release plus the database), have {have >> 20} MB; nothing was changed")
+    problem = validate_config_with(new_dir, spec["config_file"], spec["user"])
+    if problem:
+        raise Failure(f"Mattermost {new} rejects the current config.json ({problem}); fix the setting "
+                      "first - nothing was changed")
+
+    writer = BackupWriter(spec["backup"]["backup_dir"], old, "upgrade")
+    writer.config(spec["config_file"])
+    writer.data(spec["backup"]["data_dir"])
+    print(f"  stopping Mattermost {old}", flush=True)
+    t0 = time.time()
+    stopped = False
+    try:
+        systemctl("stop", spec["service"])
+        stopped = True
+        terminate_connections(db)
+        if database_exists(snapshot):
+            psql_as_postgres(f"DROP DATABASE {ident(snapshot)};")
+        psql_as_postgres(f"CREATE DATABASE {ident(snapshot)} WITH TEMPLATE {ident(db)} OWNER {ident(owner)};")
+        link_release(link, new_dir)
+        print(f"  starting Mattermost {new} (database migrations run now)", flush=True)
+        start_and_verify(spec, new)
+    except BaseException as e:
+        reason = str(e) if isinstance(e, Failure) else f"{type(e).__name__}: {e}"
+        print(f"  upgrade to {new} failed: {reason}", flush=True)
+        if not stopped:
+            writer.discard()
+            raise
+        _roll_back(spec, old, new, db, snapshot, reason, writer)
+        raise Failure(f"upgrade {old} -> {new} failed ({reason}); rolled back: the database was restored "
+                      f"to its state before the upgrade, Mattermost {old} runs and is healthy; {new} is held "
+                      "until `make unhold`") from None
+    outage = time.time() - t0
+    print(f"  Mattermost {new} is serving ({outage:.1f}s after the stop); saving the pre-upgrade backup", flush=True)
+    try:
+        writer.database(snapshot)
+        final = writer.publish(upgraded_to=new)
+    except BaseException:
+        writer.discard()
+        raise
+    psql_as_postgres(f"DROP DATABASE {ident(snapshot)};")
+    prune_backups(spec["backup"]["backup_dir"], spec["backup"]["keep"])
+    prune_releases(releases, spec["keep_releases"], {old, new})
+    print(f"upgraded {old} -> {new}; pre-upgrade backup {final}")
+
+
+def _roll_back(spec, old, new, db, snapshot, reason, writer):
+    print(f"  rolling back to {old}", flush=True)
+    try:
+        systemctl("stop", spec["service"])
+        if database_exists(snapshot):
+            terminate_connections(db)
+            psql_as_postgres(f"DROP DATABASE IF EXISTS {ident(db)};")
+            psql_as_postgres(f"ALTER DATABASE {ident(snapshot)} RENAME TO {ident(db)};")
+            print(f"  database {db} restored to its state before the upgrade", flush=True)
+        link_release(spec["install_dir"], os.path.join(spec["releases_dir"], old))
+        start_and_verify(spec, old)
+        writer.database(db)
+        writer.publish(upgrade_failed=new, reason=reason)
+    except BaseException as e:
+        raise Failure(f"upgrade {old} -> {new} failed ({reason}) AND the rollback failed ({e}): the "
+                      f"pre-upgrade database is kept as {snapshot} if it was made; config and data are in "
+                      f"{writer.partial}; see `journalctl -u {spec['service']}`") from None
+    write_hold(spec["hold_file"], new, reason)
+
+
+def write_hold(path, version, reason):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"version": version, "reason": reason[:300],
+                   "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, f)
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def find_backup(backup_dir, wanted):
+    names = backup_names(backup_dir)
+    if not names:
+        raise Failure(f"no backup in {backup_dir}: take one with `make backup`")
+    if wanted in (None, "", "latest"):
+        return names[-1]
+    name = os.path.basename(wanted.rstrip("/"))
+    if name not in names:
+        raise Failure(f"no backup {name!r} in {backup_dir}; there are: {', '.join(names[-5:])}")
+    return name
+
+
+def restore(spec):
+    """Bring back a backup: database (pg_restore into a new database; the current one is
+    kept renamed), config.json (keeping today's DataSource), the data folder (the current
+    one kept renamed) unless restore_data is false, and the backup's release. Verified by
+    a healthy ping; undone when any step fails."""
+    name = find_backup(spec["backup_dir"], spec.get("backup"))
+    folder = os.path.join(spec["backup_dir"], name)
+    manifest = read_json(os.path.join(folder, "manifest.json")) or {}
+    version = manifest.get("version")
+    db, owner = spec["db"]["name"], spec["db"]["owner"]
+    release = os.path.join(spec["releases_dir"], version or "?")
+    if not os.path.isdir(release):
+        raise Failure(f"backup {name} is of Mattermost {version}, whose release folder is gone: run the deploy "
+                      f"with mattermost_version = \"{version}\" first; nothing was changed")
+    if not os.path.exists(os.path.join(folder, "database.dump")):
+        raise Failure(f"backup {name} has no database.dump: not restorable")
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    kept_db = f"{db}_before_restore"[:63]
+    data_dir = spec["data_dir"].rstrip("/")
+    kept_data = f"{data_dir}.before-restore-{stamp}"
+    previous_link = os.path.realpath(spec["install_dir"])
+    with open(spec["config_file"]) as f:
+        live_config = json.load(f)
+    print(f"  restoring backup {name} (Mattermost {version}, {manifest.get('kind')}, {manifest.get('created')})",
+          flush=True)
+    systemctl("stop", spec["service"])
+    steps = []
+    try:
+        terminate_connections(db)
+        if database_exists(kept_db):
+            psql_as_postgres(f"DROP DATABASE {ident(kept_db)};")
+        psql_as_postgres(f"ALTER DATABASE {ident(db)} RENAME TO {ident(kept_db)};")
+        steps.append("db")
+        psql_as_postgres(f"CREATE DATABASE {ident(db)} WITH OWNER {ident(owner)} ENCODING 'UTF8' "
+                         "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' TEMPLATE template0;")
+        with open(os.path.join(folder, "database.dump"), "rb") as dump:
+            result = subprocess.run(["runuser", "-u", "postgres", "--", "pg_restore", "--no-owner",
+                                     f"--role={owner}", "--exit-on-error", "-d", db], stdin=dump,
+                                    capture_output=True)
+        if result.returncode != 0:
+            raise Failure(f"pg_restore failed: {result.stderr.decode(errors='replace').strip()[-300:]}")
+        restored = read_json(os.path.join(folder, "config.json"))
+        if restored:
+            restored.setdefault("SqlSettings", {})["DataSource"] = live_config["SqlSettings"]["DataSource"]
+            account = pwd.getpwnam(spec["user"])
+            write_private(spec["config_file"], json.dumps(restored, indent=4) + "\n", account.pw_uid, account.pw_gid)
+            steps.append("config")
+        if spec.get("restore_data", True) and os.path.isdir(os.path.join(folder, "data")):
+            os.rename(data_dir, kept_data)
+            steps.append("data")
+            snapshot_data(os.path.join(folder, "data"), data_dir)
+            account = pwd.getpwnam(spec["user"])
+            run(["chown", "-R", f"{account.pw_uid}:{account.pw_gid}", data_dir])
+        link_release(spec["install_dir"], release)
+        start_and_verify(spec, version)
+    except BaseException as e:
+        print(f"  restore failed ({e}); putting everything back", flush=True)
+        systemctl("stop", spec["service"])
+        if "data" in steps:
+            shutil.rmtree(data_dir, ignore_errors=True)
+            os.rename(kept_data, data_dir)
+        if "config" in steps:
+            account = pwd.getpwnam(spec["user"])
+            write_private(spec["config_file"], json.dumps(live_config, indent=4) + "\n", account.pw_uid, account.pw_gid)
+        if "db" in steps:
+            terminate_connections(db)
+            psql_as_postgres(f"DROP DATABASE IF EXISTS {ident(db)};")
+            psql_as_postgres(f"ALTER DATABASE {ident(kept_db)} RENAME TO {ident(db)};")
+        link_release(spec["install_dir"], previous_link)
+        systemctl("start", spec["service"])
+        raise
+    if spec.get("hold"):
+        write_hold(spec["hold_file"], spec["hold"], "rolled back by the operator (make rollback)")
+    kept = f"database {kept_db}" + (f" and {kept_data}" if "data" in steps else "")
+    print(f"restored backup {name}: Mattermost {version} is healthy; the state before the restore is kept as "
+          f"{kept} - remove it once you are satisfied")
+
+
+def rollback(spec):
+    """Return to the release before the last upgrade, with that upgrade's backup
+    (database and config; files uploaded since stay). Holds the version left."""
+    current = os.path.basename(os.path.realpath(spec["install_dir"]))
+    candidates = [n for n in backup_names(spec["backup_dir"])
+                  if (read_json(os.path.join(spec["backup_dir"], n, "manifest.json")) or {}).get("upgraded_to") == current]
+    if not candidates:
+        raise Failure(f"no upgrade backup leads to the running {current}: nothing to roll back to "
+                      "(use `make restore BACKUP=...` for a chosen backup)")
+    restore({**spec, "backup": candidates[-1], "restore_data": False, "hold": current})
+
+
+def unhold(spec):
+    path = spec["hold_file"]
+    hold = read_json(path)
+    if not hold:
+        print("no upgrade is held")
+        return
+    os.unlink(path)
+    print(f"the hold on {hold.get('version')} is lifted: the next deploy may upgrade to it again")
+
+
 # ================================================================== entry point
 
 COMMANDS = {
@@ -837,6 +1249,11 @@ COMMANDS = {
     "merge-config": merge_config_file,
     "switch": switch,
     "wait-healthy": wait_healthy,
+    "backup": backup,
+    "upgrade": upgrade,
+    "restore": restore,
+    "rollback": rollback,
+    "unhold": unhold,
 }
 
 
@@ -851,6 +1268,9 @@ def main(argv):
         elif command == "db-password":
             db_password(arg)
         elif command in COMMANDS:
+            if arg.startswith("@"):  # a spec kept in a file (the nightly backup timer)
+                with open(arg[1:]) as f:
+                    arg = f.read()
             COMMANDS[command](json.loads(arg))
         else:
             print(__doc__, file=sys.stderr)

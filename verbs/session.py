@@ -1,0 +1,45 @@
+"""Connect to the inventory's servers from a workstation script, the way the pyinfra CLI
+does, so a verb can read facts per host (status) or stream a file (fetch-backup)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+from pyinfra.api import Config, State
+from pyinfra.api.connect import connect_all
+from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state
+from pyinfra_cli.inventory import make_inventory
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def connected() -> Iterator[tuple[State, list]]:
+    """(state, [(host, error or None)]) for every host in inventory.py."""
+    logging.getLogger("pyinfra").setLevel(logging.WARNING)
+    state = State(check_for_changes=False)
+    state.cwd = str(ROOT)
+    ctx_state.set(state)
+    config = Config()
+    ctx_config.set(config)
+    inventory = make_inventory(str(ROOT / "inventory.py"), cwd=str(ROOT))
+    ctx_inventory.set(inventory)
+    state.init(inventory, config)
+    connect_all(state)
+    hosts = [(h, None if h in state.activated_hosts else "cannot reach it over SSH") for h in inventory]
+    try:
+        yield state, hosts
+    finally:
+        for h, error in hosts:
+            if error is None:
+                with contextlib.suppress(Exception):
+                    h.disconnect()
+
+
+@contextlib.contextmanager
+def on(host):
+    with ctx_host.use(host):
+        yield host

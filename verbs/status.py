@@ -1,0 +1,88 @@
+"""make status: one row per server - installed and running versions, the version the
+policy wants, the newest release, the action a deploy would take, pending OS updates
+(when known) and the last backup. `--json` for monitoring.
+
+    .venv/bin/python -m verbs.status [--json]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from pyinfra.api.exceptions import PyinfraError
+
+from facts.github import ReleaseLookupError, fetch_releases
+from tasks.common import current, settings
+from tasks.release import decision, installed_version
+from tasks.versions import server_versions
+from verbs.session import connected, on
+
+COLUMNS = ["host", "installed", "running", "target", "latest", "action", "os_updates", "last_backup"]
+
+
+def latest_known(s) -> tuple[str | None, str | None]:
+    try:
+        versions = server_versions(fetch_releases(s.github_api_url, s.github_repository))
+        return (versions[-1] if versions else None), None
+    except ReleaseLookupError as e:
+        return None, str(e)
+
+
+def row_for(host) -> dict:
+    with on(host):
+        try:
+            s, now = settings(), current()
+            d = decision()
+        except PyinfraError as e:
+            return {"host": host.name, "action": f"error: {e}"}
+        installed = installed_version(now)
+        running = now["health"].get("version")
+        latest, error = (d.latest, None) if d.latest else latest_known(s)
+        backups = now.get("backups") or {}
+        manifest = backups.get("newest_manifest") or {}
+        row = {
+            "host": host.name,
+            "installed": installed,
+            "running": running,
+            "version_mismatch": bool(installed and running and installed != running),
+            "healthy": now["health"]["ok"],
+            "target": d.target,
+            "latest": latest,
+            "action": d.action,
+            "os_updates": (now.get("os_updates") or {}).get("count"),
+            "last_backup": manifest.get("created"),
+            "last_backup_name": backups.get("newest"),
+        }
+        if error:
+            row["latest_error"] = error
+        return row
+
+
+def table(rows: list[dict]) -> str:
+    def cell(row, key):
+        value = row.get(key)
+        if key == "running" and row.get("version_mismatch"):
+            return f"{value} (!= installed)"
+        if key == "running" and value is None and "healthy" in row:
+            return "down"
+        return "-" if value is None else str(value)
+
+    cells = [[cell(r, k) for k in COLUMNS] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(COLUMNS)]
+    lines = ["  ".join(k.ljust(w) for k, w in zip(COLUMNS, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    notes = [f"note: {r['host']}: latest release unknown: {r['latest_error']}" for r in rows if r.get("latest_error")]
+    return "\n".join(lines + notes)
+
+
+def main(argv: list[str]) -> int:
+    as_json = "--json" in argv
+    with connected() as (_, hosts):
+        rows = [row_for(h) if error is None else {"host": h.name, "action": f"error: {error}"} for h, error in hosts]
+    print(json.dumps(rows, indent=2) if as_json else table(rows))
+    return 1 if any(str(r.get("action", "")).startswith("error") for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
