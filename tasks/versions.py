@@ -127,7 +127,7 @@ def decide(
             action += f" (policy points at older {candidate}; never downgrades)"
         return Decision(installed, candidate, latest, action)
     if hold and hold.get("version") == candidate:
-        return blocked(f"the upgrade to {candidate} failed and was rolled back ({hold.get('reason', 'see the report')}); "
+        return blocked(f"{candidate} is held after a rollback ({hold.get('reason', 'see the report')}); "
                        "`make unhold` to try it again")
     if Version(installed) < Version("7.1.0") and not allow_below_7_1:
         return blocked(f"{installed} is below 7.1: Mattermost requires upgrading to 7.1 first "

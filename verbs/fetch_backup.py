@@ -3,7 +3,7 @@
 `<fetched_backups_dir>/<host>/<backup>.tar` (git-ignored). Checked after the transfer:
 the archive must read back whole and hold the backup's manifest and database dump.
 
-    .venv/bin/python -m verbs.fetch_backup [name|latest]
+    .venv/bin/python -m verbs.fetch_backup [name|latest] [--data key=value ...]
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import tarfile
 
 from tasks.common import current, settings
-from verbs.session import ROOT, connected, on
+from verbs.session import ROOT, connected, on, positional
 
 
 def pick(backups: dict, wanted: str) -> str | None:
@@ -55,14 +55,15 @@ def fetch(host, wanted: str) -> str:
             partial.unlink(missing_ok=True)
             return f"{host.name}: the copy of {name} lacks {', '.join(sorted(missing))}: not kept"
         partial.rename(dest)
-        print(f"{host.name}: {name} -> {dest.relative_to(ROOT)} ({done >> 20} MB, {len(names)} entries)")
+        print(f"{host.name}: {name} -> {dest} ({done >> 20} MB, {len(names)} entries)")
         return ""
 
 
 def main(argv: list[str]) -> int:
-    wanted = argv[0] if argv else "latest"
+    names = positional(argv)
+    wanted = names[0] if names else "latest"
     errors = []
-    with connected() as (_, hosts):
+    with connected(argv) as (_, hosts):
         for host, error in hosts:
             errors.append(f"{host.name}: {error}" if error else fetch(host, wanted))
     for e in filter(None, errors):

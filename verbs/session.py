@@ -12,20 +12,22 @@ from pyinfra.api import Config, State
 from pyinfra.api.connect import connect_all
 from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state
 from pyinfra_cli.inventory import make_inventory
+from pyinfra_cli.util import parse_cli_arg
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
-def connected() -> Iterator[tuple[State, list]]:
-    """(state, [(host, error or None)]) for every host in inventory.py."""
+def connected(argv: list[str] | None = None) -> Iterator[tuple[State, list]]:
+    """(state, [(host, error or None)]) for every host in inventory.py; `--data key=value`
+    in argv overrides host data as with the pyinfra CLI."""
     logging.getLogger("pyinfra").setLevel(logging.WARNING)
     state = State(check_for_changes=False)
     state.cwd = str(ROOT)
     ctx_state.set(state)
     config = Config()
     ctx_config.set(config)
-    inventory = make_inventory(str(ROOT / "inventory.py"), cwd=str(ROOT))
+    inventory = make_inventory(str(ROOT / "inventory.py"), cwd=str(ROOT), override_data=override_data(argv or []))
     ctx_inventory.set(inventory)
     state.init(inventory, config)
     connect_all(state)
@@ -37,6 +39,28 @@ def connected() -> Iterator[tuple[State, list]]:
             if error is None:
                 with contextlib.suppress(Exception):
                     h.disconnect()
+
+
+def override_data(argv: list[str]) -> dict:
+    data = {}
+    for i, arg in enumerate(argv):
+        if arg == "--data" and i + 1 < len(argv) and "=" in argv[i + 1]:
+            key, value = argv[i + 1].split("=", 1)
+            data[key] = parse_cli_arg(value)
+    return data
+
+
+def positional(argv: list[str]) -> list[str]:
+    """Arguments that are not `--data key=value`."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--data":
+            skip = True
+        elif not arg.startswith("--"):
+            out.append(arg)
+    return out
 
 
 @contextlib.contextmanager

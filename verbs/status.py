@@ -2,7 +2,7 @@
 policy wants, the newest release, the action a deploy would take, pending OS updates
 (when known) and the last backup. `--json` for monitoring.
 
-    .venv/bin/python -m verbs.status [--json]
+    .venv/bin/python -m verbs.status [--json] [--data key=value ...]
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str]) -> int:
     as_json = "--json" in argv
-    with connected() as (_, hosts):
+    with connected(argv) as (_, hosts):
         rows = [row_for(h) if error is None else {"host": h.name, "action": f"error: {error}"} for h, error in hosts]
     print(json.dumps(rows, indent=2) if as_json else table(rows))
     return 1 if any(str(r.get("action", "")).startswith("error") for r in rows) else 0

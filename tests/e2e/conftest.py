@@ -36,7 +36,10 @@ def deploy(target: str, *args: str, env: dict | None = None, timeout: int = 1200
     """Run the deploy against a test server; returns exit code and the whole output."""
     environ = {k: v for k, v in os.environ.items() if k != "MATTERMOST_DB_PASSWORD"}
     environ.update(env or {}, MMDEPLOY_TARGET=target, PYINFRA_PROGRESS="off")
-    proc = subprocess.run([sys.executable, "-m", "tasks.run", "-y", *args], cwd=ROOT, env=environ,
+    deploy_file = [args[0]] if args and args[0].endswith(".py") else []  # a verb instead of deploy.py
+    args = args[len(deploy_file):]
+    yes = [] if "--dry" in args else ["-y"]  # -y would skip the change detection a dry run shows
+    proc = subprocess.run([sys.executable, "-m", "tasks.run", *deploy_file, *yes, *args], cwd=ROOT, env=environ,
                           capture_output=True, text=True, timeout=timeout)
     return Run(proc.returncode, proc.stdout + proc.stderr)
 

@@ -115,7 +115,8 @@ def test_lookup_failure_falls_back_only_to_pinned_setting():
 def test_held_version_is_not_retried():
     hold = {"version": "11.7.8", "reason": "not healthy after 180s"}
     d = decide("esr", "11.7.5", AVAILABLE, ESR, hold=hold)
-    assert d.blocked and "failed and was rolled back" in d.blocked and "make unhold" in d.blocked
+    assert d.blocked and "11.7.8 is held after a rollback (not healthy after 180s)" in d.blocked
+    assert "make unhold" in d.blocked
     # a newer release than the held one is a new chance
     assert decide("latest", "11.10.3", AVAILABLE, ESR + ["12.0"], hold=hold).upgrade
 

@@ -1110,7 +1110,7 @@ def _roll_back(spec, old, new, db, snapshot, reason, writer):
         raise Failure(f"upgrade {old} -> {new} failed ({reason}) AND the rollback failed ({e}): the "
                       f"pre-upgrade database is kept as {snapshot} if it was made; config and data are in "
                       f"{writer.partial}; see `journalctl -u {spec['service']}`") from None
-    write_hold(spec["hold_file"], new, reason)
+    write_hold(spec["hold_file"], new, f"the upgrade from {old} failed: {reason}")
 
 
 def write_hold(path, version, reason):
