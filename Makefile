@@ -15,7 +15,7 @@ export MMDEPLOY_TARGET := $(TARGET)
 YESFLAG := $(if $(filter 1 yes true,$(YES)),-y,)
 
 .PHONY: setup prereqs demo diff deploy upgrade status backup fetch-backup restore rollback unhold \
-	test unit e2e lint bench clean
+	test unit e2e lint bench bench-upgrade clean
 
 setup: $(VENV)/.installed
 
@@ -75,6 +75,10 @@ lint: setup
 
 bench: setup prereqs
 	$(PY) -m bench.converge
+	$(PY) -m bench.upgrade_downtime
+
+bench-upgrade: setup prereqs
+	$(PY) -m bench.upgrade_downtime
 
 clean: setup
 	$(PY) -m tests.testhost clean

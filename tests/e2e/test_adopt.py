@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from tests import testhost
+from tests import handinstall, testhost
 from tests.e2e.conftest import KEEP, deploy, https_get, planned_changes, sh
-from tests.standin.build import UPSTREAM_HOST, default_version
+from tests.standin.build import default_version
 
 VERSION = default_version()
 TARGET = "e2e-adopt"
@@ -16,76 +16,12 @@ PORT = 24432
 HAND_PASSWORD = "hand-install-password"
 UPLOADED = "/opt/mattermost/data/20260101/teams/noteam/channels/c1/users/u1/report.txt"
 
-OFFICIAL_UNIT = """[Unit]
-Description=Mattermost
-After=network.target
-After=postgresql.service
-BindsTo=postgresql.service
-
-[Service]
-Type=notify
-ExecStart=/opt/mattermost/bin/mattermost
-TimeoutStartSec=3600
-KillMode=mixed
-Restart=always
-RestartSec=10
-WorkingDirectory=/opt/mattermost
-User=mattermost
-Group=mattermost
-LimitNOFILE=49152
-
-[Install]
-WantedBy=multi-user.target
-"""
-
-
-def install_by_hand():
-    """The steps of Mattermost's tarball install guide, as an admin typed them."""
-    tarball = f"{UPSTREAM_HOST}/releases/{VERSION}/mattermost-{VERSION}-linux-amd64.tar.gz"
-    sh(TARGET, "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null")
-    sh(TARGET, f"""runuser -u postgres -- psql -X -q \
-        -c "CREATE DATABASE mattermost;" \
-        -c "CREATE USER mmuser WITH PASSWORD '{HAND_PASSWORD}';" \
-        -c "GRANT ALL PRIVILEGES ON DATABASE mattermost TO mmuser;" \
-        -c "ALTER DATABASE mattermost OWNER TO mmuser;" """)
-    sh(TARGET, f"""set -e
-        curl -sfo /tmp/mm.tar.gz {tarball}
-        tar -xzf /tmp/mm.tar.gz -C /opt
-        mkdir /opt/mattermost/data
-        useradd --system --user-group mattermost
-        chown -R mattermost:mattermost /opt/mattermost
-        chmod -R g+w /opt/mattermost""")
-    sh(TARGET, f"""python3 - <<'EOF'
-import json
-p = '/opt/mattermost/config/config.json'
-c = json.load(open(p))
-c['ServiceSettings']['SiteURL'] = 'https://127.0.0.1:{PORT}'
-c['SqlSettings']['DataSource'] = 'postgres://mmuser:{HAND_PASSWORD}@localhost:5432/mattermost?sslmode=disable&connect_timeout=10'
-c['TeamSettings']['SiteName'] = 'Hand Installed Chat'
-json.dump(c, open(p, 'w'), indent=4)
-EOF""")
-    sh(TARGET, f"cat > /etc/systemd/system/mattermost.service <<'EOF'\n{OFFICIAL_UNIT}EOF\n"
-               "systemctl daemon-reload && systemctl enable --now mattermost")
-    # What users and the admin left behind: an uploaded file, a plugin, a post.
-    sh(TARGET, f"""set -e
-        install -d -o mattermost -g mattermost $(dirname {UPLOADED})
-        echo 'quarterly report, uploaded before adoption' > {UPLOADED}
-        install -d /opt/mattermost/plugins/com.example.demo /opt/mattermost/client/plugins/com.example.demo
-        echo '{{"id": "com.example.demo", "version": "1.2.3"}}' > /opt/mattermost/plugins/com.example.demo/plugin.json
-        echo 'console.log(1)' > /opt/mattermost/client/plugins/com.example.demo/main.js
-        chown -R mattermost:mattermost /opt/mattermost/plugins /opt/mattermost/client/plugins""")
-    sh(TARGET, f"PGPASSWORD={HAND_PASSWORD} psql -X -q -h localhost -U mmuser -d mattermost "
-               "-c \"INSERT INTO posts (id, createat, userid, channelid, message) "
-               "VALUES ('post1', 1, 'u1', 'c1', 'written before adoption')\"")
-    out = sh(TARGET, "curl -sf http://127.0.0.1:8065/api/v4/system/ping")
-    assert json.loads(out)["status"] == "OK", "the hand install must run before adoption"
-
-
 @pytest.fixture(scope="module")
 def adopted():
     testhost.stop_server(TARGET)
     testhost.start_server(TARGET, ssh_port=22302, https_port=PORT)
-    install_by_hand()
+    handinstall.install(TARGET, VERSION, f"https://127.0.0.1:{PORT}", HAND_PASSWORD)
+    handinstall.leave_user_data(TARGET, UPLOADED, HAND_PASSWORD)
     run = deploy(TARGET)
     yield run
     if not KEEP:
