@@ -135,7 +135,11 @@ def render(template: str, **context) -> str:
 
 
 def path_info(path: str) -> dict | None:
-    return current()["paths"].get(path)
+    """Type, owner, mode and SHA-256 of a path as the state snapshot saw it (None: absent)."""
+    paths = current()["paths"]
+    if path not in paths:  # a path the state query does not ask about would always look absent
+        raise KeyError(f"{path} is missing from tasks.common.managed_paths")
+    return paths[path]
 
 
 @operation()

@@ -1062,11 +1062,14 @@ def upgrade(spec):
     try:
         systemctl("stop", spec["service"])
         stopped = True
-        terminate_connections(db)
-        if database_exists(snapshot):
-            psql_as_postgres(f"DROP DATABASE {ident(snapshot)};")
-        psql_as_postgres(f"CREATE DATABASE {ident(snapshot)} WITH TEMPLATE {ident(db)} OWNER {ident(owner)};")
+        t_stopped = time.time()
+        # One psql session for the whole snapshot: every process start here is outage.
+        psql_as_postgres(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {literal(db)};\n"
+            f"DROP DATABASE IF EXISTS {ident(snapshot)};\n"
+            f"CREATE DATABASE {ident(snapshot)} WITH TEMPLATE {ident(db)} OWNER {ident(owner)};\n")
         link_release(link, new_dir)
+        t_snapshot = time.time()
         print(f"  starting Mattermost {new} (database migrations run now)", flush=True)
         start_and_verify(spec, new)
     except BaseException as e:
@@ -1079,8 +1082,9 @@ def upgrade(spec):
         raise Failure(f"upgrade {old} -> {new} failed ({reason}); rolled back: the database was restored "
                       f"to its state before the upgrade, Mattermost {old} runs and is healthy; {new} is held "
                       "until `make unhold`") from None
-    outage = time.time() - t0
-    print(f"  Mattermost {new} is serving ({outage:.1f}s after the stop); saving the pre-upgrade backup", flush=True)
+    now = time.time()
+    print(f"  Mattermost {new} is serving: stop {t_stopped - t0:.2f}s, database snapshot {t_snapshot - t_stopped:.2f}s, "
+          f"start and health {now - t_snapshot:.2f}s; saving the pre-upgrade backup", flush=True)
     try:
         writer.database(snapshot)
         final = writer.publish(upgraded_to=new)
