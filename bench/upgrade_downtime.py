@@ -140,7 +140,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--posts", type=int, default=20000, help="posts in each server's database")
     args = parser.parse_args(argv)
 
-    print(f"building stand-in releases {FROM} and {TO} with {args.pad_mb} MB of padding ...", flush=True)
+    print(f"building stand-in releases {FROM} .. {TO} with {args.pad_mb} MB of padding ...", flush=True)
     testhost.ensure_upstream(testhost.client())
     for version in VERSIONS:
         build.ensure_release(UPSTREAM_ROOT, version, pad_mb=args.pad_mb)
