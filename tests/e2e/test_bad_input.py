@@ -68,7 +68,7 @@ def test_missing_secret_stops_before_any_change(converged):
 
 
 @pytest.mark.parametrize("setting,expected", [
-    ("mattermost_version=11.7", "must be a release number"),
+    ("mattermost_version=11", "must be esr, latest, a line like 11.7"),
     ("mattermost_site_url=http://chat.example.org", "must start with https://"),
 ])
 def test_bad_setting_stops_before_any_change(converged, setting, expected):
