@@ -5,6 +5,8 @@
 #   make upgrade         deploy, and fail when the version policy's upgrade is refused
 #   make status          one row per server: versions, action, last backup (JSON=1 for monitoring)
 #   make backup | fetch-backup [BACKUP=name] | restore BACKUP=name | rollback | unhold
+#   make patch-plan      what patch night would do, changing nothing
+#   make patch-night     OS updates, restarts/reboot, Mattermost upgrade, report (YES=1, BREAK_LOCK=1)
 #   make test            unit tests and end-to-end tests on real Debian 12 containers
 #   make bench           benchmarks (bench/), printing numbers
 #   make lint / clean / setup
@@ -15,6 +17,7 @@ export MMDEPLOY_TARGET := $(TARGET)
 YESFLAG := $(if $(filter 1 yes true,$(YES)),-y,)
 
 .PHONY: setup prereqs demo diff deploy upgrade status backup fetch-backup restore rollback unhold \
+	patch-plan patch-night \
 	test unit e2e lint bench bench-upgrade clean
 
 setup: $(VENV)/.installed
@@ -60,6 +63,13 @@ rollback: setup
 
 unhold: setup
 	$(PY) -m tasks.run verbs/unhold.py -y
+
+patch-plan: setup
+	$(PY) -m verbs.patch_plan
+
+patch-night: setup
+	$(PY) -m tasks.run verbs/patch_night.py $(YESFLAG) \
+		$(if $(filter 1 yes true,$(BREAK_LOCK)),--data patch_break_lock=true,)
 
 test: setup prereqs
 	$(PY) -m pytest tests

@@ -5,11 +5,12 @@
 
 Reads the server's state once and decides the version (policy vs GitHub's releases),
 then, in order: base packages and folders, the verified release(s), adoption of a hand
-install, PostgreSQL, config.json, the service (or the upgrade), nginx, backups.
+install, PostgreSQL, config.json, the service (or the upgrade), nginx, backups, OS
+update settings (needrestart, unattended-upgrades).
 Releases are downloaded and verified before anything touches the running service.
 """
 
-from tasks import adopt, backup, base, config, database, nginx, release, service
+from tasks import adopt, backup, base, config, database, nginx, os_updates, release, service
 from tasks.common import current, settings
 
 settings()  # bad settings or a missing secret stop here, before any change
@@ -24,3 +25,4 @@ merged = config.configure(password)
 service.configure([adopted, password, merged])
 nginx.configure()
 backup.configure()
+os_updates.configure()

@@ -45,6 +45,17 @@ mattermost_backup_keep = 7  # newest backups kept (nightly, manual and pre-upgra
 mattermost_backup_schedule = "*-*-* 03:15:00"  # systemd OnCalendar of the nightly backup; None: no timer
 fetched_backups_dir = "backups"  # where `make fetch-backup` puts copies on the workstation (git-ignored)
 
+# --- OS updates and patch night ------------------------------------------------------------
+unattended_upgrades = True  # install security updates daily with unattended-upgrades (security archive only)
+unattended_upgrades_reboot_time = None  # e.g. "04:00": unattended-upgrades may reboot then when needed; None: never
+# Upgrading any of these means patch night will reboot (shell patterns of package names).
+patch_reboot_packages = ["linux-image-*", "linux-headers-*", "libc6", "systemd", "dbus", "intel-microcode",
+                         "amd64-microcode", "firmware-*"]
+# Services needrestart may list that patch night never restarts at run time (left to the next reboot).
+patch_never_restart = ["dbus.service", "systemd-logind.service", "getty@*.service", "user@*.service"]
+patch_reboot_timeout = 600  # seconds to wait for the server (SSH, then Mattermost) after a reboot
+reports_dir = "reports"  # where patch night writes its dated summaries on the workstation (git-ignored)
+
 # --- PostgreSQL ---------------------------------------------------------------------------------
 postgresql_db_name = "mattermost"  # database, as in Mattermost's install guide
 postgresql_db_user = "mmuser"  # role, as in Mattermost's install guide

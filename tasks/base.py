@@ -6,19 +6,21 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
-from tasks.common import HELPER, PACKAGES, ROOT, current, managed_file, path_info, render, settings
+from tasks.common import HELPER, ROOT, current, managed_file, packages, path_info, render, settings
 
 
 @operation()
-def packages_installed(packages: list[str]):
-    """Install the Debian packages the deploy needs (PostgreSQL, nginx, gpg, openssl)."""
-    missing = [p for p in packages if p in current()["packages_missing"]]
+def packages_installed(wanted: list[str]):
+    """Install the Debian packages the deploy needs (PostgreSQL, nginx, gpg, openssl, needrestart)."""
+    missing = [p for p in wanted if p in current()["packages_missing"]]
     if not missing:
         host.noop("all packages are installed")
         return
+    # NEEDRESTART_MODE=l: needrestart lists, never restarts services behind the operator's back.
+    env = ["DEBIAN_FRONTEND=noninteractive", "NEEDRESTART_MODE=l"]
     yield StringCommand(
-        "DEBIAN_FRONTEND=noninteractive", "apt-get", "update", "-q", "&&",
-        "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "--no-install-recommends",
+        *env, "apt-get", "update", "-q", "&&",
+        *env, "apt-get", "install", "-y", "-q", "--no-install-recommends",
         "-o", "Dpkg::Options::=--force-confold", *missing)
 
 
@@ -36,6 +38,7 @@ def wanted_folders(s) -> list[tuple[str, str, str, int]]:
     """(path, owner, group, mode) of every folder the deploy keeps, outside any release."""
     return [
         ("/etc/mattermost", "root", "root", 0o755),
+        (s.deploy_state_dir, "root", "root", 0o700),
         (s.private_dir, "root", "root", 0o700),
         (s.releases_dir, "root", "root", 0o755),
         (s.state_dir, s.user, s.user, 0o750),
@@ -65,7 +68,7 @@ def folders(wanted: list[tuple[str, str, str, int]]):
 
 def configure():
     s = settings()
-    packages_installed(name="Install PostgreSQL, nginx, gpg and openssl", packages=PACKAGES)
+    packages_installed(name="Install PostgreSQL, nginx, gpg, openssl and needrestart", wanted=packages(s))
     service_user(name=f"Create the system user {s.user}", user=s.user, home=s.state_dir)
     folders(name="Create the folders that survive upgrades (state, logs, releases)", wanted=wanted_folders(s))
     managed_file(name="Install the deploy's server-side helper", path=HELPER,

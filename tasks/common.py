@@ -25,7 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
 HELPER = "/usr/local/lib/mattermost-deploy/mmhelper.py"
 
-PACKAGES = ["postgresql", "nginx", "gpg", "openssl", "ca-certificates", "python3"]
+PACKAGES = ["postgresql", "nginx", "gpg", "openssl", "ca-certificates", "python3", "needrestart"]
+
+
+def packages(s: Settings) -> list[str]:
+    return PACKAGES + (["unattended-upgrades"] if s.unattended_upgrades else [])
 
 
 def settings() -> Settings:
@@ -37,18 +41,24 @@ def settings() -> Settings:
     return cached
 
 
-def current() -> dict:
+def current(os_updates: str | None = None) -> dict:
     """What the server is now: one fact, one round trip per run (pyinfra caches no fact).
-    Operations decide from this snapshot, taken before the first change."""
+    Operations decide from this snapshot, taken before the first change.
+
+    os_updates: None (not needed), "cached" (pending upgrades from the server's own package
+    lists) or "refresh" (lists refreshed first, into a private folder). The first call of
+    a run decides."""
     cached = getattr(host, "_mm_state", None)
     if cached is None:
         s = settings()
-        cached = host.get_fact(MattermostServer, query=state_query(s))
+        cached = host.get_fact(MattermostServer, query=state_query(s, os_updates))
         if cached is None:
             raise DeployError(f"{host.name}: python3 is missing on the server; install it "
                               "(apt-get install python3) and re-run")
         if cached.get("os", {}).get("id") not in ("debian", "ubuntu"):
             raise DeployError(f"{host.name}: this deploy supports Debian and Ubuntu, found {cached.get('os')}")
+        if (cached.get("os_updates") or {}).get("error"):
+            raise DeployError(f"{host.name}: {cached['os_updates']['error']}")
         host._mm_state = cached
     return cached
 
@@ -64,6 +74,8 @@ def managed_paths(s: Settings) -> list[str]:
         "/etc/mattermost", s.private_dir, "/var/cache/nginx",
         s.backup_dir, "/etc/mattermost/backup.json", "/etc/systemd/system/mattermost-backup.service",
         "/etc/systemd/system/mattermost-backup.timer",
+        "/etc/needrestart/conf.d/50-mattermost-deploy.conf", "/etc/apt/apt.conf.d/20auto-upgrades",
+        "/etc/apt/apt.conf.d/52mattermost-deploy-unattended-upgrades", s.deploy_state_dir,
     ]
 
 
@@ -91,9 +103,9 @@ def desired_config(s: Settings) -> dict:
     return owned
 
 
-def state_query(s: Settings) -> str:
+def state_query(s: Settings, os_updates: str | None = None) -> str:
     return json.dumps({
-        "packages": PACKAGES,
+        "packages": packages(s),
         "user": s.user,
         "paths": managed_paths(s),
         "install_dir": s.install_dir,
@@ -106,6 +118,8 @@ def state_query(s: Settings) -> str:
         "ping_url": s.ping_url,
         "hold_file": s.hold_file,
         "backup_dir": s.backup_dir,
+        "os": os_updates and {"refresh": os_updates == "refresh", "lists_dir": f"{s.deploy_state_dir}/apt-lists",
+                              "lock_file": s.patch_lock_file, "state_file": s.patch_state_file},
     }, sort_keys=True)
 
 

@@ -69,6 +69,12 @@ class Settings:
     db_name: str
     db_user: str
     db_password: Secret | None = field(repr=False)
+    unattended_upgrades: bool
+    unattended_upgrades_reboot_time: str | None
+    patch_reboot_packages: list
+    patch_never_restart: list
+    patch_reboot_timeout: int
+    reports_dir: str
     nginx_client_max_body_size: str
     nginx_hsts_max_age: int
     tls_certificate: str
@@ -98,6 +104,18 @@ class Settings:
     @property
     def ping_url(self) -> str:
         return "http://127.0.0.1:8065/api/v4/system/ping?get_server_status=true"
+
+    @property
+    def deploy_state_dir(self) -> str:
+        return "/var/lib/mattermost-deploy"
+
+    @property
+    def patch_lock_file(self) -> str:
+        return f"{self.deploy_state_dir}/patch-night.lock"
+
+    @property
+    def patch_state_file(self) -> str:
+        return f"{self.deploy_state_dir}/patch-night.json"
 
     @property
     def hold_file(self) -> str:
@@ -201,6 +219,9 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
     if password is not None and len(password) < 12:
         problems.append(f"{PASSWORD_ENV} is shorter than 12 characters: choose a longer one")
 
+    reboot_time = get("unattended_upgrades_reboot_time") or None
+    if reboot_time is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", str(reboot_time)):
+        problems.append(f"unattended_upgrades_reboot_time must be HH:MM or None, not {reboot_time!r}")
     cert, key = get("nginx_tls_certificate") or "", get("nginx_tls_certificate_key") or ""
     if bool(cert) != bool(key):
         problems.append("set both nginx_tls_certificate and nginx_tls_certificate_key, or neither")
@@ -243,6 +264,12 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
         db_name=get("postgresql_db_name"),
         db_user=get("postgresql_db_user"),
         db_password=Secret(password) if password else None,
+        unattended_upgrades=bool(get("unattended_upgrades")),
+        unattended_upgrades_reboot_time=reboot_time,
+        patch_reboot_packages=list(get("patch_reboot_packages") or []),
+        patch_never_restart=list(get("patch_never_restart") or []),
+        patch_reboot_timeout=int(get("patch_reboot_timeout") or 600),
+        reports_dir=get("reports_dir") or "reports",
         nginx_client_max_body_size=get("nginx_client_max_body_size"),
         nginx_hsts_max_age=int(get("nginx_hsts_max_age")),
         tls_certificate=cert,

@@ -32,7 +32,7 @@ def latest_known(s) -> tuple[str | None, str | None]:
 def row_for(host) -> dict:
     with on(host):
         try:
-            s, now = settings(), current()
+            s, now = settings(), current(os_updates="cached")
             d = decision()
         except PyinfraError as e:
             return {"host": host.name, "action": f"error: {e}"}

@@ -1,0 +1,169 @@
+"""make patch-night: OS updates, needed restarts or a reboot, the Mattermost upgrade the
+version policy wants, and a summary - in one command, under a lock, resumable.
+
+    pyinfra inventory.py verbs/patch_night.py         (asks first; YES=1 / -y does not)
+
+The plan is printed first (the same as `make patch-plan`). Then: take the lock, back
+up, upgrade packages non-interactively keeping local config files, restart what
+needrestart lists (Mattermost cleanly) unless a reboot follows, reboot when required and
+wait for SSH and a healthy Mattermost, upgrade Mattermost when due, write the report to
+reports/ on this workstation and release the lock. A failed or killed run leaves the
+lock and its progress on the server; running it again continues where it stopped.
+"""
+
+import json
+import time
+from pathlib import Path
+
+from pyinfra import host, logger
+from pyinfra.api import FunctionCommand, StringCommand, operation
+from pyinfra.api.exceptions import DeployError
+
+from tasks.backup import backup_spec
+from tasks.common import ROOT, current, helper, settings, streamed
+from tasks.release import decision, installed_version
+from tasks.service import upgraded
+from verbs.patching import make_plan, operator_id, plan_text, report_text
+from verbs.server_actions import require_deployed
+
+REBOOT_MARKER = "/run/mattermost-deploy.before-reboot"  # /run is emptied by a reboot
+
+
+def patch_spec(s, **extra) -> dict:
+    return {"lock_file": s.patch_lock_file, "state_file": s.patch_state_file, **extra}
+
+
+@operation(is_idempotent=False)
+def locked(holder: str, break_lock: bool, mattermost_before: str | None):
+    """Take the patch night lock (or continue a run of the same operator)."""
+    yield streamed(helper("patch-lock", patch_spec(settings(), holder=holder, mattermost_before=mattermost_before,
+                                                   **{"break": break_lock})))
+
+
+@operation(is_idempotent=False)
+def backed_up():
+    s = settings()
+    yield streamed(helper("backup", backup_spec(s, kind="patch-night")))
+    yield helper("patch-mark", patch_spec(s, step="backup"))
+
+
+@operation(is_idempotent=False)
+def packages_upgraded():
+    yield streamed(helper("patch-upgrade", patch_spec(settings())))
+
+
+@operation(is_idempotent=False)
+def services_restarted(reboot_expected: bool, version: str):
+    s = settings()
+    yield streamed(helper("patch-restart", patch_spec(
+        s, reboot_expected=reboot_expected, never_restart=s.patch_never_restart, service="mattermost",
+        ping_url=s.ping_url, timeout=s.health_timeout, version=version)))
+
+
+def _run(host_, command: str, print_output: bool = False) -> tuple[bool, str]:
+    status, output = host_.run_shell_command(StringCommand(command), print_output=print_output)
+    return status, output.stdout
+
+
+def reboot_and_wait(state, host, expected: bool, timeout: int, version: str):
+    """Reboot when required (or planned), then wait for SSH, systemd and a healthy
+    Mattermost. A marker in /run tells a rebooted server from one that is not down yet."""
+    s = settings()
+    _, flag = _run(host, "test -e /run/reboot-required && echo required || echo not-required")
+    if not expected and flag.strip() != "required":
+        logger.info(f"    [{host.name}] no reboot required")
+        return True
+    logger.info(f"    [{host.name}] rebooting ({'planned' if expected else 'the upgrade asks for it'})")
+    _run(host, f"touch {REBOOT_MARKER} && (sleep 1 && systemctl reboot) </dev/null >/dev/null 2>&1 &")
+    time.sleep(3)
+    host.disconnect()
+    deadline = time.time() + timeout
+    while True:
+        host.connect(show_errors=False)
+        if host.connected:
+            _, marker = _run(host, f"test -e {REBOOT_MARKER} && echo before || echo after")
+            if marker.strip() == "after":
+                break
+            host.disconnect()
+        if time.time() > deadline:
+            logger.error(f"    [{host.name}] ERROR: the server did not come back within {timeout}s of the reboot: "
+                         "check its console; then re-run `make patch-night` to continue")
+            return False
+        time.sleep(2)
+    logger.info(f"    [{host.name}] back after the reboot; waiting for systemd and Mattermost")
+    _run(host, f"timeout {timeout} systemctl is-system-running --wait >/dev/null 2>&1; true")
+    spec = {"url": s.ping_url, "version": version, "timeout": s.health_timeout, "service": "mattermost"}
+    status, _ = host.run_shell_command(helper("wait-healthy", spec), print_output=True)
+    if status:
+        status, _ = host.run_shell_command(helper("patch-mark", patch_spec(s, step="reboot", set={"rebooted": True})))
+    return status
+
+
+@operation(is_idempotent=False)
+def rebooted_if_required(expected: bool, version: str):
+    yield FunctionCommand(reboot_and_wait, (), {"expected": expected, "timeout": settings().patch_reboot_timeout,
+                                                "version": version})
+
+
+def write_report(state, host, plan):
+    s = settings()
+    status, output = host.run_shell_command(helper("patch-finish", patch_spec(s, ping_url=s.ping_url)))
+    if not status:
+        logger.error(f"    [{host.name}] ERROR: could not finish the run: {output.stderr}")
+        return False
+    record = json.loads(output.stdout.strip().splitlines()[-1])
+    text = report_text(host.name, record, plan)
+    folder = Path(s.reports_dir) if Path(s.reports_dir).is_absolute() else ROOT / s.reports_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(record.get("started", time.time())))
+    path = folder / f"patch-night-{host.name}-{stamp}.txt"
+    path.write_text(text + "\n")
+    path.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+    logger.info("\n" + text + f"\n  report: {path}\n")
+    return bool(record.get("healthy"))
+
+
+@operation(is_idempotent=False)
+def finished(plan):
+    yield FunctionCommand(write_report, (plan,), {})
+
+
+@operation()
+def nothing_to_do(reason: str):
+    host.noop(reason)
+    return
+    yield
+
+
+s = settings()
+now = current(os_updates="refresh")  # the first read of the run decides what it holds
+require_deployed()
+d = decision()
+plan = make_plan(now["os_updates"], d, s.patch_reboot_packages, s.patch_never_restart)
+logger.info(plan_text(host.name, plan))
+holder = operator_id()
+lock = plan.lock
+if lock and lock.get("holder") != holder and not host.data.get("patch_break_lock"):
+    raise DeployError(f"{host.name}: patch night is already running: held by {lock.get('holder')} since "
+                      f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(lock.get('since', 0)))}; if that run is dead, "
+                      "run `make patch-night BREAK_LOCK=1` (nothing was changed)")
+
+if plan.nothing_to_do:
+    nothing_to_do(name="Patch night: nothing to do", reason="no upgrades, restarts, reboot or Mattermost upgrade due")
+else:
+    version_now = installed_version(now)
+    locked(name="Take the patch night lock", holder=holder, break_lock=bool(host.data.get("patch_break_lock")),
+           mattermost_before=now["health"].get("version") or version_now)
+    if "backup" not in plan.done:
+        backed_up(name="Back up before patching (database, config.json, data)")
+    packages_upgraded(name=f"Upgrade {len(plan.packages)} packages, keeping local config files")
+    if "restarts" not in plan.done:
+        services_restarted(name="Restart what needrestart lists (Mattermost cleanly)",
+                           reboot_expected=bool(plan.reboot), version=version_now)
+    if "reboot" not in plan.done:
+        rebooted_if_required(name="Reboot if required, then wait for SSH and a healthy Mattermost",
+                             expected=bool(plan.reboot), version=version_now)
+    if d.upgrade and version_now:
+        upgraded(name=f"Upgrade Mattermost {version_now} -> {d.target}", old=version_now, new=d.target,
+                 reload_units=False)
+    finished(name="Write the patch night report and release the lock", plan=plan)

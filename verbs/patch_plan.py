@@ -1,0 +1,43 @@
+"""make patch-plan: what patch night would do on each server - packages (security ones
+marked), held packages, reboot or restarts, the Mattermost upgrade - changing nothing.
+Package lists are refreshed into a private folder, not the system's.
+
+    .venv/bin/python -m verbs.patch_plan [--data key=value ...]
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pyinfra.api.exceptions import PyinfraError
+
+from tasks.common import current, settings
+from tasks.release import decision
+from verbs.patching import make_plan, plan_text
+from verbs.session import connected, on
+
+
+def main(argv: list[str]) -> int:
+    failed = False
+    with connected(argv) as (_, hosts):
+        for host, error in hosts:
+            if error:
+                print(f"FAILED: {host.name}: {error}", file=sys.stderr)
+                failed = True
+                continue
+            with on(host):
+                try:
+                    s, now = settings(), current(os_updates="refresh")
+                    plan = make_plan(now["os_updates"], decision(), s.patch_reboot_packages, s.patch_never_restart)
+                except PyinfraError as e:
+                    print(f"FAILED: {e}", file=sys.stderr)
+                    failed = True
+                    continue
+            print(plan_text(host.name, plan))
+            if plan.lock:
+                print(f"  note: a patch night lock is held by {plan.lock.get('holder')}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
