@@ -156,7 +156,8 @@ else:
            mattermost_before=now["health"].get("version") or version_now)
     if "backup" not in plan.done:
         backed_up(name="Back up before patching (database, config.json, data)")
-    packages_upgraded(name=f"Upgrade {len(plan.packages)} packages, keeping local config files")
+    count = len(plan.packages)
+    packages_upgraded(name=f"Upgrade {count} package{'' if count == 1 else 's'}, keeping local config files")
     if "restarts" not in plan.done:
         services_restarted(name="Restart what needrestart lists (Mattermost cleanly)",
                            reboot_expected=bool(plan.reboot), version=version_now)

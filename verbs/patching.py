@@ -96,13 +96,16 @@ def plan_text(host: str, plan: PatchPlan) -> str:
 def report_text(host: str, record: dict, plan: PatchPlan) -> str:
     started, finished = record.get("started", time.time()), record.get("finished", time.time())
     upgraded = record.get("upgraded", [])
+    restarted = ", ".join(record.get("restarted", [])) or "none"
+    if record.get("rebooted") and record.get("restarts_by_reboot"):
+        restarted = "all, by the reboot"
     lines = [
         f"Patch night on {host}",
         f"  started  {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(started))} by {record.get('holder')}",
         f"  duration {int(finished - started) // 60} min {int(finished - started) % 60} s",
         f"  packages upgraded: {len(upgraded)}",
         *[f"    {p['name']} {p.get('current') or '(new)'} -> {p['new']}" for p in upgraded],
-        f"  services restarted: {', '.join(record.get('restarted', [])) or 'none'}",
+        f"  services restarted: {restarted}",
         f"  left to the next reboot: {', '.join(record.get('deferred', [])) or 'nothing'}",
         f"  rebooted: {'yes' if record.get('rebooted') else 'no'}",
         f"  Mattermost: {record.get('mattermost_before')} -> {record.get('mattermost_after')} "

@@ -27,6 +27,7 @@ read from root-only files and never printed or put on a command line.
 """
 
 import contextlib
+import fcntl
 import fnmatch
 import grp
 import hashlib
@@ -1364,10 +1365,35 @@ def _save_run(spec, run_state, step=None):
     write_private(spec["state_file"], json.dumps(run_state))
 
 
+def wait_for_dpkg(timeout=900):
+    """Wait while another apt/dpkg (say, the run that was killed) still holds dpkg's lock."""
+    deadline, told = time.time() + timeout, False
+    while True:
+        try:
+            fd = os.open("/var/lib/dpkg/lock-frontend", os.O_RDWR | os.O_CREAT, 0o640)
+        except OSError:
+            return
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(fd, fcntl.LOCK_UN)
+            return
+        except OSError:
+            if time.time() > deadline:
+                raise Failure("another apt/dpkg run still holds the package lock; let it finish, then re-run "
+                              "`make patch-night`") from None
+            if not told:
+                print("  waiting for another apt/dpkg run (perhaps the interrupted one) to finish", flush=True)
+                told = True
+            time.sleep(2)
+        finally:
+            os.close(fd)
+
+
 def patch_upgrade(spec):
     """Upgrade every package non-interactively, keeping local config files; finishes a
     dpkg run that was interrupted first. What is upgraded is recorded for the report."""
     run_state = _run_state(spec)
+    wait_for_dpkg()
     subprocess.run(["dpkg", "--configure", "-a"], env=APT_ENV, check=False)
     run(["apt-get", "update", "-q"], env=APT_ENV)
     pending = parse_apt_simulation(run(["apt-get", "-s", "upgrade", "--with-new-pkgs"], env=APT_ENV).stdout)
@@ -1413,7 +1439,7 @@ def patch_restart(spec):
     reboot follows anyway; services never restarted at run time wait for the next reboot."""
     run_state = _run_state(spec)
     if os.path.exists("/run/reboot-required") or spec.get("reboot_expected"):
-        run_state["deferred"] = ["all services: a reboot follows"]
+        run_state["restarts_by_reboot"] = True
         _save_run(spec, run_state, "restarts")
         print("restarts left to the reboot that follows")
         return

@@ -1,0 +1,140 @@
+"""Patch night on a real Debian 12 container, as one story in order: a test package
+upgrade is really pending (and Debian's own security updates, as on any server that
+has not been patched for a while); the plan lists it and the reboot that will follow and
+changes nothing; patch night upgrades, reboots the container, waits for Mattermost and
+writes its report; a second run has nothing to do; another operator's lock refuses a
+run; a run killed mid-upgrade is completed by running it again.
+
+Debian packages do not declare that they need a reboot, so the plan predicts it from
+patch_reboot_packages; the tests declare the stand-in package as one."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests import testhost
+from tests.e2e.conftest import KEEP, ROOT, deploy, https_get, sh
+from tests.standin import apt_repo
+from tests.testhost import UPSTREAM_ROOT
+
+TARGET = "e2e-patch"
+PORT = 24434
+REBOOT_PKGS = ["--data", 'patch_reboot_packages=["linux-image-*", "mmdeploy-testpkg"]']
+
+
+def offer(versions: dict) -> None:
+    apt_repo.publish(UPSTREAM_ROOT, versions)
+
+
+def installed_version() -> str:
+    return sh(TARGET, f"dpkg-query -W -f '${{Version}} ${{db:Status-Status}}' {apt_repo.PACKAGE}").strip()
+
+
+def container_started_at() -> str:
+    return testhost.client().containers.get(testhost.container_name(TARGET)).attrs["State"]["StartedAt"]
+
+
+def patch_night(*args: str, env: dict | None = None):
+    return deploy(TARGET, "verbs/patch_night.py", *REBOOT_PKGS, *args, env=env)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def server():
+    testhost.stop_server(TARGET)
+    testhost.start_server(TARGET, ssh_port=22304, https_port=PORT)
+    run = deploy(TARGET)
+    assert run.ok, run.output[-4000:]
+    offer({"1.0": None})
+    sh(TARGET, f"echo '{apt_repo.SOURCE_LINE}' > /etc/apt/sources.list.d/standin.list && apt-get update -q >/dev/null "
+               f"&& DEBIAN_FRONTEND=noninteractive apt-get install -y -q {apt_repo.PACKAGE}=1.0 >/dev/null")
+    offer({"1.0": None, "1.1": "reboot"})
+    yield
+    if not KEEP:
+        testhost.stop_server(TARGET)
+
+
+def test_plan_lists_the_package_and_the_reboot_and_changes_nothing():
+    lists_before = sh(TARGET, "ls -l --time-style=+%s /var/lib/apt/lists | md5sum")
+    proc = subprocess.run([sys.executable, "-m", "verbs.patch_plan", *REBOOT_PKGS], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "MMDEPLOY_TARGET": TARGET})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"{apt_repo.PACKAGE} 1.0 -> 1.1" in proc.stdout
+    assert "reboot: yes - upgrading mmdeploy-testpkg" in proc.stdout
+    assert installed_version() == "1.0 installed"
+    assert sh(TARGET, "ls -l --time-style=+%s /var/lib/apt/lists | md5sum") == lists_before
+    assert sh(TARGET, "ls /var/lib/mattermost-deploy").split() == ["apt-lists"]  # no lock, no run
+
+
+def test_patch_night_upgrades_reboots_and_reports():
+    started = container_started_at()
+    reports = set((ROOT / "reports").glob(f"patch-night-local-{TARGET}-*.txt"))
+    run = patch_night()
+    assert run.ok, run.output[-5000:]
+    assert installed_version() == "1.1 installed"
+    assert container_started_at() != started, "the server did not reboot"
+    status, _, body = https_get(PORT)
+    assert status == 200 and json.loads(body)["status"] == "OK"
+    [report] = set((ROOT / "reports").glob(f"patch-night-local-{TARGET}-*.txt")) - reports
+    text = report.read_text()
+    assert f"{apt_repo.PACKAGE} 1.0 -> 1.1" in text and "rebooted: yes" in text and "(healthy)" in text
+    record = json.loads(report.with_suffix(".json").read_text())
+    assert record["rebooted"] is True and record["healthy"] is True
+    assert "backup" in record["done"] and "packages" in record["done"]
+    assert "patch-night" in sh(TARGET, "ls /var/backups/mattermost")
+    assert sh(TARGET, "ls /var/lib/mattermost-deploy").split() == ["apt-lists"]  # lock released
+    report.unlink()
+    report.with_suffix(".json").unlink()
+
+
+def test_second_patch_night_has_nothing_to_do():
+    run = patch_night()
+    assert run.ok, run.output[-3000:]
+    assert "nothing to do" in run.output
+    assert "Take the patch night lock" not in run.output
+
+
+def test_another_operators_lock_refuses_the_run_until_broken():
+    offer({"1.0": None, "1.1": "reboot", "1.2": None})
+    since = int(time.time()) - 600
+    sh(TARGET, "echo '{\"holder\": \"alice@other-workstation\", \"since\": %d}' "
+               "> /var/lib/mattermost-deploy/patch-night.lock" % since)
+    refused = patch_night()
+    assert not refused.ok
+    failed = [line for line in refused.output.splitlines() if line.startswith("FAILED:")]
+    assert len(failed) == 1 and "held by alice@other-workstation since" in failed[0]
+    assert "BREAK_LOCK=1" in failed[0]
+    assert installed_version() == "1.1 installed"
+    broken = patch_night("--data", "patch_break_lock=true")
+    assert broken.ok, broken.output[-3000:]
+    assert installed_version() == "1.2 installed"
+
+
+def test_a_run_killed_mid_upgrade_completes_when_run_again():
+    offer({"1.2": None, "1.3": "slow"})
+    env = {k: v for k, v in os.environ.items() if k != "MATTERMOST_DB_PASSWORD"}
+    env.update(MMDEPLOY_TARGET=TARGET, PYINFRA_PROGRESS="off")
+    proc = subprocess.Popen([sys.executable, "-m", "tasks.run", "verbs/patch_night.py", "-y", *REBOOT_PKGS],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while "sleep 40" not in testhost.exec_on(TARGET, "ps -eo args")[1]:
+            assert time.time() < deadline, "the slow postinst never started"
+            assert proc.poll() is None, "patch night ended before it could be killed"
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert "patch-night.lock" in sh(TARGET, "ls /var/lib/mattermost-deploy")
+    run = patch_night()
+    assert run.ok, run.output[-4000:]
+    assert "continuing the unfinished run" in run.output
+    assert installed_version() == "1.3 installed"
+    assert sh(TARGET, "ls /var/lib/mattermost-deploy").split() == ["apt-lists"]
+    status, _, _ = https_get(PORT)
+    assert status == 200
