@@ -21,9 +21,9 @@ from pyinfra.api.exceptions import DeployError
 
 from tasks.backup import backup_spec
 from tasks.common import ROOT, current, helper, settings, streamed
+from tasks.patching import make_plan, operator_id, plan_text, report_text
 from tasks.release import decision, installed_version
 from tasks.service import upgraded
-from verbs.patching import make_plan, operator_id, plan_text, report_text
 from verbs.server_actions import require_deployed
 
 REBOOT_MARKER = "/run/mattermost-deploy.before-reboot"  # /run is emptied by a reboot

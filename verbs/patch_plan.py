@@ -12,8 +12,8 @@ import sys
 from pyinfra.api.exceptions import PyinfraError
 
 from tasks.common import current, settings
+from tasks.patching import make_plan, plan_text
 from tasks.release import decision
-from verbs.patching import make_plan, plan_text
 from verbs.session import connected, on
 
 

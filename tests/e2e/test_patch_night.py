@@ -101,8 +101,8 @@ def test_second_patch_night_has_nothing_to_do():
 def test_another_operators_lock_refuses_the_run_until_broken():
     offer({"1.0": None, "1.1": "reboot", "1.2": None})
     since = int(time.time()) - 600
-    sh(TARGET, "echo '{\"holder\": \"alice@other-workstation\", \"since\": %d}' "
-               "> /var/lib/mattermost-deploy/patch-night.lock" % since)
+    lock = json.dumps({"holder": "alice@other-workstation", "since": since})
+    sh(TARGET, f"echo '{lock}' > /var/lib/mattermost-deploy/patch-night.lock")
     refused = patch_night()
     assert not refused.ok
     failed = [line for line in refused.output.splitlines() if line.startswith("FAILED:")]
