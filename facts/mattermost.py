@@ -10,6 +10,7 @@ config keys that differ, database role/login, service and health, managed files.
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import shlex
 import zlib
@@ -18,6 +19,20 @@ from pathlib import Path
 from pyinfra.api import FactBase
 
 HELPER_SOURCE = Path(__file__).resolve().parent.parent / "templates/usr/local/lib/mattermost-deploy/mmhelper.py"
+
+
+def helper_module():
+    """The helper imported on the workstation, for the few functions both sides must
+    compute identically (the password digest)."""
+    global _HELPER_MODULE
+    if _HELPER_MODULE is None:
+        spec = importlib.util.spec_from_file_location("mmhelper", HELPER_SOURCE)
+        _HELPER_MODULE = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(_HELPER_MODULE)
+    return _HELPER_MODULE
+
+
+_HELPER_MODULE = None
 
 
 def inline_helper() -> str:

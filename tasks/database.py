@@ -4,18 +4,17 @@ workstation's MATTERMOST_DB_PASSWORD - never printed, never on a command line.""
 
 from __future__ import annotations
 
-import hashlib
-
 from pyinfra import host
 from pyinfra.api import operation
 
+from facts.mattermost import helper_module
 from tasks.adopt import adoption_pending
 from tasks.common import current, helper, settings, upload_secret
 
 
 def password_digest(password: str, salt: str) -> str:
-    """Same slow salted digest as the helper's, to compare without exchanging the secret."""
-    return hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), 200_000).hex()
+    """The helper's slow salted digest, to compare passwords without exchanging them."""
+    return helper_module().password_digest(password, salt)
 
 
 def password_action(now: dict, env_password: str | None) -> str | None:

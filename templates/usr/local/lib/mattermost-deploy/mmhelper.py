@@ -338,6 +338,20 @@ def psql_as_postgres(sql, database="postgres"):
                 "-v", "ON_ERROR_STOP=1", "-d", database], input=sql)
 
 
+def ident(name):
+    """A PostgreSQL identifier, quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text):
+    """A PostgreSQL string literal, quoted (standard_conforming_strings is on)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def database_exists(name):
+    return bool(psql_as_postgres(f"SELECT 1 FROM pg_database WHERE datname = {literal(name)};").stdout.strip())
+
+
 def psql_login_ok(spec, password):
     env = dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT="5", PGSSLMODE="disable")
     return subprocess.run(
@@ -373,30 +387,34 @@ def ping(url, timeout=5.0):
 
 # ================================================================== state (the deploy's one fact)
 
-def installed_version(release_dir, user):
-    """Ask a release's own binary, as the service user (never root), against a private
-    copy of its config so nothing in the install or state folders is touched."""
-    binary = os.path.join(release_dir, "bin", "mattermost")
-    if not os.path.exists(binary):
-        return None
-    config = os.path.join(release_dir, "config", "config.json")
-    if not os.path.exists(config):
-        config = os.path.join(release_dir, "config.dist", "config.json")
-    tmp = tempfile.mkdtemp(prefix="mm-version-")
+def run_release_binary(release_dir, config, user, *args):
+    """Run `bin/mattermost ARGS` of a release as the service user (never root), on a
+    private copy of `config` so nothing in the install or state folders is touched."""
+    tmp = tempfile.mkdtemp(prefix="mm-run-")
     try:
-        cmd, env = [binary, "version"], dict(os.environ, MM_CONFIG=os.path.join(tmp, "config.json"))
-        if os.path.exists(config):
+        env = dict(os.environ, MM_CONFIG=os.path.join(tmp, "config.json"))
+        if config and os.path.exists(config):
             shutil.copyfile(config, env["MM_CONFIG"])
+        cmd = [os.path.join(release_dir, "bin", "mattermost"), *args]
         if _user_exists(user):
             account = pwd.getpwnam(user)
             for path in (tmp, env["MM_CONFIG"]):
                 if os.path.exists(path):
                     os.chown(path, account.pw_uid, account.pw_gid)
             cmd = ["runuser", "-u", user, "--", *cmd]
-        result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp, timeout=120)
-        return parse_version_output(result.stdout)
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp, timeout=120)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def installed_version(release_dir, user):
+    """What a release's own binary says it is."""
+    if not os.path.exists(os.path.join(release_dir, "bin", "mattermost")):
+        return None
+    config = os.path.join(release_dir, "config", "config.json")
+    if not os.path.exists(config):
+        config = os.path.join(release_dir, "config.dist", "config.json")
+    return parse_version_output(run_release_binary(release_dir, config, user, "version").stdout)
 
 
 def _user_exists(user):
@@ -470,9 +488,8 @@ def state(query):
     db_out = {"server_active": systemctl("is-active", "postgresql").stdout.strip() == "active"}
     if db_out["server_active"] and shutil.which("psql"):
         result = psql_as_postgres(
-            "SELECT 'role', rolname FROM pg_roles WHERE rolname = '{}' UNION ALL "
-            "SELECT 'db', pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{}';".format(
-                db["user"].replace("'", "''"), db["name"].replace("'", "''")))
+            f"SELECT 'role', rolname FROM pg_roles WHERE rolname = {literal(db['user'])} UNION ALL "
+            f"SELECT 'db', pg_get_userbyid(datdba) FROM pg_database WHERE datname = {literal(db['name'])};")
         rows = dict(line.split("|", 1) for line in result.stdout.splitlines() if "|" in line)
         db_out["role_exists"] = "role" in rows
         db_out["db_exists"] = "db" in rows
@@ -797,19 +814,15 @@ def database(spec):
     if not password:
         raise Failure(f"{spec['password_file']} is missing or empty: run the full deploy")
     user, name = spec["user"], spec["name"]
-    ident = '"' + user.replace('"', '""') + '"'
-    literal = "'" + password.replace("'", "''") + "'"
-    exists = psql_as_postgres(f"SELECT 1 FROM pg_roles WHERE rolname = '{user.replace(chr(39), chr(39) * 2)}';").stdout.strip()
-    verb = "ALTER" if exists else "CREATE"
-    psql_as_postgres(f"{verb} ROLE {ident} WITH LOGIN PASSWORD {literal};")
-    has_db = psql_as_postgres(f"SELECT 1 FROM pg_database WHERE datname = '{name.replace(chr(39), chr(39) * 2)}';").stdout.strip()
-    db_ident = '"' + name.replace('"', '""') + '"'
-    if not has_db:
-        psql_as_postgres(f"CREATE DATABASE {db_ident} WITH OWNER {ident} ENCODING 'UTF8' "
+    role_exists = psql_as_postgres(f"SELECT 1 FROM pg_roles WHERE rolname = {literal(user)};").stdout.strip()
+    verb = "ALTER" if role_exists else "CREATE"
+    psql_as_postgres(f"{verb} ROLE {ident(user)} WITH LOGIN PASSWORD {literal(password)};")
+    if not database_exists(name):
+        psql_as_postgres(f"CREATE DATABASE {ident(name)} WITH OWNER {ident(user)} ENCODING 'UTF8' "
                          "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' TEMPLATE template0;")
     else:
-        psql_as_postgres(f"ALTER DATABASE {db_ident} OWNER TO {ident};")
-    psql_as_postgres(f"GRANT ALL ON SCHEMA public TO {ident};", database=name)
+        psql_as_postgres(f"ALTER DATABASE {ident(name)} OWNER TO {ident(user)};")
+    psql_as_postgres(f"GRANT ALL ON SCHEMA public TO {ident(user)};", database=name)
     print(f"role {user} and database {name} are in place")
 
 
@@ -875,14 +888,6 @@ def wait_healthy(spec):
 # ================================================================== backups, upgrade, restore
 
 BACKUP_NAME = re.compile(r"^\d{8}-\d{6}-\d+\.\d+\.\d+-[a-z-]+$")
-
-
-def ident(name):
-    return '"' + name.replace('"', '""') + '"'
-
-
-def literal(text):
-    return "'" + text.replace("'", "''") + "'"
 
 
 def backup_names(backup_dir):
@@ -1007,29 +1012,14 @@ def terminate_connections(database_name):
                      f"WHERE datname = {literal(database_name)} AND pid <> pg_backend_pid();")
 
 
-def database_exists(name):
-    return bool(psql_as_postgres(f"SELECT 1 FROM pg_database WHERE datname = {literal(name)};").stdout.strip())
-
-
 def validate_config_with(release_dir, config_file, user):
-    """Ask the NEW binary whether it accepts the live config (on a private copy), where
-    the binary offers `config validate`. Returns an error text or None."""
-    tmp = tempfile.mkdtemp(prefix="mm-validate-")
-    try:
-        copy = os.path.join(tmp, "config.json")
-        shutil.copyfile(config_file, copy)
-        account = pwd.getpwnam(user)
-        for path in (tmp, copy):
-            os.chown(path, account.pw_uid, account.pw_gid)
-        result = subprocess.run(["runuser", "-u", user, "--", os.path.join(release_dir, "bin", "mattermost"),
-                                 "config", "validate"], capture_output=True, text=True, cwd=tmp, timeout=120,
-                                env=dict(os.environ, MM_CONFIG=copy))
-        text = (result.stdout + result.stderr).strip()
-        if result.returncode != 0 and "unknown command" not in text.lower() and "unsupported command" not in text:
-            return text[-500:] or f"exit status {result.returncode}"
-        return None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """Ask the NEW binary whether it accepts the live config, where the binary offers
+    `config validate`. Returns an error text or None."""
+    result = run_release_binary(release_dir, config_file, user, "config", "validate")
+    text = (result.stdout + result.stderr).strip()
+    if result.returncode != 0 and "unknown command" not in text.lower() and "unsupported command" not in text:
+        return text[-500:] or f"exit status {result.returncode}"
+    return None
 
 
 def journal_tail(service, lines=8):
