@@ -31,6 +31,15 @@ mattermost_config = {}
 mattermost_health_timeout = 180  # seconds to wait for a healthy ping once the service reports ready
 mattermost_start_timeout = 3600  # seconds an upgraded server may take to start (database migrations run then)
 
+# --- Security ------------------------------------------------------------------------------------
+mattermost_open_server = False  # TeamSettings.EnableOpenServer: sign-up without an invitation
+mattermost_signup_domains = ""  # TeamSettings.RestrictCreationToDomains, e.g. "example.org,example.net"
+mattermost_password_min_length = 12  # PasswordSettings.MinimumLength (Mattermost's default is 5)
+mattermost_mfa = True  # offer multi-factor authentication (enforcing it needs a licence)
+firewall = True  # nftables: default deny inbound; SSH, 80 and 443 open
+firewall_ssh_port = 22  # the port sshd listens on ON the server (opened first)
+firewall_allow_tcp = []  # more TCP ports to open, e.g. [8443]
+
 # --- Where things live on the server -------------------------------------------------------
 mattermost_user = "mattermost"  # system user the service runs as
 mattermost_install_dir = "/opt/mattermost"  # the operator's path: a link to the release in use

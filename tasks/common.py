@@ -29,7 +29,7 @@ PACKAGES = ["postgresql", "nginx", "gpg", "openssl", "ca-certificates", "python3
 
 
 def packages(s: Settings) -> list[str]:
-    return PACKAGES + (["unattended-upgrades"] if s.unattended_upgrades else [])
+    return PACKAGES + (["unattended-upgrades"] if s.unattended_upgrades else []) + (["nftables"] if s.firewall else [])
 
 
 def settings() -> Settings:
@@ -75,7 +75,7 @@ def managed_paths(s: Settings) -> list[str]:
         s.backup_dir, "/etc/mattermost/backup.json", "/etc/systemd/system/mattermost-backup.service",
         "/etc/systemd/system/mattermost-backup.timer",
         "/etc/needrestart/conf.d/50-mattermost-deploy.conf", "/etc/apt/apt.conf.d/20auto-upgrades",
-        "/etc/apt/apt.conf.d/52mattermost-deploy-unattended-upgrades", s.deploy_state_dir,
+        "/etc/apt/apt.conf.d/52mattermost-deploy-unattended-upgrades", s.deploy_state_dir, "/etc/nftables.conf",
     ]
 
 
@@ -98,6 +98,15 @@ def desired_config(s: Settings) -> dict:
         "PluginSettings.ClientDirectory": f"{s.state_dir}/client-plugins",
         # Privacy: no error reports to Mattermost's Sentry.
         "LogSettings.EnableDiagnostics": False,
+        # Security: invitations only unless chosen otherwise, longer passwords, MFA offered,
+        # permanent deletion through the API off (housekeeping uses the local socket).
+        "TeamSettings.EnableOpenServer": s.open_server,
+        "TeamSettings.RestrictCreationToDomains": s.signup_domains,
+        "PasswordSettings.MinimumLength": s.password_min_length,
+        "ServiceSettings.EnableMultifactorAuthentication": s.mfa,
+        "ServiceSettings.EnableAPIUserDeletion": False,
+        "ServiceSettings.EnableAPIChannelDeletion": False,
+        "ServiceSettings.EnableAPITeamDeletion": False,
     }
     owned.update(s.config)
     return owned

@@ -69,6 +69,13 @@ class Settings:
     db_name: str
     db_user: str
     db_password: Secret | None = field(repr=False)
+    open_server: bool
+    signup_domains: str
+    password_min_length: int
+    mfa: bool
+    firewall: bool
+    firewall_ssh_port: int
+    firewall_allow_tcp: list
     unattended_upgrades: bool
     unattended_upgrades_reboot_time: str | None
     patch_reboot_packages: list
@@ -219,6 +226,11 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
     if password is not None and len(password) < 12:
         problems.append(f"{PASSWORD_ENV} is shorter than 12 characters: choose a longer one")
 
+    for key in ("firewall_ssh_port", "mattermost_password_min_length"):
+        if not isinstance(get(key), int) or not 0 < get(key) < 65536:
+            problems.append(f"{key} must be a number, not {get(key)!r}")
+    if not all(isinstance(p, int) and 0 < p < 65536 for p in get("firewall_allow_tcp") or []):
+        problems.append("firewall_allow_tcp must list port numbers")
     reboot_time = get("unattended_upgrades_reboot_time") or None
     if reboot_time is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", str(reboot_time)):
         problems.append(f"unattended_upgrades_reboot_time must be HH:MM or None, not {reboot_time!r}")
@@ -264,6 +276,13 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
         db_name=get("postgresql_db_name"),
         db_user=get("postgresql_db_user"),
         db_password=Secret(password) if password else None,
+        open_server=bool(get("mattermost_open_server")),
+        signup_domains=str(get("mattermost_signup_domains") or ""),
+        password_min_length=get("mattermost_password_min_length"),
+        mfa=bool(get("mattermost_mfa")),
+        firewall=bool(get("firewall")),
+        firewall_ssh_port=get("firewall_ssh_port"),
+        firewall_allow_tcp=list(get("firewall_allow_tcp") or []),
         unattended_upgrades=bool(get("unattended_upgrades")),
         unattended_upgrades_reboot_time=reboot_time,
         patch_reboot_packages=list(get("patch_reboot_packages") or []),

@@ -320,8 +320,11 @@ def clean(images: bool = False) -> None:
 
 def exec_on(name: str, command: str, user: str = "root") -> tuple[int, str]:
     """Run a shell command inside a test server (test assertions, not the deploy)."""
-    container = client().containers.get(container_name(name))
-    result = container.exec_run(["sh", "-c", command], user=user)
+    return exec_on_container(container_name(name), command, user)
+
+
+def exec_on_container(cname: str, command: str, user: str = "root") -> tuple[int, str]:
+    result = client().containers.get(cname).exec_run(["sh", "-c", command], user=user)
     return result.exit_code, result.output.decode(errors="replace")
 
 

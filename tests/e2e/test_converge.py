@@ -83,6 +83,36 @@ def test_owned_settings_and_privacy_defaults(converged):
     assert config["LogSettings"]["EnableDiagnostics"] is False
     assert config["FileSettings"]["Directory"] == "/var/lib/mattermost/data/"
     assert config["SqlSettings"]["DataSource"].startswith("postgres://mmuser:")
+    # security defaults
+    assert config["TeamSettings"]["EnableOpenServer"] is False
+    assert config["PasswordSettings"]["MinimumLength"] == 12
+    assert config["ServiceSettings"]["EnableMultifactorAuthentication"] is True
+    assert config["ServiceSettings"]["EnableAPIUserDeletion"] is False
+
+
+def probe(port: int) -> str:
+    """Connect from ANOTHER container on the test network, as an outside host would."""
+    code, out = testhost.exec_on_container(
+        testhost.UPSTREAM,
+        "python3 -c \"import socket,sys\ns=socket.socket(); s.settimeout(3)\n"
+        f"try:\n  s.connect(('{testhost.container_name('e2e-main')}', {port})); print('open')\n"
+        "except socket.timeout: print('filtered')\nexcept OSError: print('closed')\"")
+    assert code == 0, out
+    return out.strip()
+
+
+def test_firewall_lets_in_ssh_http_https_only(converged):
+    assert {p: probe(p) for p in (22, 80, 443)} == {22: "open", 80: "open", 443: "open"}
+    assert probe(8065) != "open" and probe(5432) != "open"
+    # a service listening on every interface is still unreachable from outside
+    sh("e2e-main", "systemd-run --quiet --unit=probe-listener python3 -m http.server 9999 --bind 0.0.0.0")
+    try:
+        assert "200" in sh("e2e-main", "sleep 1; curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9999/")
+        assert probe(9999) == "filtered"
+    finally:
+        sh("e2e-main", "systemctl stop probe-listener")
+    assert "tcp dport 22 accept" in sh("e2e-main", "nft list table inet mattermost_deploy")
+    assert sh("e2e-main", "systemctl is-enabled nftables").strip() == "enabled"
 
 
 def test_second_run_changes_nothing(converged):

@@ -506,6 +506,11 @@ def state(query):
         "need_reload": unit_property(service, "NeedDaemonReload") == "yes",
     }
     out["nginx"] = {"active": systemctl("is-active", "nginx").stdout.strip()}
+    out["firewall"] = {
+        "table": bool(shutil.which("nft")) and subprocess.run(
+            ["nft", "list", "table", "inet", "mattermost_deploy"], capture_output=True).returncode == 0,
+        "enabled": systemctl("is-enabled", "nftables").stdout.strip(),
+    }
     out["backup_timer"] = {"enabled": systemctl("is-enabled", "mattermost-backup.timer").stdout.strip(),
                            "active": systemctl("is-active", "mattermost-backup.timer").stdout.strip()}
     out["hold"] = read_json(query["hold_file"]) if query.get("hold_file") else None

@@ -1,0 +1,66 @@
+"""The firewall: nftables, default deny inbound, SSH (its configured port), 80 and 443.
+
+Applied so the operator cannot be locked out: the ruleset is checked (`nft -c`) before it
+is loaded, established connections and SSH come first, and a timer that removes the
+table again is armed before loading and disarmed only once a NEW SSH connection from
+this workstation succeeds.
+"""
+
+from __future__ import annotations
+
+import paramiko
+from pyinfra import host, logger
+from pyinfra.api import FunctionCommand, StringCommand, operation
+
+from tasks.common import current, managed_file, render, settings
+
+CONF = "/etc/nftables.conf"
+TABLE = "inet mattermost_deploy"
+ROLLBACK_UNIT = "mattermost-firewall-rollback"
+ROLLBACK_SECONDS = 90
+
+
+def ssh_still_works(state, host) -> bool:
+    """Open a fresh SSH connection, as the next run will: only then is the firewall kept."""
+    data = host.data
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # reachability, not identity
+    try:
+        client.connect(data.get("ssh_hostname") or host.name, port=int(data.get("ssh_port") or 22),
+                       username=data.get("ssh_user") or "root", key_filename=data.get("ssh_key"),
+                       timeout=15, banner_timeout=15, auth_timeout=15, allow_agent=True, look_for_keys=True)
+        _, stdout, _ = client.exec_command("true")
+        ok = stdout.channel.recv_exit_status() == 0
+    except Exception as e:  # any failure means: do not keep these rules
+        logger.error(f"    [{host.name}] ERROR: a new SSH connection fails with the firewall on ({e}); the rules "
+                     f"are removed again within {ROLLBACK_SECONDS}s - check firewall_ssh_port")
+        return False
+    finally:
+        client.close()
+    return ok
+
+
+@operation()
+def firewall_active(changed: bool):
+    """Check, arm the rollback timer, load, prove SSH still works, disarm."""
+    fw = current()["firewall"]
+    if not changed and fw["table"] and fw["enabled"] == "enabled":
+        host.noop("the firewall is on with the current rules")
+        return
+    yield StringCommand("nft", "-c", "-f", CONF)
+    yield StringCommand("systemctl", "stop", f"{ROLLBACK_UNIT}.timer", "2>/dev/null;", "systemd-run", "--quiet", "--collect",
+                        f"--unit={ROLLBACK_UNIT}", f"--on-active={ROLLBACK_SECONDS}",
+                        "/usr/sbin/nft", "delete", "table", *TABLE.split())
+    yield StringCommand("nft", "-f", CONF)
+    yield FunctionCommand(ssh_still_works, (), {})
+    yield StringCommand("systemctl", "stop", f"{ROLLBACK_UNIT}.timer", "&&", "systemctl", "enable", "-q", "nftables")
+
+
+def configure():
+    s = settings()
+    if not s.firewall:
+        return
+    rules = managed_file(name="Write the nftables rules (SSH, 80, 443 in; everything else dropped)", path=CONF,
+                         content=render("etc/nftables.conf.j2", s=s), mode=0o755)
+    firewall_active(name=f"Turn the firewall on (SSH on port {s.firewall_ssh_port} first, checked before and after)",
+                    changed=rules.will_change)
