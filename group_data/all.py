@@ -75,6 +75,11 @@ postgresql_password_from_env = False
 # --- nginx ------------------------------------------------------------------------------------------
 nginx_client_max_body_size = "50M"  # largest upload through the proxy (Mattermost asks at least 50M)
 nginx_hsts_max_age = 63072000  # Strict-Transport-Security max-age in seconds (2 years)
-# Certificate and key already on the server (e.g. from your CA). Empty: a self-signed certificate is made.
+# TLS from ACME (Let's Encrypt): set an e-mail to obtain and renew a certificate for mattermost_domain with
+# certbot (webroot through nginx). A failed issuance stops the run; the self-signed certificate keeps serving.
+acme_email = None
+acme_directory_url = "https://acme-v02.api.letsencrypt.org/directory"  # staging or a private ACME CA work too
+acme_server_ca = None  # PEM of the CA behind the ACME server's own HTTPS, when it is private (e.g. step-ca)
+# Certificate and key already on the server (e.g. from your CA). Empty: ACME when acme_email is set, else self-signed.
 nginx_tls_certificate = ""
 nginx_tls_certificate_key = ""

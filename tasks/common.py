@@ -29,7 +29,8 @@ PACKAGES = ["postgresql", "nginx", "gpg", "openssl", "ca-certificates", "python3
 
 
 def packages(s: Settings) -> list[str]:
-    return PACKAGES + (["unattended-upgrades"] if s.unattended_upgrades else []) + (["nftables"] if s.firewall else [])
+    return (PACKAGES + (["unattended-upgrades"] if s.unattended_upgrades else []) + (["nftables"] if s.firewall else [])
+            + (["certbot"] if s.acme_email else []))
 
 
 def settings() -> Settings:
@@ -68,7 +69,8 @@ def managed_paths(s: Settings) -> list[str]:
         HELPER, s.managed_config_file, "/etc/systemd/system/mattermost.service",
         "/etc/profile.d/mattermost.sh", "/etc/nginx/sites-available/mattermost.conf",
         "/etc/nginx/sites-enabled/mattermost.conf", "/etc/nginx/sites-enabled/default",
-        s.certificate, s.certificate_key,
+        s.self_signed_certificate, s.self_signed_key, "/var/www/letsencrypt", "/etc/mattermost/acme-server-ca.pem",
+        "/etc/systemd/system/certbot.service.d/mattermost-deploy.conf",
         s.state_dir, f"{s.state_dir}/config", f"{s.state_dir}/data", f"{s.state_dir}/plugins",
         f"{s.state_dir}/client-plugins", f"{s.state_dir}/tmp", s.log_dir, s.releases_dir,
         "/etc/mattermost", s.private_dir, "/var/cache/nginx",
@@ -127,6 +129,7 @@ def state_query(s: Settings, os_updates: str | None = None) -> str:
         "ping_url": s.ping_url,
         "hold_file": s.hold_file,
         "backup_dir": s.backup_dir,
+        "acme_domain": s.domain if s.acme_email else None,
         "os": os_updates and {"refresh": os_updates == "refresh", "lists_dir": f"{s.deploy_state_dir}/apt-lists",
                               "lock_file": s.patch_lock_file, "state_file": s.patch_state_file},
     }, sort_keys=True)

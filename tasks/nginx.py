@@ -1,5 +1,11 @@
-"""nginx in front of Mattermost: TLS (a self-signed certificate until one is configured),
-the recommended proxy shape, the Debian default site out of the way."""
+"""nginx in front of Mattermost: TLS, the recommended proxy shape, the Debian default
+site out of the way.
+
+Certificates: the operator's own (nginx_tls_certificate), else one from ACME (acme_email;
+certbot, webroot through nginx, renewed by certbot's timer which reloads nginx), else a
+self-signed one. The self-signed certificate is always there as the fallback: on the run
+that first asks ACME, nginx serves it until the ACME certificate exists, and keeps serving
+it if issuance fails (the run then stops with the reason)."""
 
 from __future__ import annotations
 
@@ -7,12 +13,15 @@ from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
 from tasks.base import folders
-from tasks.common import current, managed_file, path_info, render, settings
+from tasks.common import current, helper, managed_file, path_info, render, settings, streamed
 
 SITE = "/etc/nginx/sites-available/mattermost.conf"
 ENABLED = "/etc/nginx/sites-enabled/mattermost.conf"
 DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
 CACHE_DIR = "/var/cache/nginx"  # proxy cache; nginx makes its mattermost/ folder inside
+WEBROOT = "/var/www/letsencrypt"  # ACME http-01 challenges, served on port 80
+ACME_CA = "/etc/mattermost/acme-server-ca.pem"
+CERTBOT_DROPIN = "/etc/systemd/system/certbot.service.d/mattermost-deploy.conf"
 
 
 @operation()
@@ -52,15 +61,48 @@ def nginx_serving(changed: bool):
     yield "systemctl enable -q nginx && systemctl reload-or-restart nginx"
 
 
+def acme_certificate_present(now: dict, server: str) -> bool:
+    acme = now.get("acme") or {}
+    return bool(acme.get("present") and acme.get("server") == server)
+
+
+@operation()
+def acme_certificate(domain: str, server: str):
+    """Obtain the ACME certificate unless a certbot lineage from `server` exists."""
+    s, now = settings(), current()
+    if acme_certificate_present(now, server):
+        host.noop(f"certificate for {domain} from {server} is in place (valid until {now['acme'].get('not_after')})")
+        return
+    yield streamed(helper("acme-issue", {"domain": domain, "email": s.acme_email, "server": server,
+                                         "webroot": WEBROOT, "ca_bundle": ACME_CA if s.acme_server_ca else None}))
+
+
+def site(s, certificate: str, key: str, name: str, ops: list) -> None:
+    ops.append(managed_file(name=name, path=SITE, content=render(
+        "etc/nginx/sites-available/mattermost.conf.j2", s=s, certificate=certificate, certificate_key=key,
+        webroot=WEBROOT)))
+    ops.append(site_enabled(name="Enable the Mattermost site, disable the default site"))
+    nginx_serving(name="Reload nginx after checking its configuration", changed=any(op.will_change for op in ops))
+    ops.clear()
+
+
 def configure():
-    s = settings()
-    ops = [folders(name="Create nginx's cache folder", wanted=[(CACHE_DIR, "root", "root", 0o755)])]
+    s, now = settings(), current()
+    ops = [folders(name="Create nginx's cache and ACME challenge folders",
+                   wanted=[(CACHE_DIR, "root", "root", 0o755), (WEBROOT, "root", "root", 0o755)])]
     if s.self_signed:
         ops.append(self_signed_certificate(
-            name=f"Make a self-signed certificate for {s.domain} (no certificate configured)",
-            domain=s.domain, certificate=s.certificate, key=s.certificate_key))
-    ops.append(managed_file(name="Configure the nginx site for Mattermost", path=SITE,
-                            content=render("etc/nginx/sites-available/mattermost.conf.j2", s=s)))
-    ops.append(site_enabled(name="Enable the Mattermost site, disable the default site"))
-    nginx_serving(name="Reload nginx after checking its configuration",
-                  changed=any(op.will_change for op in ops))
+            name=f"Make a self-signed certificate for {s.domain} (the fallback)",
+            domain=s.domain, certificate=s.self_signed_certificate, key=s.self_signed_key))
+    if s.acme_email and not acme_certificate_present(now, s.acme_directory_url):
+        site(s, s.self_signed_certificate, s.self_signed_key, ops=ops,
+             name="Configure the nginx site (self-signed until the ACME certificate exists)")
+        if s.acme_server_ca:
+            managed_file(name="Trust the ACME server's private CA (acme_server_ca)", path=ACME_CA,
+                         content=s.acme_server_ca.strip() + "\n")
+            managed_file(name="Let certbot's renewals trust it too", path=CERTBOT_DROPIN,
+                         content=f"[Service]\nEnvironment=REQUESTS_CA_BUNDLE={ACME_CA}\n")
+        acme_certificate(name=f"Obtain a certificate for {s.domain} from {s.acme_directory_url}",
+                         domain=s.domain, server=s.acme_directory_url)
+    kind = "your" if s.tls_certificate else "the ACME" if s.acme_email else "a self-signed"
+    site(s, s.certificate, s.certificate_key, ops=ops, name=f"Configure the nginx site for Mattermost ({kind} certificate)")

@@ -86,6 +86,9 @@ class Settings:
     nginx_hsts_max_age: int
     tls_certificate: str
     tls_certificate_key: str
+    acme_email: str | None
+    acme_directory_url: str
+    acme_server_ca: str | None
 
     # ---- derived paths and URLs, one place each
     @property
@@ -138,16 +141,35 @@ class Settings:
     def url_for(self, version: str) -> str:
         return self.release_url.format(version=version, arch=self.arch)
 
+    # ---- TLS: the operator's certificate, else an ACME one, else (and meanwhile) self-signed
+    @property
+    def self_signed_certificate(self) -> str:
+        return f"/etc/ssl/mattermost/{self.domain}.selfsigned.crt"
+
+    @property
+    def self_signed_key(self) -> str:
+        return f"/etc/ssl/mattermost/{self.domain}.selfsigned.key"
+
+    @property
+    def acme_certificate(self) -> str:
+        return f"/etc/letsencrypt/live/{self.domain}/fullchain.pem"
+
+    @property
+    def acme_key(self) -> str:
+        return f"/etc/letsencrypt/live/{self.domain}/privkey.pem"
+
     @property
     def certificate(self) -> str:
-        return self.tls_certificate or f"/etc/ssl/mattermost/{self.domain}.selfsigned.crt"
+        return self.tls_certificate or (self.acme_certificate if self.acme_email else self.self_signed_certificate)
 
     @property
     def certificate_key(self) -> str:
-        return self.tls_certificate_key or f"/etc/ssl/mattermost/{self.domain}.selfsigned.key"
+        return self.tls_certificate_key or (self.acme_key if self.acme_email else self.self_signed_key)
 
     @property
     def self_signed(self) -> bool:
+        """A self-signed certificate is kept unless the operator brings one: it serves until
+        (and whenever) the ACME certificate is not there."""
         return not self.tls_certificate
 
 
@@ -238,6 +260,12 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
     if bool(cert) != bool(key):
         problems.append("set both nginx_tls_certificate and nginx_tls_certificate_key, or neither")
 
+    acme_email = get("acme_email") or None
+    if acme_email and (cert or re.fullmatch(r"[\d.]+", domain or "")):
+        problems.append("acme_email needs mattermost_domain to be a DNS name and no nginx_tls_certificate")
+    if acme_email and "@" not in str(acme_email):
+        problems.append(f"acme_email {acme_email!r} is not an e-mail address")
+
     if problems:
         raise SettingsError(f"settings for {host_name}: " + "; ".join(problems) +
                             " (nothing was changed on the server)")
@@ -293,4 +321,7 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
         nginx_hsts_max_age=int(get("nginx_hsts_max_age")),
         tls_certificate=cert,
         tls_certificate_key=key,
+        acme_email=acme_email,
+        acme_directory_url=get("acme_directory_url") or "https://acme-v02.api.letsencrypt.org/directory",
+        acme_server_ca=get("acme_server_ca") or None,
     )

@@ -38,6 +38,7 @@ NETWORK = f"{PREFIX}-net"
 BASE_IMAGE = f"{PREFIX}/debian12:base"
 UPSTREAM = f"{PREFIX}-upstream"
 UPSTREAM_PORT = int(os.environ.get("MMDEPLOY_UPSTREAM_PORT", "18080"))
+PEBBLE = f"{PREFIX}-pebble"
 LABEL = {"org.mmdeploy.test": "1"}
 
 DEBOOTSTRAP_PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,ca-certificates,curl,iproute2,procps"
@@ -116,6 +117,29 @@ def _build_with_debootstrap(c: docker.DockerClient) -> None:
     tar.wait()
 
 
+def ensure_image_with(c: docker.DockerClient, tag: str, packages: list[str]) -> str:
+    """The base image plus Debian packages, built once (for the stand-in ACME server and
+    the scanning tools of the benchmarks)."""
+    image = f"{PREFIX}/{tag}"
+    try:
+        c.images.get(image)
+        return image
+    except docker.errors.ImageNotFound:
+        pass
+    log(f"building {image} ({', '.join(packages)})")
+    container = c.containers.run(ensure_base_image(c), ["sleep", "infinity"], detach=True, labels=LABEL,
+                                 network=ensure_network(c).name)
+    try:
+        result = container.exec_run(["sh", "-c", "apt-get update -q && DEBIAN_FRONTEND=noninteractive "
+                                     f"apt-get install -y -q --no-install-recommends {' '.join(packages)}"])
+        if result.exit_code != 0:
+            raise RuntimeError(f"installing {packages} failed: {result.output.decode()[-2000:]}")
+        container.commit(repository=image.split(":")[0], tag=image.split(":")[1], changes=['CMD ["/bin/sh"]'])
+    finally:
+        container.remove(force=True)
+    return image
+
+
 # ------------------------------------------------------------------ network, keys
 
 def ensure_network(c: docker.DockerClient):
@@ -186,6 +210,37 @@ def ensure_upstream(c: docker.DockerClient) -> dict:
     return info
 
 
+def ensure_pebble(c: docker.DockerClient) -> dict:
+    """Let's Encrypt's test ACME server (Debian's pebble) on the test network, validating
+    http-01 challenges for real against the test servers (names from Docker's DNS)."""
+    from tests.standin import acme
+
+    files = acme.ensure_pebble_files(CACHE / "standin" / "pebble")
+    ensure_network(c)
+    try:
+        container = c.containers.get(PEBBLE)
+        if container.status != "running":
+            container.start()
+    except docker.errors.NotFound:
+        log("starting pebble, the stand-in ACME server")
+        container = c.containers.run(
+            ensure_image_with(c, "pebble:test", ["pebble"]),
+            ["pebble", "-config", "/srv/pebble/config.json", "-dnsserver", "127.0.0.11:53", "-strict"],
+            name=PEBBLE, hostname=PEBBLE, network=NETWORK, detach=True, labels=LABEL,
+            environment={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"},
+            volumes={str(files["dir"]): {"bind": "/srv/pebble", "mode": "ro"}},
+        )
+    for _ in range(60):
+        code, out = exec_on_container(UPSTREAM, f"python3 -c \"import socket; socket.create_connection(('{PEBBLE}', 14000), 2)\"")
+        if code == 0:
+            break
+        time.sleep(0.5)
+    else:
+        raise RuntimeError(f"pebble does not answer: {container.logs()[-1000:]}")
+    return {"directory": f"https://{PEBBLE}:14000/dir", "management": f"https://{PEBBLE}:15000",
+            "server_ca": files["ca"].read_text()}
+
+
 def _wait_http(url: str, timeout: float = 30) -> None:
     import urllib.request
 
@@ -206,7 +261,8 @@ def container_name(name: str) -> str:
     return f"{PREFIX}-{name}"
 
 
-def start_server(name: str, ssh_port: int, https_port: int | None = None, http_port: int | None = None) -> dict:
+def start_server(name: str, ssh_port: int, https_port: int | None = None, http_port: int | None = None,
+                 extra_data: dict | None = None) -> dict:
     """Start (or reuse) a Debian 12 test server; describe it in .local/hosts/NAME.json."""
     c = client()
     upstream = ensure_upstream(c)
@@ -256,6 +312,7 @@ def start_server(name: str, ssh_port: int, https_port: int | None = None, http_p
             # The workstation side asks the stand-in's GitHub-shaped API on loopback.
             "github_api_url": f"http://127.0.0.1:{UPSTREAM_PORT}/api",
             **upstream["data"],
+            **(extra_data or {}),
         },
     }
     host_file(name).parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ read from root-only files and never printed or put on a command line.
     mmhelper.py rollback SPEC_JSON
     mmhelper.py unhold SPEC_JSON
     mmhelper.py patch-lock|patch-upgrade|patch-restart|patch-mark|patch-finish SPEC_JSON
+    mmhelper.py acme-issue SPEC_JSON
 """
 
 import contextlib
@@ -516,6 +517,8 @@ def state(query):
     out["hold"] = read_json(query["hold_file"]) if query.get("hold_file") else None
     if query.get("os"):
         out["os_updates"] = os_state(query["os"])
+    if query.get("acme_domain"):
+        out["acme"] = acme_state(query["acme_domain"])
     names = backup_names(query["backup_dir"]) if query.get("backup_dir") else []
     out["backups"] = {"count": len(names), "newest": names[-1] if names else None,
                       "newest_manifest": read_json(os.path.join(query["backup_dir"], names[-1], "manifest.json"))
@@ -1469,6 +1472,45 @@ def patch_finish(spec):
             os.unlink(path)
 
 
+# ================================================================== ACME certificates
+
+def acme_state(domain):
+    """The certbot lineage for `domain`: present, from which ACME server, valid until."""
+    renewal = f"/etc/letsencrypt/renewal/{domain}.conf"
+    live = f"/etc/letsencrypt/live/{domain}/fullchain.pem"
+    server, not_after = None, None
+    with contextlib.suppress(OSError), open(renewal) as f:
+        for line in f:
+            key, _, value = line.partition("=")
+            if key.strip() == "server":
+                server = value.strip()
+    if os.path.exists(live):
+        out = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", live], capture_output=True, text=True)
+        not_after = out.stdout.strip().partition("=")[2] or None
+    return {"present": os.path.exists(live) and server is not None, "server": server, "not_after": not_after}
+
+
+def acme_issue(spec):
+    """Obtain the certificate with certbot (webroot through nginx); renewals then run from
+    certbot's timer and reload nginx. A failure says why; nothing else is changed."""
+    env = dict(os.environ)
+    if spec.get("ca_bundle"):
+        env["REQUESTS_CA_BUNDLE"] = spec["ca_bundle"]
+    os.makedirs(spec["webroot"], exist_ok=True)
+    cmd = ["certbot", "certonly", "--non-interactive", "--agree-tos", "--email", spec["email"],
+           "--server", spec["server"], "--webroot", "-w", spec["webroot"], "-d", spec["domain"],
+           "--cert-name", spec["domain"], "--keep-until-expiring", "--deploy-hook", "systemctl reload nginx"]
+    print(f"  asking {spec['server']} for a certificate for {spec['domain']}", flush=True)
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    if result.returncode != 0:
+        detail = [line.strip() for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+        reason = next((line for line in detail if "Detail:" in line or "Error" in line), detail[-1] if detail else "")
+        raise Failure(f"no certificate for {spec['domain']} from {spec['server']} ({reason[:300]}); the self-signed "
+                      "certificate stays in place, so the site keeps working - check that the name points at this "
+                      "server and port 80 is reachable, see /var/log/letsencrypt/letsencrypt.log")
+    print(f"certificate for {spec['domain']} obtained")
+
+
 # ================================================================== entry point
 
 COMMANDS = {
@@ -1483,6 +1525,7 @@ COMMANDS = {
     "restore": restore,
     "rollback": rollback,
     "unhold": unhold,
+    "acme-issue": acme_issue,
     "patch-lock": patch_lock,
     "patch-upgrade": patch_upgrade,
     "patch-restart": patch_restart,
