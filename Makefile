@@ -18,7 +18,7 @@ YESFLAG := $(if $(filter 1 yes true,$(YES)),-y,)
 
 .PHONY: setup prereqs demo diff deploy upgrade status backup fetch-backup restore rollback unhold \
 	patch-plan patch-night \
-	test unit e2e lint bench bench-upgrade clean
+	test unit e2e lint bench bench-upgrade bench-security clean
 
 setup: $(VENV)/.installed
 
@@ -86,6 +86,10 @@ lint: setup
 bench: setup prereqs
 	$(PY) -m bench.converge
 	$(PY) -m bench.upgrade_downtime
+	$(PY) -m bench.security
+
+bench-security: setup prereqs
+	$(PY) -m bench.security
 
 bench-upgrade: setup prereqs
 	$(PY) -m bench.upgrade_downtime

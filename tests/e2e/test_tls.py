@@ -79,7 +79,8 @@ def test_rerun_changes_nothing(pebble):
 
 def test_forced_renewal_reloads_nginx(pebble):
     before = served_certificate(None)["serial"]
-    sh(TARGET, "REQUESTS_CA_BUNDLE=/etc/mattermost/acme-server-ca.pem certbot renew --force-renewal --no-random-sleep-on-renew -q")
+    sh(TARGET, "REQUESTS_CA_BUNDLE=/etc/mattermost/acme-server-ca.pem "
+               "certbot renew --force-renewal --no-random-sleep-on-renew -q")
     live = sh(TARGET, f"openssl x509 -noout -serial -in /etc/letsencrypt/live/{DOMAIN}/cert.pem").split("=")[1]
     assert int(live, 16) != before, "certbot did not renew"
     deadline = time.time() + 10  # a reload swaps nginx's workers within moments, not at once
