@@ -6,11 +6,11 @@
 Reads the server's state once and decides the version (policy vs GitHub's releases),
 then, in order: base packages and folders, the verified release(s), adoption of a hand
 install, PostgreSQL, config.json, the service (or the upgrade), nginx, backups, OS
-update settings (needrestart, unattended-upgrades), the firewall.
+update settings (needrestart, unattended-upgrades), the firewall, SSH access.
 Releases are downloaded and verified before anything touches the running service.
 """
 
-from tasks import adopt, backup, base, config, database, firewall, nginx, os_updates, release, service
+from tasks import adopt, backup, base, config, database, firewall, nginx, os_updates, release, service, ssh_access
 from tasks.common import current, settings
 
 settings()  # bad settings or a missing secret stop here, before any change
@@ -27,3 +27,4 @@ nginx.configure()
 backup.configure()
 os_updates.configure()
 firewall.configure()
+ssh_access.configure()

@@ -149,7 +149,7 @@ def main() -> int:
         print("testssl.sh against nginx (a minute or two) ...", flush=True)
         _, root = scan(scanner, f"curl -sk {pebble['management']}/roots/0")
         scan(scanner, f"cat > /tmp/pebble-root.pem <<'EOF'\n{root}\nEOF")
-        scan(scanner, f"testssl.sh --quiet --warnings off --color 0 --add-ca /tmp/pebble-root.pem "
+        scan(scanner, f"testssl --quiet --warnings off --color 0 --add-ca /tmp/pebble-root.pem "
                       f"--jsonfile /tmp/testssl.json https://{DOMAIN}/ >/tmp/testssl.txt 2>&1")
         _, raw = scan(scanner, "cat /tmp/testssl.json")
         findings = json.loads(raw) if raw.strip().startswith("[") else []
@@ -158,7 +158,7 @@ def main() -> int:
             by_severity.setdefault(f.get("severity", "?"), []).append(f"{f.get('id')}: {f.get('finding')}")
         protocols = {f["id"]: f["finding"] for f in findings if f.get("id") in ("SSLv2", "SSLv3", "TLS1", "TLS1_1",
                                                                                  "TLS1_2", "TLS1_3")}
-        hsts = next((f["finding"] for f in findings if f.get("id") == "HSTS"), "?")
+        hsts = next((f["finding"] for f in findings if f.get("id", "").startswith("HSTS")), "?")
 
         reach = {}
         for port in PORTS:

@@ -39,6 +39,10 @@ mattermost_mfa = True  # offer multi-factor authentication (enforcing it needs a
 firewall = True  # nftables: default deny inbound; SSH, 80 and 443 open
 firewall_ssh_port = 22  # the port sshd listens on ON the server (opened first)
 firewall_allow_tcp = []  # more TCP ports to open, e.g. [8443]
+# Move SSH from root to a named sudo user, key-only (see tasks/ssh_access.py for the safe order):
+ssh_admin_user = None  # e.g. "ops": created with ssh_admin_keys and passwordless sudo; password logins off
+ssh_admin_keys = []  # public keys ("ssh-ed25519 AAAA... you@laptop") allowed to log in as ssh_admin_user
+ssh_disable_root = False  # PermitRootLogin no - accepted only once inventory.py connects as ssh_admin_user
 
 # --- Where things live on the server -------------------------------------------------------
 mattermost_user = "mattermost"  # system user the service runs as

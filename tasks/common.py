@@ -78,6 +78,7 @@ def managed_paths(s: Settings) -> list[str]:
         "/etc/systemd/system/mattermost-backup.timer",
         "/etc/needrestart/conf.d/50-mattermost-deploy.conf", "/etc/apt/apt.conf.d/20auto-upgrades",
         "/etc/apt/apt.conf.d/52mattermost-deploy-unattended-upgrades", s.deploy_state_dir, "/etc/nftables.conf",
+        "/etc/sudoers.d/90-mattermost-deploy", "/etc/ssh/sshd_config.d/50-mattermost-deploy.conf",
     ]
 
 
@@ -130,6 +131,7 @@ def state_query(s: Settings, os_updates: str | None = None) -> str:
         "hold_file": s.hold_file,
         "backup_dir": s.backup_dir,
         "acme_domain": s.domain if s.acme_email else None,
+        "ssh_admin_user": s.ssh_admin_user,
         "os": os_updates and {"refresh": os_updates == "refresh", "lists_dir": f"{s.deploy_state_dir}/apt-lists",
                               "lock_file": s.patch_lock_file, "state_file": s.patch_state_file},
     }, sort_keys=True)
@@ -147,10 +149,15 @@ def streamed(command: StringCommand) -> FunctionCommand:
     return FunctionCommand(_run_streamed, [command], {})
 
 
+def connector_arguments(host) -> dict:
+    """The running operation's connection arguments (_sudo and friends) for commands a
+    FunctionCommand runs itself: the yielding generator is suspended inside its
+    operation, so these are that operation's."""
+    return {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in CONNECTOR_ARGUMENT_KEYS}
+
+
 def _run_streamed(state, host, command):
-    # The yielding generator is suspended inside its operation, so these are its arguments.
-    arguments = {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in CONNECTOR_ARGUMENT_KEYS}
-    status, _ = host.run_shell_command(command, print_output=True, **arguments)
+    status, _ = host.run_shell_command(command, print_output=True, **connector_arguments(host))
     return status
 
 

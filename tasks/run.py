@@ -25,6 +25,7 @@ HINTS = [
     (re.compile(r"pyinfra error in \S+ line \d+: (?P<why>.*)"), "{why}"),
     (re.compile(r"\[(?P<host>[^\]]+)\] (?P<why>.*(?:Permission denied|Authentication failed).*)"),
      "{host}: SSH login refused ({why}): check ssh_user and your key"),
+    (re.compile(r"\[(?P<host>[^\]]+)\] E: (?P<why>.*)"), "{host}: apt: {why}"),
 ]
 
 

@@ -76,6 +76,9 @@ class Settings:
     firewall: bool
     firewall_ssh_port: int
     firewall_allow_tcp: list
+    ssh_admin_user: str | None
+    ssh_admin_keys: list
+    ssh_disable_root: bool
     unattended_upgrades: bool
     unattended_upgrades_reboot_time: str | None
     patch_reboot_packages: list
@@ -253,6 +256,16 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
             problems.append(f"{key} must be a number, not {get(key)!r}")
     if not all(isinstance(p, int) and 0 < p < 65536 for p in get("firewall_allow_tcp") or []):
         problems.append("firewall_allow_tcp must list port numbers")
+    admin = get("ssh_admin_user") or None
+    admin_keys = [str(k).strip() for k in (get("ssh_admin_keys") or [])]
+    if admin and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", admin):
+        problems.append(f"ssh_admin_user {admin!r} is not a valid user name")
+    if admin and not admin_keys:
+        problems.append("ssh_admin_keys must list at least one public key for ssh_admin_user")
+    if not all(re.match(r"^(ssh-|ecdsa-|sk-)\S+ \S+", k) for k in admin_keys):
+        problems.append("ssh_admin_keys must hold public keys like 'ssh-ed25519 AAAA... you@laptop'")
+    if get("ssh_disable_root") and not admin:
+        problems.append("ssh_disable_root needs ssh_admin_user (or nobody could log in)")
     reboot_time = get("unattended_upgrades_reboot_time") or None
     if reboot_time is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", str(reboot_time)):
         problems.append(f"unattended_upgrades_reboot_time must be HH:MM or None, not {reboot_time!r}")
@@ -311,6 +324,9 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
         firewall=bool(get("firewall")),
         firewall_ssh_port=get("firewall_ssh_port"),
         firewall_allow_tcp=list(get("firewall_allow_tcp") or []),
+        ssh_admin_user=admin,
+        ssh_admin_keys=admin_keys,
+        ssh_disable_root=bool(get("ssh_disable_root")),
         unattended_upgrades=bool(get("unattended_upgrades")),
         unattended_upgrades_reboot_time=reboot_time,
         patch_reboot_packages=list(get("patch_reboot_packages") or []),

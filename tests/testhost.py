@@ -14,6 +14,7 @@ containers on their own Docker network, SSH and HTTPS published on 127.0.0.1 onl
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import os
@@ -216,9 +217,13 @@ def ensure_pebble(c: docker.DockerClient) -> dict:
     from tests.standin import acme
 
     files = acme.ensure_pebble_files(CACHE / "standin" / "pebble")
+    config_hash = hashlib.sha256((files["dir"] / "config.json").read_bytes()).hexdigest()[:16]
     ensure_network(c)
     try:
         container = c.containers.get(PEBBLE)
+        if container.labels.get("org.mmdeploy.config") != config_hash:
+            container.remove(force=True)
+            raise docker.errors.NotFound("config changed")
         if container.status != "running":
             container.start()
     except docker.errors.NotFound:
@@ -226,7 +231,8 @@ def ensure_pebble(c: docker.DockerClient) -> dict:
         container = c.containers.run(
             ensure_image_with(c, "pebble:test", ["pebble"]),
             ["pebble", "-config", "/srv/pebble/config.json", "-dnsserver", "127.0.0.11:53", "-strict"],
-            name=PEBBLE, hostname=PEBBLE, network=NETWORK, detach=True, labels=LABEL,
+            name=PEBBLE, hostname=PEBBLE, network=NETWORK, detach=True,
+            labels={**LABEL, "org.mmdeploy.config": config_hash},
             environment={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"},
             volumes={str(files["dir"]): {"bind": "/srv/pebble", "mode": "ro"}},
         )
@@ -268,7 +274,9 @@ def start_server(name: str, ssh_port: int, https_port: int | None = None, http_p
     upstream = ensure_upstream(c)
     image = ensure_base_image(c)
     key = ensure_ssh_key()
-    apt_cache = CACHE / "apt-archives"
+    # Downloaded packages kept between runs of the same server; one folder per server, as
+    # apt locks its cache folder and servers may install at the same time.
+    apt_cache = CACHE / "apt-archives" / name
     (apt_cache / "partial").mkdir(parents=True, exist_ok=True)
     cname = container_name(name)
     try:
@@ -289,7 +297,7 @@ def start_server(name: str, ssh_port: int, https_port: int | None = None, http_p
             tmpfs={"/run": "", "/run/lock": "", "/tmp": ""},
             volumes={
                 "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
-                # Shared download cache only: each server still installs its packages itself.
+                # Download cache only: each server still installs its packages itself.
                 str(apt_cache): {"bind": "/var/cache/apt/archives", "mode": "rw"},
             },
             ports=ports, stop_signal="SIGRTMIN+3",

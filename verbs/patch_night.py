@@ -20,7 +20,7 @@ from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.exceptions import DeployError
 
 from tasks.backup import backup_spec
-from tasks.common import ROOT, current, helper, settings, streamed
+from tasks.common import ROOT, connector_arguments, current, helper, settings, streamed
 from tasks.patching import make_plan, operator_id, plan_text, report_text
 from tasks.release import decision, installed_version
 from tasks.service import upgraded
@@ -60,8 +60,9 @@ def services_restarted(reboot_expected: bool, version: str):
         ping_url=s.ping_url, timeout=s.health_timeout, version=version)))
 
 
-def _run(host_, command: str, print_output: bool = False) -> tuple[bool, str]:
-    status, output = host_.run_shell_command(StringCommand(command), print_output=print_output)
+def _run(host_, command, print_output: bool = False) -> tuple[bool, str]:
+    command = command if isinstance(command, StringCommand) else StringCommand(command)
+    status, output = host_.run_shell_command(command, print_output=print_output, **connector_arguments(host_))
     return status, output.stdout
 
 
@@ -93,9 +94,9 @@ def reboot_and_wait(state, host, expected: bool, timeout: int, version: str):
     logger.info(f"    [{host.name}] back after the reboot; waiting for systemd and Mattermost")
     _run(host, f"timeout {timeout} systemctl is-system-running --wait >/dev/null 2>&1; true")
     spec = {"url": s.ping_url, "version": version, "timeout": s.health_timeout, "service": "mattermost"}
-    status, _ = host.run_shell_command(helper("wait-healthy", spec), print_output=True)
+    status, _ = _run(host, helper("wait-healthy", spec), print_output=True)
     if status:
-        status, _ = host.run_shell_command(helper("patch-mark", patch_spec(s, step="reboot", set={"rebooted": True})))
+        status, _ = _run(host, helper("patch-mark", patch_spec(s, step="reboot", set={"rebooted": True})))
     return status
 
 
@@ -107,11 +108,11 @@ def rebooted_if_required(expected: bool, version: str):
 
 def write_report(state, host, plan):
     s = settings()
-    status, output = host.run_shell_command(helper("patch-finish", patch_spec(s, ping_url=s.ping_url)))
+    status, stdout = _run(host, helper("patch-finish", patch_spec(s, ping_url=s.ping_url)))
     if not status:
-        logger.error(f"    [{host.name}] ERROR: could not finish the run: {output.stderr}")
+        logger.error(f"    [{host.name}] ERROR: could not finish the patch night run: see the output above")
         return False
-    record = json.loads(output.stdout.strip().splitlines()[-1])
+    record = json.loads(stdout.strip().splitlines()[-1])
     text = report_text(host.name, record, plan)
     folder = Path(s.reports_dir) if Path(s.reports_dir).is_absolute() else ROOT / s.reports_dir
     folder.mkdir(parents=True, exist_ok=True)

@@ -167,3 +167,40 @@ def test_password_from_the_workstation_replaces_the_generated_one(converged):
     status, _, body = https_get(PORT)
     assert status == 200 and json.loads(body)["database_status"] == "OK"
     assert planned_changes("e2e-main", env=env) == []
+
+
+def ssh_login(user: str, command: str = "true") -> bool:
+    import paramiko
+
+    desc = json.loads(testhost.host_file("e2e-main").read_text())
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    try:
+        client.connect("127.0.0.1", port=desc["ssh_port"], username=user, key_filename=desc["ssh_key"],
+                       timeout=10, allow_agent=False, look_for_keys=False)
+        _, stdout, _ = client.exec_command(command)
+        return stdout.channel.recv_exit_status() == 0
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+# The last tests of the main server: after them it only accepts the admin user.
+def test_move_ssh_from_root_to_an_admin_user_without_lockout(converged):
+    public_key = (testhost.ensure_ssh_key().with_suffix(".pub")).read_text().strip()
+    admin = ["--data", "ssh_admin_user=ops", "--data", f'ssh_admin_keys=["{public_key}"]']
+    run = deploy("e2e-main", *admin)
+    assert run.ok, run.output[-4000:]
+    assert ssh_login("ops", "sudo -n true") and ssh_login("root")
+    assert "passwordauthentication no" in sh("e2e-main", "sshd -T")
+    # turning root off is refused while the deploy itself still logs in as root
+    refused = deploy("e2e-main", *admin, "--data", "ssh_disable_root=true")
+    assert not refused.ok and 'set "ssh_user": "ops", "_sudo": True' in refused.output
+    assert ssh_login("root")
+    # as the admin user, with sudo, the whole deploy runs and turns root off
+    as_ops = [*admin, "--data", "ssh_user=ops", "--data", "_sudo=true", "--data", "ssh_disable_root=true"]
+    run = deploy("e2e-main", *as_ops)
+    assert run.ok, run.output[-4000:]
+    assert not ssh_login("root") and ssh_login("ops", "sudo -n true")
+    assert planned_changes("e2e-main", *as_ops) == []

@@ -46,5 +46,8 @@ def ensure_pebble_files(folder: Path) -> dict:
     (folder / "config.json").write_text(json.dumps({"pebble": {
         "listenAddress": "0.0.0.0:14000", "managementListenAddress": "0.0.0.0:15000",
         "certificate": "/srv/pebble/cert.pem", "privateKey": "/srv/pebble/key.pem",
-        "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "", "externalAccountBindingRequired": False}}, indent=1))
+        "httpPort": 80, "tlsPort": 443,
+        # Real CA certificates name where revocation is checked; pebble's then do too (nothing answers there).
+        "ocspResponderURL": f"http://{PEBBLE_NAME}:4002",
+        "externalAccountBindingRequired": False}}, indent=1))
     return {"dir": folder, "ca": ca_file}

@@ -517,6 +517,8 @@ def state(query):
     out["hold"] = read_json(query["hold_file"]) if query.get("hold_file") else None
     if query.get("os"):
         out["os_updates"] = os_state(query["os"])
+    if query.get("ssh_admin_user"):
+        out["ssh"] = ssh_admin_state(query["ssh_admin_user"])
     if query.get("acme_domain"):
         out["acme"] = acme_state(query["acme_domain"])
     names = backup_names(query["backup_dir"]) if query.get("backup_dir") else []
@@ -526,6 +528,17 @@ def state(query):
     out["health"] = ping(query["ping_url"]) if out["service"]["active"] == "active" else {
         "ok": False, "error": "service not running", "version": None}
     return out
+
+
+def ssh_admin_state(user):
+    try:
+        home = pwd.getpwnam(user).pw_dir
+    except KeyError:
+        return {"admin_exists": False, "admin_keys": None}
+    keys = None
+    with contextlib.suppress(OSError), open(os.path.join(home, ".ssh", "authorized_keys")) as f:
+        keys = f.read()
+    return {"admin_exists": True, "admin_keys": keys}
 
 
 def adoption_facts(install_dir):
