@@ -7,9 +7,11 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import time
 from io import StringIO
 from pathlib import Path
 
+import paramiko
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pyinfra import host, logger, state
 from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
@@ -30,7 +32,7 @@ PACKAGES = ["postgresql", "nginx", "gpg", "openssl", "ca-certificates", "python3
 
 def packages(s: Settings) -> list[str]:
     return (PACKAGES + (["unattended-upgrades"] if s.unattended_upgrades else []) + (["nftables"] if s.firewall else [])
-            + (["certbot"] if s.acme_email else []))
+            + (["certbot"] if s.acme_email else []) + (["sudo"] if s.ssh_admin_user else []))
 
 
 def settings() -> Settings:
@@ -159,6 +161,34 @@ def connector_arguments(host) -> dict:
 def _run_streamed(state, host, command):
     status, _ = host.run_shell_command(command, print_output=True, **connector_arguments(host))
     return status
+
+
+def new_ssh_login_works(host, user: str | None = None, command: str = "true", attempts: int = 5) -> bool:
+    """A FRESH SSH login with the operator's key, running `command` - what the next run
+    (or the operator) will need. Retried for a few seconds: sshd re-executes on reload."""
+
+
+    data = host.data
+    last = None
+    for attempt in range(attempts):
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # reachability, not identity
+        try:
+            client.connect(data.get("ssh_hostname") or host.name, port=int(data.get("ssh_port") or 22),
+                           username=user or data.get("ssh_user") or "root", key_filename=data.get("ssh_key"),
+                           timeout=15, banner_timeout=15, auth_timeout=15)
+            _, stdout, _ = client.exec_command(command)
+            if stdout.channel.recv_exit_status() == 0:
+                return True
+            last = f"`{command}` failed"
+        except Exception as e:  # any failure means: not proven
+            last = str(e) or type(e).__name__
+        finally:
+            client.close()
+        if attempt + 1 < attempts:
+            time.sleep(2)
+    logger.error(f"    [{host.name}] a new SSH login as {user or data.get('ssh_user') or 'root'} failed: {last}")
+    return False
 
 
 def render(template: str, **context) -> str:

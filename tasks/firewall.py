@@ -8,11 +8,10 @@ this workstation succeeds.
 
 from __future__ import annotations
 
-import paramiko
 from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, StringCommand, operation
 
-from tasks.common import current, managed_file, render, settings
+from tasks.common import current, managed_file, new_ssh_login_works, render, settings
 
 CONF = "/etc/nftables.conf"
 TABLE = "inet mattermost_deploy"
@@ -21,23 +20,12 @@ ROLLBACK_SECONDS = 90
 
 
 def ssh_still_works(state, host) -> bool:
-    """Open a fresh SSH connection, as the next run will: only then is the firewall kept."""
-    data = host.data
-    client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # reachability, not identity
-    try:
-        client.connect(data.get("ssh_hostname") or host.name, port=int(data.get("ssh_port") or 22),
-                       username=data.get("ssh_user") or "root", key_filename=data.get("ssh_key"),
-                       timeout=15, banner_timeout=15, auth_timeout=15, allow_agent=True, look_for_keys=True)
-        _, stdout, _ = client.exec_command("true")
-        ok = stdout.channel.recv_exit_status() == 0
-    except Exception as e:  # any failure means: do not keep these rules
-        logger.error(f"    [{host.name}] ERROR: a new SSH connection fails with the firewall on ({e}); the rules "
-                     f"are removed again within {ROLLBACK_SECONDS}s - check firewall_ssh_port")
-        return False
-    finally:
-        client.close()
-    return ok
+    """Only when a fresh SSH connection succeeds is the firewall kept."""
+    if new_ssh_login_works(host):
+        return True
+    logger.error(f"    [{host.name}] ERROR: a new SSH connection fails with the firewall on; the rules are removed "
+                 f"again within {ROLLBACK_SECONDS}s - check firewall_ssh_port")
+    return False
 
 
 @operation()

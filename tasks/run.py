@@ -26,6 +26,7 @@ HINTS = [
     (re.compile(r"\[(?P<host>[^\]]+)\] (?P<why>.*(?:Permission denied|Authentication failed).*)"),
      "{host}: SSH login refused ({why}): check ssh_user and your key"),
     (re.compile(r"\[(?P<host>[^\]]+)\] E: (?P<why>.*)"), "{host}: apt: {why}"),
+    (re.compile(r"\[(?P<host>[^\]]+)\] Command socket/SSH error: (?P<why>.*)"), "{host}: {why}"),
 ]
 
 

@@ -16,36 +16,18 @@ from __future__ import annotations
 import hashlib
 from io import StringIO
 
-import paramiko
 from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand, operation
 from pyinfra.api.exceptions import DeployError
 
-from tasks.common import connector_arguments, current, path_info, settings
+from tasks.common import connector_arguments, current, new_ssh_login_works, path_info, settings
 
 SUDOERS = "/etc/sudoers.d/90-mattermost-deploy"
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/50-mattermost-deploy.conf"
 
 
-def new_connection_works(host_, user: str, command: str = "sudo -n true") -> bool:
-    """A fresh SSH login as `user` with the operator's key, running `command`."""
-    data = host_.data
-    client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # reachability, not identity
-    try:
-        client.connect(data.get("ssh_hostname") or host_.name, port=int(data.get("ssh_port") or 22), username=user,
-                       key_filename=data.get("ssh_key"), timeout=15, banner_timeout=15, auth_timeout=15)
-        _, stdout, _ = client.exec_command(command)
-        return stdout.channel.recv_exit_status() == 0
-    except Exception as e:
-        logger.error(f"    [{host_.name}] a new SSH login as {user} failed: {e}")
-        return False
-    finally:
-        client.close()
-
-
 def check_admin_login(state, host, user: str) -> bool:
-    if new_connection_works(host, user):
+    if new_ssh_login_works(host, user, "sudo -n true"):
         return True
     logger.error(f"    [{host.name}] ERROR: {user} cannot log in with your key and use sudo: check ssh_admin_keys; "
                  "nothing else was changed")
@@ -76,7 +58,7 @@ def admin_user(user: str, keys: list[str]):
 
 
 def keep_or_undo(state, host, user: str) -> bool:
-    if new_connection_works(host, user):
+    if new_ssh_login_works(host, user, "sudo -n true"):
         return True
     host.run_shell_command(StringCommand("rm", "-f", SSHD_DROPIN, "&&", "systemctl", "reload", "ssh"),
                            **connector_arguments(host))
