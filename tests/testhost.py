@@ -217,7 +217,11 @@ def ensure_pebble(c: docker.DockerClient) -> dict:
     from tests.standin import acme
 
     files = acme.ensure_pebble_files(CACHE / "standin" / "pebble")
-    config_hash = hashlib.sha256((files["dir"] / "config.json").read_bytes()).hexdigest()[:16]
+    # Recreate pebble when its files change or another checkout made them (another test CA).
+    digest = hashlib.sha256(str(files["dir"]).encode())
+    for name in ("config.json", "cert.pem", "key.pem"):
+        digest.update((files["dir"] / name).read_bytes())
+    config_hash = digest.hexdigest()[:16]
     ensure_network(c)
     try:
         container = c.containers.get(PEBBLE)
