@@ -179,27 +179,40 @@ def _put_file(container, path: str, data: bytes, mode: int = 0o644) -> None:
 
 # ------------------------------------------------------------------ stand-in upstream
 
+FINGERPRINT = "org.mmdeploy.fingerprint"
+
+
+def running_container(c: docker.DockerClient, name: str, fingerprint: str):
+    """The named helper container if it was made with this fingerprint (started when
+    stopped); None when it is missing or was made by another checkout or configuration,
+    in which case it is removed."""
+    try:
+        container = c.containers.get(name)
+    except docker.errors.NotFound:
+        return None
+    if container.labels.get(FINGERPRINT) != fingerprint:
+        log(f"{name} was made for another checkout or configuration: replacing it")
+        container.remove(force=True)
+        return None
+    if container.status != "running":
+        container.start()
+    return container
+
+
 def ensure_upstream(c: docker.DockerClient) -> dict:
     """Start the stand-in upstream and build the stand-in releases it serves."""
     from tests.standin import build
 
     info = build.ensure_default_releases(UPSTREAM_ROOT)
     ensure_network(c)
-    try:
-        container = c.containers.get(UPSTREAM)
-        sources = {m["Destination"]: m["Source"] for m in container.attrs["Mounts"]}
-        if sources.get("/srv/upstream") != str(UPSTREAM_ROOT):
-            log("the running stand-in upstream serves another checkout: replacing it")
-            container.remove(force=True)
-            raise docker.errors.NotFound("replaced")
-        if container.status != "running":
-            container.start()
-    except docker.errors.NotFound:
+    fingerprint = hashlib.sha256(str(UPSTREAM_ROOT).encode()).hexdigest()[:16]  # this checkout's files
+    if running_container(c, UPSTREAM, fingerprint) is None:
         log("starting the stand-in upstream")
         c.containers.run(
             ensure_base_image(c),
             ["python3", "/opt/standin/upstream.py", "/srv/upstream"],
-            name=UPSTREAM, hostname=UPSTREAM, network=NETWORK, detach=True, labels=LABEL,
+            name=UPSTREAM, hostname=UPSTREAM, network=NETWORK, detach=True,
+            labels={**LABEL, FINGERPRINT: fingerprint},
             restart_policy={"Name": "unless-stopped"},
             ports={"8080/tcp": ("127.0.0.1", UPSTREAM_PORT)},
             volumes={
@@ -221,22 +234,15 @@ def ensure_pebble(c: docker.DockerClient) -> dict:
     digest = hashlib.sha256(str(files["dir"]).encode())
     for name in ("config.json", "cert.pem", "key.pem"):
         digest.update((files["dir"] / name).read_bytes())
-    config_hash = digest.hexdigest()[:16]
     ensure_network(c)
-    try:
-        container = c.containers.get(PEBBLE)
-        if container.labels.get("org.mmdeploy.config") != config_hash:
-            container.remove(force=True)
-            raise docker.errors.NotFound("config changed")
-        if container.status != "running":
-            container.start()
-    except docker.errors.NotFound:
+    container = running_container(c, PEBBLE, digest.hexdigest()[:16])
+    if container is None:
         log("starting pebble, the stand-in ACME server")
         container = c.containers.run(
             ensure_image_with(c, "pebble:test", ["pebble"]),
             ["pebble", "-config", "/srv/pebble/config.json", "-dnsserver", "127.0.0.11:53", "-strict"],
             name=PEBBLE, hostname=PEBBLE, network=NETWORK, detach=True,
-            labels={**LABEL, "org.mmdeploy.config": config_hash},
+            labels={**LABEL, FINGERPRINT: digest.hexdigest()[:16]},
             environment={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"},
             volumes={str(files["dir"]): {"bind": "/srv/pebble", "mode": "ro"}},
         )
