@@ -5,12 +5,13 @@
 
 Reads the server's state once and decides the version (policy vs GitHub's releases),
 then, in order: base packages and folders, the verified release(s), adoption of a hand
-install, PostgreSQL, config.json, the service (or the upgrade), nginx, backups, OS
+install, PostgreSQL, config.json, the service (or the upgrade), nginx, backups, the
+declared channels, users and emoji, OS
 update settings (needrestart, unattended-upgrades), the firewall, SSH access.
 Releases are downloaded and verified before anything touches the running service.
 """
 
-from tasks import adopt, backup, base, config, database, firewall, nginx, os_updates, release, service, ssh_access
+from tasks import adopt, backup, base, config, database, firewall, housekeeping, nginx, os_updates, release, service, ssh_access
 from tasks.common import current, settings
 
 settings()  # bad settings or a missing secret stop here, before any change
@@ -25,6 +26,7 @@ merged = config.configure(password)
 service.configure([adopted, password, merged])
 nginx.configure()
 backup.configure()
+housekeeping.configure()
 os_updates.configure()
 firewall.configure()
 ssh_access.configure()

@@ -44,6 +44,17 @@ ssh_admin_user = None  # e.g. "ops": created with ssh_admin_keys and passwordles
 ssh_admin_keys = []  # public keys ("ssh-ed25519 AAAA... you@laptop") allowed to log in as ssh_admin_user
 ssh_disable_root = False  # PermitRootLogin no - accepted only once inventory.py connects as ssh_admin_user
 
+# --- Channels, users and custom emoji (declared housekeeping; see tasks/housekeeping.py) ----------
+mattermost_channels_archive = []  # "team:channel" to archive (reversible: mmctl channel unarchive)
+mattermost_channels_delete = []  # "team:channel" to delete permanently, posts included (needs the confirmation below)
+mattermost_users_create = []  # {"username": "bob", "email": "bob@example.org"}: the user sets a password via e-mail
+mattermost_users_deactivate = []  # usernames to deactivate (offboarding: their sessions are revoked)
+mattermost_users_erase = []  # usernames to erase permanently with all their posts (right to erasure)
+mattermost_confirm_permanent_deletion = False  # must be True for deletions and erasures to happen (a backup comes first)
+mattermost_emoji_dir = "emoji"  # folder on the workstation: each PNG/JPEG/GIF (<=512 KiB) becomes :file-name:
+mattermost_stale_days = 180  # `make channels` marks a channel stale after this many days without a post
+mattermost_retention_days = None  # `make retention`: posts and files older than this are deleted (opt-in)
+
 # --- Where things live on the server -------------------------------------------------------
 mattermost_user = "mattermost"  # system user the service runs as
 mattermost_install_dir = "/opt/mattermost"  # the operator's path: a link to the release in use

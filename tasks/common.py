@@ -44,17 +44,19 @@ def settings() -> Settings:
     return cached
 
 
-def current(os_updates: str | None = None) -> dict:
+def current(os_updates: str | None = None, housekeeping: bool = False) -> dict:
     """What the server is now: one fact, one round trip per run (pyinfra caches no fact).
     Operations decide from this snapshot, taken before the first change.
 
     os_updates: None (not needed), "cached" (pending upgrades from the server's own package
     lists) or "refresh" (lists refreshed first, into a private folder). The first call of
-    a run decides."""
+    a run decides.
+    housekeeping: also read teams, channels, users and emoji over mmctl (reports); the deploy
+    reads them anyway when housekeeping is declared."""
     cached = getattr(host, "_mm_state", None)
     if cached is None:
         s = settings()
-        cached = host.get_fact(MattermostServer, query=state_query(s, os_updates))
+        cached = host.get_fact(MattermostServer, query=state_query(s, os_updates, housekeeping))
         if cached is None:
             raise DeployError(f"{host.name}: python3 is missing on the server; install it "
                               "(apt-get install python3) and re-run")
@@ -113,11 +115,18 @@ def desired_config(s: Settings) -> dict:
         "ServiceSettings.EnableAPIChannelDeletion": False,
         "ServiceSettings.EnableAPITeamDeletion": False,
     }
+    if s.emoji_dir and (ROOT / s.emoji_dir).is_dir() and any((ROOT / s.emoji_dir).iterdir()):
+        # Custom emoji go through the REST API with the deploy's bot and its token.
+        owned.update({"ServiceSettings.EnableCustomEmoji": True, "ServiceSettings.EnableUserAccessTokens": True,
+                      "ServiceSettings.EnableBotAccountCreation": True})
     owned.update(s.config)
     return owned
 
 
-def state_query(s: Settings, os_updates: str | None = None) -> str:
+def state_query(s: Settings, os_updates: str | None = None, housekeeping: bool = False) -> str:
+    from tasks.housekeeping import declared, helper_spec  # housekeeping builds on this module
+
+    read_housekeeping = housekeeping or declared(s)
     return json.dumps({
         "packages": packages(s),
         "user": s.user,
@@ -133,6 +142,7 @@ def state_query(s: Settings, os_updates: str | None = None) -> str:
         "hold_file": s.hold_file,
         "backup_dir": s.backup_dir,
         "acme_domain": s.domain if s.acme_email else None,
+        "housekeeping": helper_spec(s) if read_housekeeping else None,
         "ssh_admin_user": s.ssh_admin_user,
         "os": os_updates and {"refresh": os_updates == "refresh", "lists_dir": f"{s.deploy_state_dir}/apt-lists",
                               "lock_file": s.patch_lock_file, "state_file": s.patch_state_file},

@@ -76,6 +76,15 @@ class Settings:
     firewall: bool
     firewall_ssh_port: int
     firewall_allow_tcp: list
+    channels_archive: list
+    channels_delete: list
+    users_create: list
+    users_deactivate: list
+    users_erase: list
+    confirm_permanent_deletion: bool
+    emoji_dir: str
+    stale_days: int
+    retention_days: int | None
     ssh_admin_user: str | None
     ssh_admin_keys: list
     ssh_disable_root: bool
@@ -129,6 +138,10 @@ class Settings:
     @property
     def patch_state_file(self) -> str:
         return f"{self.deploy_state_dir}/patch-night.json"
+
+    @property
+    def bot_token_file(self) -> str:
+        return f"{self.private_dir}/bot-token"
 
     @property
     def hold_file(self) -> str:
@@ -256,6 +269,19 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
             problems.append(f"{key} must be a number, not {get(key)!r}")
     if not all(isinstance(p, int) and 0 < p < 65536 for p in get("firewall_allow_tcp") or []):
         problems.append("firewall_allow_tcp must list port numbers")
+    for key in ("mattermost_channels_archive", "mattermost_channels_delete"):
+        for ref in get(key) or []:
+            if not re.fullmatch(r"[a-z0-9_-]+:[a-z0-9_-]+", str(ref)):
+                problems.append(f"{key}: {ref!r} must be team:channel (their URL names)")
+    for user in get("mattermost_users_create") or []:
+        if not isinstance(user, dict) or not user.get("username") or "@" not in str(user.get("email", "")):
+            problems.append(f"mattermost_users_create: {user!r} needs a username and an email (never a password)")
+        elif "password" in user:
+            problems.append(f"mattermost_users_create: {user['username']}: no password in the settings - the user "
+                            "sets one through the reset e-mail")
+    retention_days = get("mattermost_retention_days")
+    if retention_days is not None and (not isinstance(retention_days, int) or retention_days < 1):
+        problems.append("mattermost_retention_days must be a number of days, or None")
     admin = get("ssh_admin_user") or None
     admin_keys = [str(k).strip() for k in (get("ssh_admin_keys") or [])]
     if admin and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", admin):
@@ -324,6 +350,15 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
         firewall=bool(get("firewall")),
         firewall_ssh_port=get("firewall_ssh_port"),
         firewall_allow_tcp=list(get("firewall_allow_tcp") or []),
+        channels_archive=list(get("mattermost_channels_archive") or []),
+        channels_delete=list(get("mattermost_channels_delete") or []),
+        users_create=list(get("mattermost_users_create") or []),
+        users_deactivate=list(get("mattermost_users_deactivate") or []),
+        users_erase=list(get("mattermost_users_erase") or []),
+        confirm_permanent_deletion=bool(get("mattermost_confirm_permanent_deletion")),
+        emoji_dir=str(get("mattermost_emoji_dir") or "emoji"),
+        stale_days=int(get("mattermost_stale_days") or 180),
+        retention_days=retention_days,
         ssh_admin_user=admin,
         ssh_admin_keys=admin_keys,
         ssh_disable_root=bool(get("ssh_disable_root")),

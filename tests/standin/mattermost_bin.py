@@ -8,6 +8,8 @@
 import hashlib
 import json
 import os
+import random
+import re
 import signal
 import socket
 import socketserver
@@ -131,6 +133,25 @@ CREATE TABLE IF NOT EXISTS systems (name varchar(64) PRIMARY KEY, value varchar(
 CREATE TABLE IF NOT EXISTS db_migrations (version bigint PRIMARY KEY, name varchar(64) NOT NULL);
 CREATE TABLE IF NOT EXISTS posts (id varchar(26) PRIMARY KEY, createat bigint, updateat bigint,
   deleteat bigint DEFAULT 0, userid varchar(26), channelid varchar(26), message varchar(65535));
+CREATE TABLE IF NOT EXISTS teams (id varchar(26) PRIMARY KEY, createat bigint, updateat bigint,
+  deleteat bigint DEFAULT 0, displayname varchar(64), name varchar(64) UNIQUE, type varchar(1) DEFAULT 'O');
+CREATE TABLE IF NOT EXISTS channels (id varchar(26) PRIMARY KEY, createat bigint, updateat bigint,
+  deleteat bigint DEFAULT 0, teamid varchar(26), type varchar(1), displayname varchar(64), name varchar(64),
+  header varchar(1024) DEFAULT '', purpose varchar(250) DEFAULT '', lastpostat bigint DEFAULT 0,
+  totalmsgcount bigint DEFAULT 0, creatorid varchar(26) DEFAULT '', UNIQUE (teamid, name));
+CREATE TABLE IF NOT EXISTS users (id varchar(26) PRIMARY KEY, createat bigint, updateat bigint,
+  deleteat bigint DEFAULT 0, username varchar(64) UNIQUE, email varchar(128) UNIQUE, firstname varchar(64) DEFAULT '',
+  lastname varchar(64) DEFAULT '', nickname varchar(64) DEFAULT '', roles varchar(256) DEFAULT 'system_user',
+  password varchar(128) DEFAULT '', lastactivityat bigint DEFAULT 0, isbot boolean DEFAULT false);
+CREATE TABLE IF NOT EXISTS channelmembers (channelid varchar(26), userid varchar(26), PRIMARY KEY (channelid, userid));
+CREATE TABLE IF NOT EXISTS sessions (id varchar(26) PRIMARY KEY, token varchar(26), userid varchar(26), createat bigint);
+CREATE TABLE IF NOT EXISTS useraccesstokens (id varchar(26) PRIMARY KEY, token varchar(26) UNIQUE, userid varchar(26),
+  description varchar(512), isactive boolean DEFAULT true);
+CREATE TABLE IF NOT EXISTS emoji (id varchar(26) PRIMARY KEY, createat bigint, updateat bigint, deleteat bigint DEFAULT 0,
+  creatorid varchar(26), name varchar(64));
+CREATE TABLE IF NOT EXISTS fileinfo (id varchar(26) PRIMARY KEY, creatorid varchar(26), postid varchar(26),
+  createat bigint, deleteat bigint DEFAULT 0, path varchar(512), name varchar(256), size bigint);
+CREATE TABLE IF NOT EXISTS standin_sent_emails (createat bigint, email varchar(128), kind varchar(64));
 """
 
 
@@ -149,6 +170,211 @@ def migrate(datasource):
     return current, mine
 
 
+# ---------------------------------------------------------------- the v4 API subset housekeeping uses
+
+def new_id():
+    return "".join(random.choice("abcdefghijkmnopqrstuwxyz13456789") for _ in range(26))
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def lit(value):
+    """SQL literal (the stand-in quotes values itself; psql has no bind parameters here)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(int(value))
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def rows(ds, sql):
+    out = psql(ds, f"SELECT coalesce(json_agg(t), '[]'::json) FROM ({sql}) t;")
+    return json.loads(out or "[]")
+
+
+TEAM = ("SELECT id, createat AS create_at, updateat AS update_at, deleteat AS delete_at, displayname AS display_name, "
+        "name, '' AS description, '' AS email, type, '' AS company_name, '' AS allowed_domains, '' AS invite_id, "
+        "false AS allow_open_invite, NULL AS scheme_id, NULL AS group_constrained, NULL AS policy_id FROM teams")
+CHANNEL = ("SELECT id, createat AS create_at, updateat AS update_at, deleteat AS delete_at, teamid AS team_id, type, "
+           "displayname AS display_name, name, header, purpose, lastpostat AS last_post_at, "
+           "totalmsgcount AS total_msg_count, 0 AS extra_update_at, creatorid AS creator_id, NULL AS scheme_id, "
+           "NULL AS props, NULL AS group_constrained, NULL AS shared, totalmsgcount AS total_msg_count_root, "
+           "NULL AS policy_id, lastpostat AS last_root_post_at FROM channels")
+USER = ("SELECT id, createat AS create_at, updateat AS update_at, deleteat AS delete_at, username, '' AS auth_data, "
+        "'' AS auth_service, email, true AS email_verified, nickname, firstname AS first_name, lastname AS last_name, "
+        "'' AS position, roles, 0 AS last_password_update, 'en' AS locale, isbot AS is_bot, "
+        "lastactivityat AS last_activity_at FROM users")
+
+
+class ApiError(Exception):
+    def __init__(self, code, error_id, message):
+        super().__init__(message)
+        self.code, self.error_id, self.message = code, error_id, message
+
+
+def api(config, method, path, query, body, local, token):
+    """The stand-in's answers to the API paths mmctl --local and the emoji calls use."""
+    ds = config["SqlSettings"]["DataSource"]
+    parts = [p for p in path.split("/") if p][2:]  # after /api/v4
+    if not local:
+        if not token or not rows(ds, f"SELECT 1 FROM useraccesstokens WHERE token = {lit(token)} AND isactive"):
+            raise ApiError(401, "api.context.session_expired.app_error", "Invalid or expired session")
+    if method == "GET" and parts == ["teams"]:
+        return rows(ds, TEAM + " ORDER BY name")
+    if method == "POST" and parts == ["teams"]:
+        tid = new_id()
+        psql(ds, f"INSERT INTO teams VALUES ({lit(tid)}, {now_ms()}, {now_ms()}, 0, {lit(body['display_name'])}, "
+                 f"{lit(body['name'])}, {lit(body.get('type', 'O'))});")
+        return rows(ds, TEAM + f" WHERE id = {lit(tid)}")[0]
+    if method == "GET" and len(parts) == 3 and parts[:2] == ["teams", "name"]:
+        found = rows(ds, TEAM + f" WHERE name = {lit(parts[2])}")
+        if not found:
+            raise ApiError(404, "app.team.get_by_name.missing.app_error", "Unable to find the team.")
+        return found[0]
+    if method == "GET" and len(parts) == 3 and parts[0] == "teams" and parts[2] == "channels":
+        return rows(ds, CHANNEL + f" WHERE teamid = {lit(parts[1])} ORDER BY name")
+    if method == "POST" and parts == ["channels"]:
+        cid = new_id()
+        psql(ds, f"INSERT INTO channels (id, createat, updateat, teamid, type, displayname, name) VALUES ({lit(cid)}, "
+                 f"{now_ms()}, {now_ms()}, {lit(body['team_id'])}, {lit(body.get('type', 'O'))}, "
+                 f"{lit(body['display_name'])}, {lit(body['name'])});")
+        return rows(ds, CHANNEL + f" WHERE id = {lit(cid)}")[0]
+    if len(parts) >= 2 and parts[0] == "channels":
+        cid = parts[1]
+        if method == "GET" and parts[2:] == ["stats"]:
+            count = psql(ds, f"SELECT count(*) FROM channelmembers WHERE channelid = {lit(cid)};")
+            return {"channel_id": cid, "member_count": int(count), "guest_count": 0, "pinnedpost_count": 0}
+        if method == "POST" and parts[2:] == ["members"]:
+            psql(ds, f"INSERT INTO channelmembers VALUES ({lit(cid)}, {lit(body['user_id'])}) ON CONFLICT DO NOTHING;")
+            return {"channel_id": cid, "user_id": body["user_id"]}
+        if method == "DELETE" and len(parts) == 2:
+            if query.get("permanent") == "true":
+                psql(ds, f"DELETE FROM posts WHERE channelid = {lit(cid)}; DELETE FROM channelmembers WHERE "
+                         f"channelid = {lit(cid)}; DELETE FROM channels WHERE id = {lit(cid)};")
+            else:
+                psql(ds, f"UPDATE channels SET deleteat = {now_ms()}, updateat = {now_ms()} WHERE id = {lit(cid)};")
+            return {"status": "OK"}
+    if method == "GET" and parts == ["users"]:
+        return rows(ds, USER + " ORDER BY username")
+    if method == "POST" and parts == ["users"]:
+        uid = new_id()
+        psql(ds, f"INSERT INTO users (id, createat, updateat, username, email, firstname, lastname, password, isbot) "
+                 f"VALUES ({lit(uid)}, {now_ms()}, {now_ms()}, {lit(body['username'])}, {lit(body['email'])}, "
+                 f"{lit(body.get('first_name', ''))}, {lit(body.get('last_name', ''))}, "
+                 f"{lit(hashlib.sha256(body.get('password', '').encode()).hexdigest())}, {lit(body.get('is_bot', False))});")
+        return rows(ds, USER + f" WHERE id = {lit(uid)}")[0]
+    if method == "POST" and parts == ["users", "password", "reset", "send"]:
+        psql(ds, f"INSERT INTO standin_sent_emails VALUES ({now_ms()}, {lit(body['email'])}, 'password_reset');")
+        return {"status": "OK"}
+    if len(parts) >= 2 and parts[0] == "users":
+        uid = parts[1]
+        if method == "PUT" and parts[2:] == ["active"]:
+            at = 0 if body.get("active") else now_ms()
+            psql(ds, f"UPDATE users SET deleteat = {at}, updateat = {now_ms()} WHERE id = {lit(uid)};"
+                     + ("" if body.get("active") else f" DELETE FROM sessions WHERE userid = {lit(uid)};"))
+            return {"status": "OK"}
+        if method == "POST" and parts[2:] == ["sessions"]:  # stand-in only: a login for the tests
+            psql(ds, f"INSERT INTO sessions VALUES ({lit(new_id())}, {lit(new_id())}, {lit(uid)}, {now_ms()});")
+            return {"status": "OK"}
+        if method == "POST" and parts[2:] == ["tokens"]:
+            token = new_id()
+            psql(ds, f"INSERT INTO useraccesstokens VALUES ({lit(new_id())}, {lit(token)}, {lit(uid)}, "
+                     f"{lit(body.get('description', ''))}, true);")
+            return {"id": new_id(), "token": token, "user_id": uid, "description": body.get("description", "")}
+        if method == "DELETE" and len(parts) == 2 and query.get("permanent") == "true":
+            if not local and not config["ServiceSettings"].get("EnableAPIUserDeletion"):
+                raise ApiError(401, "api.user.delete_user.not_enabled.app_error", "Permanent user deletion is disabled")
+            psql(ds, f"DELETE FROM posts WHERE userid = {lit(uid)}; DELETE FROM channelmembers WHERE userid = {lit(uid)}; "
+                     f"DELETE FROM sessions WHERE userid = {lit(uid)}; DELETE FROM useraccesstokens WHERE userid = {lit(uid)}; "
+                     f"DELETE FROM users WHERE id = {lit(uid)};")
+            return {"status": "OK"}
+    if method == "POST" and parts == ["bots"]:
+        return api(config, "POST", "/api/v4/users", {}, {"username": body["username"], "is_bot": True,
+                   "email": f"{body['username']}@localhost", "first_name": body.get("display_name", "")}, True, None)
+    if method == "POST" and parts == ["posts"]:
+        pid, at = new_id(), int(body.get("create_at") or now_ms())  # create_at: a stand-in convenience for tests
+        psql(ds, f"INSERT INTO posts (id, createat, updateat, userid, channelid, message) VALUES ({lit(pid)}, {at}, {at}, "
+                 f"{lit(body['user_id'])}, {lit(body['channel_id'])}, {lit(body['message'])}); UPDATE channels SET "
+                 f"lastpostat = greatest(lastpostat, {at}), totalmsgcount = totalmsgcount + 1 "
+                 f"WHERE id = {lit(body['channel_id'])};")
+        for name in body.get("file_names", []):  # an attachment, stored as the real file store does
+            fid = new_id()
+            day = time.strftime("%Y%m%d", time.gmtime(at / 1000))
+            rel = f"{day}/teams/noteam/channels/{body['channel_id']}/users/{body['user_id']}/{fid}/{name}"
+            full = os.path.join(config["FileSettings"]["Directory"], rel)
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            with open(full, "w") as f:
+                f.write(f"attachment of post {pid}\n")
+            psql(ds, f"INSERT INTO fileinfo VALUES ({lit(fid)}, {lit(body['user_id'])}, {lit(pid)}, {at}, 0, {lit(rel)}, "
+                     f"{lit(name)}, 32);")
+        return {"id": pid, "create_at": at, "channel_id": body["channel_id"], "user_id": body["user_id"]}
+    if method == "GET" and parts == ["emoji"]:
+        return rows(ds, "SELECT id, createat AS create_at, updateat AS update_at, deleteat AS delete_at, "
+                        "creatorid AS creator_id, name FROM emoji WHERE deleteat = 0 ORDER BY name")
+    if method == "POST" and parts == ["emoji"]:
+        return create_emoji(config, body)
+    if method == "POST" and parts == ["exports"]:  # stand-in for the export job mmctl starts
+        return create_export(config)
+    if method == "GET" and parts == ["exports"]:
+        folder = os.path.join(config["FileSettings"]["Directory"], "export")
+        return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    raise ApiError(404, "api.context.404.app_error", f"no such API in the stand-in: {method} {path}")
+
+
+EMOJI_NAME = re.compile(r"^[a-z0-9_+-]{1,64}$")
+MAX_EMOJI_BYTES = 512 * 1024
+
+
+def create_emoji(config, body):
+    ds = config["SqlSettings"]["DataSource"]
+    meta, image = body["emoji"], body["image"]
+    if not config["ServiceSettings"].get("EnableCustomEmoji"):
+        raise ApiError(501, "api.emoji.disabled.app_error", "Custom emoji have been disabled by the system admin.")
+    if not EMOJI_NAME.match(meta.get("name", "")):
+        raise ApiError(400, "model.emoji.name.app_error", "Name must be 1 to 64 lowercase alphanumeric characters.")
+    if len(image) > MAX_EMOJI_BYTES:
+        raise ApiError(413, "api.emoji.create.too_large.app_error",
+                       "Unable to create emoji. Image must be less than 512 KiB in size.")
+    if not (image.startswith(b"\\x89PNG") or image.startswith(b"GIF8") or image.startswith(b"\\xff\\xd8")):
+        raise ApiError(400, "api.emoji.upload.image.app_error",
+                       "Unable to create emoji. File must be a PNG, JPEG, or GIF.")
+    if rows(ds, f"SELECT 1 FROM emoji WHERE name = {lit(meta['name'])} AND deleteat = 0"):
+        raise ApiError(400, "api.emoji.create.duplicate.app_error",
+                       "Unable to create emoji. Another emoji with the same name exists.")
+    eid = new_id()
+    folder = os.path.join(config["FileSettings"]["Directory"], "emoji", eid)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "image"), "wb") as f:
+        f.write(image)
+    psql(ds, f"INSERT INTO emoji VALUES ({lit(eid)}, {now_ms()}, {now_ms()}, 0, {lit(meta.get('creator_id', ''))}, "
+             f"{lit(meta['name'])});")
+    return {"id": eid, "name": meta["name"], "creator_id": meta.get("creator_id", "")}
+
+
+def create_export(config):
+    """Mattermost's bulk export format: a zip with import.jsonl (version, team, channel,
+    user and post lines) and the attachments."""
+    import zipfile
+
+    ds = config["SqlSettings"]["DataSource"]
+    folder = os.path.join(config["FileSettings"]["Directory"], "export")
+    os.makedirs(folder, exist_ok=True)
+    name = f"{int(time.time())}_{new_id()}_export.zip"
+    lines = [{"type": "version", "version": 1, "info": {"generator": "standin", "version": VERSION}}]
+    lines += [{"type": "team", "team": {"name": t["name"], "display_name": t["display_name"], "type": t["type"]}}
+              for t in rows(ds, "SELECT name, displayname AS display_name, type FROM teams")]
+    lines += [{"type": "user", "user": u} for u in rows(ds, "SELECT username, email FROM users WHERE NOT isbot")]
+    lines += [{"type": "post", "post": p} for p in rows(ds, "SELECT u.username AS user, c.name AS channel, p.message, "
+              "p.createat AS create_at FROM posts p JOIN users u ON u.id = p.userid JOIN channels c ON c.id = p.channelid")]
+    with zipfile.ZipFile(os.path.join(folder, name), "w") as z:
+        z.writestr("import.jsonl", "\\n".join(json.dumps(line) for line in lines) + "\\n")
+    return {"id": new_id(), "type": "export_process", "status": "success", "data": {"export_file": name}}
+
+
 # ---------------------------------------------------------------- server
 
 def version_header(config):
@@ -156,7 +382,7 @@ def version_header(config):
     return f"{VERSION}.{BUILD_NUMBER}.{digest}.false"
 
 
-def make_handler(config):
+def make_handler(config, local=False):
     datasource = config["SqlSettings"]["DataSource"]
     files_dir = config["FileSettings"]["Directory"]
 
@@ -196,6 +422,8 @@ def make_handler(config):
                 self.reply(code, json.dumps(body))
             elif url.path == "/api/v4/system/version":
                 self.reply(200, json.dumps({"version": VERSION}))
+            elif url.path.startswith("/api/v4/"):
+                self.call_api("GET", url, query, None)
             elif url.path in ("/", "/login"):
                 with open(os.path.join(HERE, "..", "client", "root.html"), "rb") as f:
                     self.reply(200, f.read(), "text/html")
@@ -203,7 +431,51 @@ def make_handler(config):
                 self.reply(404, json.dumps({"id": "api.context.404.app_error",
                                             "status_code": 404}))
 
+        def call_api(self, method, url, query, body):
+            auth = self.headers.get("Authorization", "")
+            token = auth[7:] if auth.startswith("Bearer ") else None
+            try:
+                self.reply(200 if method != "POST" else 201, json.dumps(api(config, method, url.path, query, body,
+                                                                         local, token)))
+            except ApiError as e:
+                self.reply(e.code, json.dumps({"id": e.error_id, "message": e.message, "status_code": e.code}))
+            except Exception as e:
+                self.reply(500, json.dumps({"id": "standin.error", "message": str(e), "status_code": 500}))
+
+        def body(self):
+            data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            ctype = self.headers.get("Content-Type", "")
+            if ctype.startswith("multipart/form-data"):
+                return parse_multipart(ctype, data)
+            return json.loads(data or b"{}")
+
+        def do_POST(self):
+            url = urllib.parse.urlsplit(self.path)
+            self.call_api("POST", url, dict(urllib.parse.parse_qsl(url.query)), self.body())
+
+        def do_PUT(self):
+            url = urllib.parse.urlsplit(self.path)
+            self.call_api("PUT", url, dict(urllib.parse.parse_qsl(url.query)), self.body())
+
+        def do_DELETE(self):
+            url = urllib.parse.urlsplit(self.path)
+            self.call_api("DELETE", url, dict(urllib.parse.parse_qsl(url.query)), None)
+
     return Handler
+
+
+def parse_multipart(ctype, data):
+    """The emoji upload's two parts: `emoji` (JSON) and `image` (the file)."""
+    boundary = ctype.split("boundary=", 1)[1].strip('"').encode()
+    out = {}
+    for part in data.split(b"--" + boundary):
+        head, _, content = part.partition(b"\r\n\r\n")
+        match = re.search(rb'name="([^"]+)"', head)
+        if match:
+            value = content[:-2] if content.endswith(b"\r\n") else content
+            name = match.group(1).decode()
+            out[name] = json.loads(value) if name == "emoji" else value
+    return out
 
 
 class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -256,7 +528,7 @@ def serve():
         if os.path.exists(sock):
             os.unlink(sock)
         old = os.umask(0o177)
-        local = UnixHTTPServer(sock, make_handler(config))
+        local = UnixHTTPServer(sock, make_handler(config, local=True))
         os.umask(old)
         os.chmod(sock, 0o600)
         servers.append(local)

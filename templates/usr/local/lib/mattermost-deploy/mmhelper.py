@@ -25,6 +25,7 @@ read from root-only files and never printed or put on a command line.
     mmhelper.py unhold SPEC_JSON
     mmhelper.py patch-lock|patch-upgrade|patch-restart|patch-mark|patch-finish SPEC_JSON
     mmhelper.py acme-issue SPEC_JSON
+    mmhelper.py housekeeping|bot-token|emoji-upload|export|retention SPEC_JSON
 """
 
 import contextlib
@@ -32,12 +33,14 @@ import fcntl
 import fnmatch
 import grp
 import hashlib
+import http.client
 import json
 import os
 import pwd
 import re
 import secrets
 import shutil
+import socket
 import stat
 import string
 import subprocess
@@ -517,6 +520,8 @@ def state(query):
     out["hold"] = read_json(query["hold_file"]) if query.get("hold_file") else None
     if query.get("os"):
         out["os_updates"] = os_state(query["os"])
+    if query.get("housekeeping"):
+        out["housekeeping"] = housekeeping_state(query["housekeeping"])
     if query.get("ssh_admin_user"):
         out["ssh"] = ssh_admin_state(query["ssh_admin_user"])
     if query.get("acme_domain"):
@@ -1524,6 +1529,217 @@ def acme_issue(spec):
     print(f"certificate for {spec['domain']} obtained")
 
 
+# ================================================================== housekeeping (channels, users, emoji, export, retention)
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=30):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+def local_api(spec, path):
+    """GET on the local-mode socket (fully authorised, like mmctl --local)."""
+    conn = UnixHTTPConnection(spec["socket"])
+    conn.request("GET", path)
+    response = conn.getresponse()
+    return json.loads(response.read() or b"null")
+
+
+def mmctl(spec, *args, as_json=False):
+    """`mmctl --local ARGS` as the service user; the JSON it prints when asked."""
+    cmd = ["runuser", "-u", spec["user"], "--", os.path.join(spec["install_dir"], "bin", "mmctl"), "--local", *args]
+    if as_json:
+        cmd.append("--json")
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, MMCTL_LOCAL_SOCKET_PATH=spec["socket"]))
+    if result.returncode != 0:
+        raise Failure(f"mmctl {' '.join(args)} failed: {(result.stderr or result.stdout).strip()[-300:]}")
+    return json.loads(result.stdout or "null") if as_json else result.stdout
+
+
+def api_with_token(spec, method, path, body=None, content_type="application/json"):
+    """The REST API on 127.0.0.1 with the deploy's bot token (emoji have no mmctl command)."""
+    token = read_password(spec["token_file"])
+    if not token:
+        raise Failure("the deploy's bot token is missing: run the full deploy")
+    request = urllib.request.Request(f"http://127.0.0.1:8065{path}", data=body, method=method,
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as e:
+        try:
+            message = json.loads(e.read()).get("message")
+        except ValueError:
+            message = None
+        raise Failure(f"Mattermost refused {method} {path}: HTTP {e.code} {message or ''}".strip()) from None
+
+
+def housekeeping_state(spec):
+    """Teams with their channels (type, archived, last post, messages, members), users
+    (active or not, last activity) and custom emoji - what the declared housekeeping and
+    the reports compare against."""
+    if not os.path.exists(spec["socket"]):
+        return {"error": "Mattermost is not running (no local-mode socket yet)"}
+    try:
+        teams = []
+        for team in mmctl(spec, "team", "list", as_json=True) or []:
+            channels = []
+            for c in mmctl(spec, "channel", "list", team["name"], as_json=True) or []:
+                stats = local_api(spec, f"/api/v4/channels/{c['id']}/stats") or {}
+                channels.append({"name": c["name"], "display_name": c["display_name"], "type": c["type"],
+                                 "archived": bool(c["delete_at"]), "create_at": c["create_at"],
+                                 "last_post_at": c["last_post_at"], "messages": c["total_msg_count"],
+                                 "members": stats.get("member_count")})
+            teams.append({"name": team["name"], "display_name": team["display_name"], "channels": channels})
+        users = [{"username": u["username"], "email": u["email"], "active": not u["delete_at"],
+                  "is_bot": bool(u.get("is_bot")), "last_activity_at": u.get("last_activity_at") or None}
+                 for u in mmctl(spec, "user", "list", "--all", as_json=True) or []]
+        emoji = None
+        if read_password(spec["token_file"]):
+            emoji, page = [], 0
+            while True:
+                batch = api_with_token(spec, "GET", f"/api/v4/emoji?page={page}&per_page=200") or []
+                emoji += [e["name"] for e in batch]
+                if len(batch) < 200:
+                    break
+                page += 1
+        return {"teams": teams, "users": users, "emoji": emoji}
+    except (Failure, OSError, ValueError) as e:
+        return {"error": str(e)}
+
+
+def housekeeping(spec):
+    """One declared action, checked against the server just before it is done, so a run
+    repeated after a failure does only what is still missing."""
+    action, target = spec["action"], spec["target"]
+    now = housekeeping_state(spec)
+    if now.get("error"):
+        raise Failure(f"cannot read channels and users: {now['error']}")
+    channels = {f"{t['name']}:{c['name']}": c for t in now["teams"] for c in t["channels"]}
+    users = {u["username"]: u for u in now["users"]}
+    if action in ("archive-channel", "delete-channel"):
+        channel = channels.get(target)
+        if channel is None:
+            print(f"channel {target} does not exist (already deleted?)")
+            return
+        if action == "archive-channel":
+            if channel["archived"]:
+                print(f"channel {target} is already archived")
+                return
+            mmctl(spec, "channel", "archive", target)
+        else:
+            mmctl(spec, "channel", "delete", target, "--confirm")
+    elif action == "create-user":
+        if target in users:
+            print(f"user {target} exists")
+            return
+        # A password nobody knows: the user sets their own through the reset e-mail.
+        mmctl(spec, "user", "create", "--username", target, "--email", spec["email"],
+              "--password", secrets.token_urlsafe(24) + "aA1!", *(["--firstname", spec["first_name"]]
+                                                                  if spec.get("first_name") else []))
+        mmctl(spec, "user", "reset-password", target)
+    elif action == "deactivate-user":
+        if target not in users or not users[target]["active"]:
+            print(f"user {target} is already deactivated (or gone)")
+            return
+        mmctl(spec, "user", "deactivate", target)
+    elif action == "erase-user":
+        if target not in users:
+            print(f"user {target} does not exist (already erased?)")
+            return
+        mmctl(spec, "user", "delete", target, "--confirm")
+    else:
+        raise Failure(f"unknown housekeeping action {action}")
+    print(f"{action} {target}: done")
+
+
+def bot_token(spec):
+    """The deploy's bot and its access token, kept root-only (for the emoji API)."""
+    if read_password(spec["token_file"]):
+        print("the deploy's bot token is in place")
+        return
+    users = {u["username"] for u in mmctl(spec, "user", "list", "--all", as_json=True) or []}
+    if spec["bot"] not in users:
+        mmctl(spec, "bot", "create", spec["bot"], "--display-name", "Mattermost deploy")
+    token = mmctl(spec, "token", "generate", spec["bot"], "custom emoji uploads", as_json=True)["token"]
+    os.makedirs(os.path.dirname(spec["token_file"]), mode=0o700, exist_ok=True)
+    write_private(spec["token_file"], token + "\n")
+    print(f"bot {spec['bot']} has a token in {spec['token_file']} (root only)")
+
+
+def emoji_upload(spec):
+    """Upload one image from the staging folder as custom emoji `name`, unless it exists."""
+    name, path = spec["name"], spec["path"]
+    existing = housekeeping_state(spec).get("emoji") or []
+    if name in existing:
+        print(f"emoji :{name}: exists")
+        return
+    me = [u for u in mmctl(spec, "user", "list", "--all", as_json=True) if u["username"] == spec["bot"]]
+    boundary = "mmdeploy" + secrets.token_hex(8)
+    with open(path, "rb") as f:
+        image = f.read()
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"emoji\"\r\n\r\n"
+            + json.dumps({"name": name, "creator_id": me[0]["id"] if me else ""})
+            + f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{os.path.basename(path)}\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + image + f"\r\n--{boundary}--\r\n".encode()
+    api_with_token(spec, "POST", "/api/v4/emoji", body, f"multipart/form-data; boundary={boundary}")
+    print(f"emoji :{name}: uploaded")
+
+
+def export(spec):
+    """Mattermost's bulk export (data portability); prints the file's path when done."""
+    folder = os.path.join(spec["data_dir"], "export")
+    before = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+    mmctl(spec, "export", "create")
+    deadline = time.time() + spec.get("timeout", 3600)
+    while time.time() < deadline:
+        new = sorted(set(os.listdir(folder)) - before) if os.path.isdir(folder) else []
+        done = [n for n in new if n.endswith(".zip")]
+        if done:
+            print(os.path.join(folder, done[-1]))
+            return
+        time.sleep(2)
+    raise Failure("the export job did not finish in time: see `mmctl --local export job list`")
+
+
+RETENTION_TABLES = {  # table -> column holding the post id, for rows that belong to deleted posts
+    "reactions": "postid", "threadmemberships": "postid", "threads": "postid", "fileinfo": "postid",
+}
+
+
+def retention(spec):
+    """Team Edition has no retention policies; Mattermost's advice is a database script.
+    Counts (dry run) or deletes posts older than N days with their files and reactions."""
+    days, apply = int(spec["days"]), bool(spec.get("apply"))
+    cutoff = int((time.time() - days * 86400) * 1000)
+    db = spec["db"]
+    tables = set(psql_as_postgres("SELECT tablename FROM pg_tables WHERE schemaname = 'public';", db).stdout.split())
+    old = f"SELECT id FROM posts WHERE createat < {cutoff}"
+    posts = int(psql_as_postgres(f"SELECT count(*) FROM ({old}) o;", db).stdout.strip() or 0)
+    files = []
+    if "fileinfo" in tables:
+        out = psql_as_postgres(f"SELECT path FROM fileinfo WHERE postid IN ({old});", db).stdout
+        files = [line for line in out.splitlines() if line]
+    print(json.dumps({"cutoff": cutoff, "days": days, "posts": posts, "files": len(files), "applied": apply}))
+    if not apply or not posts:
+        return
+    sql = "BEGIN;\n" + "".join(f"DELETE FROM {t} WHERE {col} IN ({old});\n" for t, col in RETENTION_TABLES.items()
+                               if t in tables) + f"DELETE FROM posts WHERE createat < {cutoff};\nCOMMIT;\n"
+    psql_as_postgres(sql, db)
+    data_dir = os.path.realpath(spec["data_dir"])
+    for rel in files:
+        path = os.path.realpath(os.path.join(data_dir, rel))
+        if path.startswith(data_dir + "/"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
 # ================================================================== entry point
 
 COMMANDS = {
@@ -1539,6 +1755,11 @@ COMMANDS = {
     "rollback": rollback,
     "unhold": unhold,
     "acme-issue": acme_issue,
+    "housekeeping": housekeeping,
+    "bot-token": bot_token,
+    "emoji-upload": emoji_upload,
+    "export": export,
+    "retention": retention,
     "patch-lock": patch_lock,
     "patch-upgrade": patch_upgrade,
     "patch-restart": patch_restart,

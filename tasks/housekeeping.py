@@ -1,0 +1,177 @@
+"""Channels, users and custom emoji as declared state (settings in group_data/all.py,
+per server in inventory.py): channels to archive or delete, users to create, deactivate
+or erase, and the images in emoji/ as custom emoji.
+
+The plan is read from the server over `mmctl --local` (in the run's one state round trip)
+and every action is its own operation, so a dry run names each channel and user it would
+touch. Each action re-checks the server just before it acts. Nothing permanent happens
+without `mattermost_confirm_permanent_deletion`, and never without a backup first.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.api.exceptions import DeployError
+
+from tasks.backup import backup_spec
+from tasks.common import ROOT, current, helper, settings, streamed
+from tasks.settings import Settings
+
+BOT = "mattermost-deploy"
+EMOJI_STAGING = "/var/lib/mattermost-deploy/emoji"
+EMOJI_NAME = re.compile(r"^[a-z0-9_+-]{1,64}$")
+MAX_EMOJI_BYTES = 512 * 1024  # Mattermost's limit for a custom emoji image
+IMAGE_MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"GIF87a": "GIF", b"GIF89a": "GIF", b"\xff\xd8\xff": "JPEG"}
+
+
+@dataclass(frozen=True)
+class Emoji:
+    name: str
+    path: Path
+    size: int
+
+
+def read_emoji_folder(folder: Path) -> list[Emoji]:
+    """The images of emoji/ as custom emoji, every file checked: one error lists them all."""
+    if not folder.is_dir():
+        return []
+    found, problems = [], []
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        name = path.stem.lower()
+        data = path.read_bytes()
+        kind = next((k for magic, k in IMAGE_MAGIC.items() if data.startswith(magic)), None)
+        if not EMOJI_NAME.match(name):
+            problems.append(f"{path.name}: the name must be 1-64 of a-z 0-9 _ + - (it becomes :{name}:)")
+        elif kind is None:
+            problems.append(f"{path.name}: not a PNG, JPEG or GIF image")
+        elif len(data) > MAX_EMOJI_BYTES:
+            problems.append(f"{path.name}: {len(data) // 1024} KiB, Mattermost accepts at most 512 KiB")
+        else:
+            found.append(Emoji(name, path, len(data)))
+    names = [e.name for e in found]
+    problems += [f"two images for :{n}:" for n in sorted({n for n in names if names.count(n) > 1})]
+    if problems:
+        raise DeployError(f"{folder.name}/: " + "; ".join(problems) + " (nothing was changed on the server)")
+    return found
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str  # archive-channel, delete-channel, create-user, deactivate-user, erase-user, upload-emoji
+    target: str
+    extra: dict
+
+    @property
+    def permanent(self) -> bool:
+        return self.kind in ("delete-channel", "erase-user")
+
+    def sentence(self) -> str:
+        return {
+            "archive-channel": f"Archive channel {self.target}",
+            "delete-channel": f"Delete channel {self.target} permanently (with its posts)",
+            "create-user": f"Create user {self.target} ({self.extra.get('email')}; password set by the user via e-mail)",
+            "deactivate-user": f"Deactivate user {self.target} (offboarding: sessions revoked)",
+            "erase-user": f"Erase user {self.target} permanently (with all their posts)",
+            "upload-emoji": f"Upload custom emoji :{self.target}:",
+        }[self.kind]
+
+
+def check_confirmation(s: Settings) -> None:
+    permanent = [*s.channels_delete, *s.users_erase]
+    if permanent and not s.confirm_permanent_deletion:
+        raise DeployError(
+            f"{s.host}: permanent deletion of {', '.join(permanent)} is declared but not confirmed: set "
+            "mattermost_confirm_permanent_deletion = True for this run (nothing was changed on the server)")
+
+
+def plan(s: Settings, state: dict | None, emoji: list[Emoji]) -> list[Action]:
+    """The actions that bring the server to the declared state. With no state yet (a
+    fresh server), every declared item is planned; each action re-checks before it acts."""
+    known = state is not None and not state.get("error")
+    channels = {f"{t['name']}:{c['name']}": c for t in (state or {}).get("teams", []) for c in t["channels"]}
+    users = {u["username"]: u for u in (state or {}).get("users", [])}
+    actions = []
+    for ref in s.channels_archive:
+        if not known or (ref in channels and not channels[ref]["archived"]):
+            actions.append(Action("archive-channel", ref, {}))
+    for ref in s.channels_delete:
+        if not known or ref in channels:
+            actions.append(Action("delete-channel", ref, {}))
+    for user in s.users_create:
+        if not known or user["username"] not in users:
+            actions.append(Action("create-user", user["username"], dict(user)))
+    for name in s.users_deactivate:
+        if not known or (name in users and users[name]["active"]):
+            actions.append(Action("deactivate-user", name, {}))
+    for name in s.users_erase:
+        if not known or name in users:
+            actions.append(Action("erase-user", name, {}))
+    present = set((state or {}).get("emoji") or [])
+    for e in emoji:
+        if not known or e.name not in present:
+            actions.append(Action("upload-emoji", e.name, {"path": str(e.path), "file": e.path.name}))
+    return actions
+
+
+def helper_spec(s: Settings, **extra) -> dict:
+    return {"user": s.user, "install_dir": s.install_dir, "socket": s.socket_path, "token_file": s.bot_token_file,
+            "bot": BOT, "data_dir": s.data_dir, **extra}
+
+
+@operation(is_idempotent=False)
+def backed_up_before_deletion():
+    """A backup before anything permanent."""
+    yield streamed(helper("backup", backup_spec(settings(), kind="pre-deletion")))
+
+
+@operation()
+def bot_token_kept():
+    """The deploy's bot and its token (root-only on the server), for the emoji API."""
+    if (current().get("housekeeping") or {}).get("emoji") is not None:
+        host.noop("the deploy's bot token is in place")
+        return
+    yield helper("bot-token", helper_spec(settings()))
+
+
+@operation()
+def done(action: Action):
+    s = settings()
+    if action.kind == "upload-emoji":
+        staged = f"{EMOJI_STAGING}/{action.extra['file']}"
+        yield StringCommand("install", "-d", "-m", "0700", EMOJI_STAGING)
+        yield FileUploadCommand(action.extra["path"], staged)
+        yield streamed(helper("emoji-upload", helper_spec(s, name=action.target, path=staged)))
+        return
+    yield streamed(helper("housekeeping", helper_spec(s, action=action.kind, target=action.target,
+                                                      email=action.extra.get("email"),
+                                                      first_name=action.extra.get("first_name"))))
+
+
+def emoji_folder(s: Settings) -> Path:
+    folder = Path(s.emoji_dir)
+    return folder if folder.is_absolute() else ROOT / folder
+
+
+def declared(s: Settings) -> bool:
+    return bool(s.channels_archive or s.channels_delete or s.users_create or s.users_deactivate or s.users_erase
+                or read_emoji_folder(emoji_folder(s)))
+
+
+def configure():
+    s = settings()
+    check_confirmation(s)
+    emoji = read_emoji_folder(emoji_folder(s))
+    if not declared(s):
+        return
+    actions = plan(s, current().get("housekeeping"), emoji)
+    if any(a.permanent for a in actions):
+        backed_up_before_deletion(name="Back up before permanent deletion")
+    if emoji:
+        bot_token_kept(name=f"Keep a bot token for custom emoji uploads (bot {BOT}, token root-only)")
+    for action in actions:
+        done(name=action.sentence(), action=action)
