@@ -5,6 +5,8 @@
 #   make upgrade         deploy, and fail when the version policy's upgrade is refused
 #   make status          one row per server: versions, action, last backup (JSON=1 for monitoring)
 #   make backup | fetch-backup [BACKUP=name] | restore BACKUP=name | rollback | unhold
+#   make channels | users [JSON=1]                 reports; make archive-stale | retention [APPLY=1]
+#   make offboard USER=u | erase USER=u | export  people and data portability
 #   make patch-plan      what patch night would do, changing nothing
 #   make patch-night     OS updates, restarts/reboot, Mattermost upgrade, report (YES=1, BREAK_LOCK=1)
 #   make test            unit tests and end-to-end tests on real Debian 12 containers
@@ -13,11 +15,14 @@
 
 VENV   := .venv
 PY     := $(VENV)/bin/python
+TARGET ?= $(MMDEPLOY_TARGET)
 export MMDEPLOY_TARGET := $(TARGET)
+# USER is the login name in every shell: make's USER= on the command line wins over it.
+USER_ := $(if $(filter command line,$(origin USER)),$(USER),)
 YESFLAG := $(if $(filter 1 yes true,$(YES)),-y,)
 
 .PHONY: setup prereqs demo diff deploy upgrade status backup fetch-backup restore rollback unhold \
-	patch-plan patch-night \
+	patch-plan patch-night channels users archive-stale offboard erase export retention \
 	test unit e2e lint bench bench-upgrade bench-security clean
 
 setup: $(VENV)/.installed
@@ -63,6 +68,27 @@ rollback: setup
 
 unhold: setup
 	$(PY) -m tasks.run verbs/unhold.py -y
+
+channels users: setup
+	$(PY) -m verbs.report $@ $(if $(filter 1 yes true,$(JSON)),--json,)
+
+archive-stale: setup
+	$(PY) -m tasks.run verbs/archive_stale.py $(YESFLAG)
+
+offboard: setup
+	@test -n "$(USER_)" || { echo "say who: make offboard USER=<username>"; exit 2; }
+	$(PY) -m tasks.run verbs/offboard.py $(YESFLAG) --data offboard_user=$(USER_)
+
+erase: setup
+	@test -n "$(USER_)" || { echo "say who: make erase USER=<username>"; exit 2; }
+	@c="$(CONFIRM)"; if [ -z "$$c" ]; then printf 'Erasing %s is permanent. Type the username to confirm: ' "$(USER_)"; \
+		read c; fi; $(PY) -m tasks.run verbs/erase.py -y --data erase_user=$(USER_) --data "erase_confirmed=$$c"
+
+export: setup
+	$(PY) -m verbs.export
+
+retention: setup
+	$(PY) -m tasks.run verbs/retention.py $(if $(filter 1 yes true,$(APPLY)),$(YESFLAG) --data retention_apply=true,-y)
 
 patch-plan: setup
 	$(PY) -m verbs.patch_plan

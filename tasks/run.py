@@ -21,6 +21,8 @@ HINTS = [
     (re.compile(r"\[(?P<host>[^\]]+)\] Could not connect \((?P<why>.*)\)"),
      "cannot reach {host} over SSH ({why}): check that the server is up, its name and ssh_port "
      "in inventory.py, and that `ssh` with your key works from this workstation"),
+    (re.compile(r"\[(?P<host>[^\]]+)\] Could not resolve hostname \((?P<why>.*)\)"),
+     "cannot resolve {host} ({why}): check its name in inventory.py"),
     (re.compile(r"\[(?P<host>[^\]]+)\] ERROR: (?P<why>.*)"), "{host}: {why}"),
     (re.compile(r"pyinfra error in \S+ line \d+: (?P<why>.*)"), "{why}"),
     (re.compile(r"\[(?P<host>[^\]]+)\] (?P<why>.*(?:Permission denied|Authentication failed).*)"),

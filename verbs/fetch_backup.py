@@ -8,13 +8,12 @@ the archive must read back whole and hold the backup's manifest and database dum
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 import tarfile
 
 from tasks.common import current, settings
-from verbs.session import ROOT, connected, on, positional
+from verbs.session import ROOT, connected, on, positional, stream_to
 
 
 def pick(backups: dict, wanted: str) -> str | None:
@@ -32,22 +31,10 @@ def fetch(host, wanted: str) -> str:
         dest = dest_dir / f"{name}.tar"
         partial = dest.with_suffix(".tar.partial")
         command = f"tar -C {shlex.quote(s.backup_dir)} -cf - -- {shlex.quote(name)}"
-        if host.data.get("_sudo"):
-            command = "sudo -n " + command
-        _, stdout, stderr = host.connector.client.exec_command(command)
-        done, shown = 0, 0
-        with open(partial, "wb") as f:
-            os.chmod(partial, 0o600)  # the dump holds every message; config.json holds secrets
-            while chunk := stdout.read(1 << 20):
-                f.write(chunk)
-                done += len(chunk)
-                if done - shown >= 64 << 20:
-                    print(f"  {host.name}: {done >> 20} MB", flush=True)
-                    shown = done
-        status = stdout.channel.recv_exit_status()
-        if status != 0:
+        ok, done, error = stream_to(host, command, partial, host.name)
+        if not ok:
             partial.unlink(missing_ok=True)
-            return f"{host.name}: tar of {name} failed: {stderr.read().decode(errors='replace').strip()[-300:]}"
+            return f"{host.name}: tar of {name} failed: {error}"
         with tarfile.open(partial) as tar:
             names = set(tar.getnames())
         missing = {f"{name}/manifest.json", f"{name}/database.dump"} - names

@@ -67,3 +67,25 @@ def positional(argv: list[str]) -> list[str]:
 def on(host):
     with ctx_host.use(host):
         yield host
+
+
+def stream_to(host, command: str, dest, label: str) -> tuple[bool, int, str]:
+    """Run `command` on the host (as root through sudo when the inventory says so) and
+    write what it prints to `dest` (0600; atomically renamed by the caller). Returns
+    (success, bytes, error text)."""
+    import os
+
+    if host.data.get("_sudo"):
+        command = "sudo -n " + command
+    _, stdout, stderr = host.connector.client.exec_command(command)
+    done, shown = 0, 0
+    with open(dest, "wb") as f:
+        os.chmod(dest, 0o600)  # backups and exports hold every message
+        while chunk := stdout.read(1 << 20):
+            f.write(chunk)
+            done += len(chunk)
+            if done - shown >= 64 << 20:
+                print(f"  {label}: {done >> 20} MB", flush=True)
+                shown = done
+    ok = stdout.channel.recv_exit_status() == 0
+    return ok, done, "" if ok else stderr.read().decode(errors="replace").strip()[-300:]
