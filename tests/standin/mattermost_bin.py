@@ -339,7 +339,7 @@ def create_emoji(config, body):
     if len(image) > MAX_EMOJI_BYTES:
         raise ApiError(413, "api.emoji.create.too_large.app_error",
                        "Unable to create emoji. Image must be less than 512 KiB in size.")
-    if not (image.startswith(b"\\x89PNG") or image.startswith(b"GIF8") or image.startswith(b"\\xff\\xd8")):
+    if not (image.startswith(b"\x89PNG") or image.startswith(b"GIF8") or image.startswith(b"\xff\xd8")):
         raise ApiError(400, "api.emoji.upload.image.app_error",
                        "Unable to create emoji. File must be a PNG, JPEG, or GIF.")
     if rows(ds, f"SELECT 1 FROM emoji WHERE name = {lit(meta['name'])} AND deleteat = 0"):
@@ -371,7 +371,7 @@ def create_export(config):
     lines += [{"type": "post", "post": p} for p in rows(ds, "SELECT u.username AS user, c.name AS channel, p.message, "
               "p.createat AS create_at FROM posts p JOIN users u ON u.id = p.userid JOIN channels c ON c.id = p.channelid")]
     with zipfile.ZipFile(os.path.join(folder, name), "w") as z:
-        z.writestr("import.jsonl", "\\n".join(json.dumps(line) for line in lines) + "\\n")
+        z.writestr("import.jsonl", "\n".join(json.dumps(line) for line in lines) + "\n")
     return {"id": new_id(), "type": "export_process", "status": "success", "data": {"export_file": name}}
 
 
