@@ -115,7 +115,9 @@ def desired_config(s: Settings) -> dict:
         "ServiceSettings.EnableAPIChannelDeletion": False,
         "ServiceSettings.EnableAPITeamDeletion": False,
     }
-    if s.emoji_dir and (ROOT / s.emoji_dir).is_dir() and any((ROOT / s.emoji_dir).iterdir()):
+    from tasks.housekeeping import emoji_files, emoji_folder  # housekeeping builds on this module
+
+    if emoji_files(emoji_folder(s)):
         # Custom emoji go through the REST API with the deploy's bot and its token.
         owned.update({"ServiceSettings.EnableCustomEmoji": True, "ServiceSettings.EnableUserAccessTokens": True,
                       "ServiceSettings.EnableBotAccountCreation": True})

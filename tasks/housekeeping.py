@@ -36,12 +36,17 @@ class Emoji:
     size: int
 
 
-def read_emoji_folder(folder: Path) -> list[Emoji]:
-    """The images of emoji/ as custom emoji, every file checked: one error lists them all."""
+def emoji_files(folder: Path) -> list[Path]:
+    """The files of the emoji folder that are meant as emoji (hidden ones are not)."""
     if not folder.is_dir():
         return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def read_emoji_folder(folder: Path) -> list[Emoji]:
+    """The images of emoji/ as custom emoji, every file checked: one error lists them all."""
     found, problems = [], []
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+    for path in emoji_files(folder):
         name = path.stem.lower()
         data = path.read_bytes()
         kind = next((k for magic, k in IMAGE_MAGIC.items() if data.startswith(magic)), None)
@@ -158,14 +163,15 @@ def emoji_folder(s: Settings) -> Path:
 
 
 def declared(s: Settings) -> bool:
+    """Anything to keep in shape? (Cheap: the emoji images are only read by configure.)"""
     return bool(s.channels_archive or s.channels_delete or s.users_create or s.users_deactivate or s.users_erase
-                or read_emoji_folder(emoji_folder(s)))
+                or emoji_files(emoji_folder(s)))
 
 
 def configure():
     s = settings()
     check_confirmation(s)
-    emoji = read_emoji_folder(emoji_folder(s))
+    emoji = read_emoji_folder(emoji_folder(s))  # a bad image stops the run here, before any change
     if not declared(s):
         return
     actions = plan(s, current().get("housekeeping"), emoji)
