@@ -164,15 +164,22 @@ def streamed(command: StringCommand) -> FunctionCommand:
 
 
 def connector_arguments(host) -> dict:
-    """The running operation's connection arguments (_sudo and friends) for commands a
-    FunctionCommand runs itself: the yielding generator is suspended inside its
-    operation, so these are that operation's."""
-    return {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in CONNECTOR_ARGUMENT_KEYS}
+    """Connection arguments (_sudo and friends) for commands run outside pyinfra's own
+    command loop: inside an operation (a FunctionCommand - the yielding generator is
+    suspended there) that operation's; outside one (the verbs' scripts) the host's data."""
+    if host.current_op_global_arguments:
+        return {k: v for k, v in host.current_op_global_arguments.items() if k in CONNECTOR_ARGUMENT_KEYS}
+    return {k: host.data.get(k) for k in CONNECTOR_ARGUMENT_KEYS if host.data.get(k)}
+
+
+def run_on(host, command, print_output: bool = False):
+    """Run a command on the host with those arguments: (success, pyinfra's CommandOutput)."""
+    command = command if isinstance(command, StringCommand) else StringCommand(command)
+    return host.run_shell_command(command, print_output=print_output, **connector_arguments(host))
 
 
 def _run_streamed(state, host, command):
-    status, _ = host.run_shell_command(command, print_output=True, **connector_arguments(host))
-    return status
+    return run_on(host, command, print_output=True)[0]
 
 
 def new_ssh_login_works(host, user: str | None = None, command: str = "true", attempts: int = 5) -> bool:

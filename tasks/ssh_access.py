@@ -20,7 +20,7 @@ from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand, operation
 from pyinfra.api.exceptions import DeployError
 
-from tasks.common import connector_arguments, current, new_ssh_login_works, path_info, settings
+from tasks.common import current, new_ssh_login_works, path_info, run_on, settings
 
 SUDOERS = "/etc/sudoers.d/90-mattermost-deploy"
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/50-mattermost-deploy.conf"
@@ -60,8 +60,7 @@ def admin_user(user: str, keys: list[str]):
 def keep_or_undo(state, host, user: str) -> bool:
     if new_ssh_login_works(host, user, "sudo -n true"):
         return True
-    host.run_shell_command(StringCommand("rm", "-f", SSHD_DROPIN, "&&", "systemctl", "reload", "ssh"),
-                           **connector_arguments(host))
+    run_on(host, StringCommand("rm", "-f", SSHD_DROPIN, "&&", "systemctl", "reload", "ssh"))
     logger.error(f"    [{host.name}] ERROR: after the SSH change a new login as {user} failed; the change was taken "
                  "back (sshd reloaded without it)")
     return False

@@ -10,7 +10,7 @@ import shlex
 import sys
 import zipfile
 
-from tasks.common import ROOT, connector_arguments, helper, settings
+from tasks.common import ROOT, helper, run_on, settings
 from tasks.housekeeping import helper_spec
 from verbs.session import connected, on, stream_to
 
@@ -18,7 +18,7 @@ from verbs.session import connected, on, stream_to
 def export(host) -> str:
     with on(host):
         s = settings()
-        status, output = host.run_shell_command(helper("export", helper_spec(s)), **connector_arguments(host))
+        status, output = run_on(host, helper("export", helper_spec(s)))
         if not status:
             return f"{host.name}: the export failed: {output.stderr.strip()[-300:]}"
         remote = output.stdout.strip().splitlines()[-1]

@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 from pyinfra import host, logger
-from pyinfra.api import FunctionCommand, StringCommand, operation
+from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.exceptions import DeployError
 
 from tasks.backup import backup_spec
-from tasks.common import ROOT, connector_arguments, current, helper, settings, streamed
+from tasks.common import ROOT, current, helper, run_on, settings, streamed
 from tasks.patching import make_plan, operator_id, plan_text, report_text
 from tasks.release import decision, installed_version
 from tasks.service import upgraded
@@ -61,8 +61,7 @@ def services_restarted(reboot_expected: bool, version: str):
 
 
 def _run(host_, command, print_output: bool = False) -> tuple[bool, str]:
-    command = command if isinstance(command, StringCommand) else StringCommand(command)
-    status, output = host_.run_shell_command(command, print_output=print_output, **connector_arguments(host_))
+    status, output = run_on(host_, command, print_output)
     return status, output.stdout
 
 
