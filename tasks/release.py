@@ -19,9 +19,12 @@ _lookups: dict[tuple[str, str], tuple[list[str] | None, str | None]] = {}
 
 
 def available_releases(s: Settings) -> tuple[list[str] | None, str | None]:
-    """(server versions GitHub lists, None) or (None, why the lookup failed)."""
-    if PINNED.match(s.version_policy):
-        return None, None
+    """What the version policy needs: nothing for a pinned version, else the lookup."""
+    return (None, None) if PINNED.match(s.version_policy) else lookup_releases(s)
+
+
+def lookup_releases(s: Settings) -> tuple[list[str] | None, str | None]:
+    """(server versions GitHub lists, None) or (None, why the lookup failed); once per run."""
     key = (s.github_api_url, s.github_repository)
     if key not in _lookups:
         try:

@@ -12,21 +12,17 @@ import sys
 
 from pyinfra.api.exceptions import PyinfraError
 
-from facts.github import ReleaseLookupError, fetch_releases
 from tasks.common import current, settings
-from tasks.release import decision, installed_version
-from tasks.versions import server_versions
+from tasks.release import decision, installed_version, lookup_releases
 from verbs.session import connected, on
 
 COLUMNS = ["host", "installed", "running", "target", "latest", "action", "os_updates", "last_backup"]
 
 
 def latest_known(s) -> tuple[str | None, str | None]:
-    try:
-        versions = server_versions(fetch_releases(s.github_api_url, s.github_repository))
-        return (versions[-1] if versions else None), None
-    except ReleaseLookupError as e:
-        return None, str(e)
+    """The newest release even when the policy pins one (the column is for the operator)."""
+    versions, error = lookup_releases(s)
+    return (versions[-1] if versions else None), error
 
 
 def row_for(host) -> dict:
