@@ -32,10 +32,16 @@ class Run:
         return self.returncode == 0 and "FAILED:" not in self.output
 
 
-def deploy(target: str, *args: str, env: dict | None = None, timeout: int = 1200) -> Run:
-    """Run the deploy against a test server; returns exit code and the whole output."""
+def run_env(target: str, env: dict | None) -> dict:
+    """The operator's environment for a test server: only the test's own secrets."""
     environ = {k: v for k, v in os.environ.items() if k != "MATTERMOST_DB_PASSWORD"}
     environ.update(env or {}, MMDEPLOY_TARGET=target, PYINFRA_PROGRESS="off")
+    return environ
+
+
+def deploy(target: str, *args: str, env: dict | None = None, timeout: int = 1200) -> Run:
+    """Run the deploy against a test server; returns exit code and the whole output."""
+    environ = run_env(target, env)
     deploy_file = [args[0]] if args and args[0].endswith(".py") else []  # a verb instead of deploy.py
     args = args[len(deploy_file):]
     yes = [] if "--dry" in args else ["-y"]  # -y would skip the change detection a dry run shows
@@ -46,10 +52,8 @@ def deploy(target: str, *args: str, env: dict | None = None, timeout: int = 1200
 
 def planned_changes(target: str, *args: str, env: dict | None = None) -> list[str]:
     """Names of the operations a dry run says would change something (pyinfra --json)."""
-    environ = {k: v for k, v in os.environ.items() if k != "MATTERMOST_DB_PASSWORD"}
-    environ.update(env or {}, MMDEPLOY_TARGET=target)
     proc = subprocess.run([sys.executable, "-m", "tasks.run", "--dry", "--json", *args], cwd=ROOT,
-                          env=environ, capture_output=True, text=True, timeout=600)
+                          env=run_env(target, env), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     plan = json.loads(proc.stdout)["plan"]
     return [op["name"] for op in plan if op["hosts_with_change"] or op["hosts_with_conditional_change"]]
