@@ -352,6 +352,18 @@ def literal(text):
     return "'" + text.replace("'", "''") + "'"
 
 
+def terminate_connections(database_name):
+    psql_as_postgres(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     f"WHERE datname = {literal(database_name)} AND pid <> pg_backend_pid();")
+
+
+def put_database_back(kept, db):
+    """Replace database `db` by the copy `kept` (a rename: instant, whatever the size)."""
+    terminate_connections(db)
+    psql_as_postgres(f"DROP DATABASE IF EXISTS {ident(db)};")
+    psql_as_postgres(f"ALTER DATABASE {ident(kept)} RENAME TO {ident(db)};")
+
+
 def database_exists(name):
     return bool(psql_as_postgres(f"SELECT 1 FROM pg_database WHERE datname = {literal(name)};").stdout.strip())
 
@@ -1033,11 +1045,6 @@ def backup(spec):
     print(f"backup {writer.name} written to {final}")
 
 
-def terminate_connections(database_name):
-    psql_as_postgres(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                     f"WHERE datname = {literal(database_name)} AND pid <> pg_backend_pid();")
-
-
 def validate_config_with(release_dir, config_file, user):
     """Ask the NEW binary whether it accepts the live config, where the binary offers
     `config validate`. Returns an error text or None."""
@@ -1150,9 +1157,7 @@ def _roll_back(spec, old, new, db, snapshot, reason, writer):
     try:
         systemctl("stop", spec["service"])
         if database_exists(snapshot):
-            terminate_connections(db)
-            psql_as_postgres(f"DROP DATABASE IF EXISTS {ident(db)};")
-            psql_as_postgres(f"ALTER DATABASE {ident(snapshot)} RENAME TO {ident(db)};")
+            put_database_back(snapshot, db)
             print(f"  database {db} restored to its state before the upgrade", flush=True)
         link_release(spec["install_dir"], os.path.join(spec["releases_dir"], old))
         start_and_verify(spec, old)
@@ -1257,9 +1262,7 @@ def restore(spec):
             account = pwd.getpwnam(spec["user"])
             write_private(spec["config_file"], json.dumps(live_config, indent=4) + "\n", account.pw_uid, account.pw_gid)
         if "db" in steps:
-            terminate_connections(db)
-            psql_as_postgres(f"DROP DATABASE IF EXISTS {ident(db)};")
-            psql_as_postgres(f"ALTER DATABASE {ident(kept_db)} RENAME TO {ident(db)};")
+            put_database_back(kept_db, db)
         link_release(spec["install_dir"], previous_link)
         systemctl("start", spec["service"])
         raise
