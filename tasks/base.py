@@ -8,6 +8,8 @@ from pyinfra.api import StringCommand, operation
 
 from tasks.common import HELPER, ROOT, current, managed_file, packages, path_info, render, settings
 
+PROFILE = "/etc/profile.d/mattermost.sh"
+
 
 @operation()
 def packages_installed(wanted: list[str]):
@@ -74,5 +76,5 @@ def configure():
     managed_file(name="Install the deploy's server-side helper", path=HELPER,
                  content=(ROOT / "templates" / HELPER.lstrip("/")).read_text(), mode=0o755)
     managed_file(name="Point mmctl at the local-mode socket for login shells",
-                 path="/etc/profile.d/mattermost.sh",
+                 path=PROFILE,
                  content=render("etc/profile.d/mattermost.sh.j2", s=s))

@@ -69,20 +69,18 @@ def current(os_updates: str | None = None, housekeeping: bool = False) -> dict:
 
 
 def managed_paths(s: Settings) -> list[str]:
+    """Every path whose type, owner, mode and checksum the state query reports: the
+    files and folders each task manages, named where that task defines them."""
+    from tasks import backup, base, firewall, nginx, os_updates, service, ssh_access  # they build on this module
+
     return [
-        HELPER, s.managed_config_file, "/etc/systemd/system/mattermost.service",
-        "/etc/profile.d/mattermost.sh", "/etc/nginx/sites-available/mattermost.conf",
-        "/etc/nginx/sites-enabled/mattermost.conf", "/etc/nginx/sites-enabled/default",
-        s.self_signed_certificate, s.self_signed_key, "/var/www/letsencrypt", "/etc/mattermost/acme-server-ca.pem",
-        "/etc/systemd/system/certbot.service.d/mattermost-deploy.conf",
-        s.state_dir, f"{s.state_dir}/config", f"{s.state_dir}/data", f"{s.state_dir}/plugins",
-        f"{s.state_dir}/client-plugins", f"{s.state_dir}/tmp", s.log_dir, s.releases_dir,
-        "/etc/mattermost", s.private_dir, "/var/cache/nginx",
-        s.backup_dir, "/etc/mattermost/backup.json", "/etc/systemd/system/mattermost-backup.service",
-        "/etc/systemd/system/mattermost-backup.timer",
-        "/etc/needrestart/conf.d/50-mattermost-deploy.conf", "/etc/apt/apt.conf.d/20auto-upgrades",
-        "/etc/apt/apt.conf.d/52mattermost-deploy-unattended-upgrades", s.deploy_state_dir, "/etc/nftables.conf",
-        "/etc/sudoers.d/90-mattermost-deploy", "/etc/ssh/sshd_config.d/50-mattermost-deploy.conf",
+        HELPER, s.managed_config_file, service.UNIT, base.PROFILE,
+        *(folder for folder, *_ in base.wanted_folders(s)),
+        nginx.SITE, nginx.ENABLED, nginx.DEFAULT_SITE, nginx.CACHE_DIR, nginx.WEBROOT, nginx.ACME_CA,
+        nginx.CERTBOT_DROPIN, s.self_signed_certificate, s.self_signed_key,
+        s.backup_dir, backup.SPEC_FILE, backup.SERVICE, backup.TIMER,
+        os_updates.NEEDRESTART_CONF, os_updates.AUTO_UPGRADES, os_updates.UNATTENDED_CONF,
+        firewall.CONF, ssh_access.SUDOERS, ssh_access.SSHD_DROPIN,
     ]
 
 
