@@ -34,7 +34,7 @@ mattermost_start_timeout = 3600  # seconds an upgraded server may take to start 
 # --- Security ------------------------------------------------------------------------------------
 mattermost_open_server = False  # TeamSettings.EnableOpenServer: sign-up without an invitation
 mattermost_signup_domains = ""  # TeamSettings.RestrictCreationToDomains, e.g. "example.org,example.net"
-mattermost_password_min_length = 12  # PasswordSettings.MinimumLength (Mattermost's default is 5)
+mattermost_password_min_length = 12  # PasswordSettings.MinimumLength (Mattermost's default is 8: public/model/config.go)
 mattermost_mfa = True  # offer multi-factor authentication (enforcing it needs a licence)
 firewall = True  # nftables: default deny inbound; SSH, 80 and 443 open
 firewall_ssh_port = 22  # the port sshd listens on ON the server (opened first)

@@ -74,7 +74,7 @@ def managed_paths(s: Settings) -> list[str]:
     from tasks import backup, base, firewall, nginx, os_updates, service, ssh_access  # they build on this module
 
     return [
-        HELPER, s.managed_config_file, service.UNIT, base.PROFILE,
+        HELPER, s.managed_config_file, service.UNIT, service.client_root_html(s), base.PROFILE,
         *(folder for folder, *_ in base.wanted_folders(s)),
         nginx.SITE, nginx.ENABLED, nginx.DEFAULT_SITE, nginx.CACHE_DIR, nginx.WEBROOT, nginx.ACME_CA,
         nginx.CERTBOT_DROPIN, s.self_signed_certificate, s.self_signed_key,
@@ -116,9 +116,10 @@ def desired_config(s: Settings) -> dict:
     from tasks.housekeeping import emoji_files, emoji_folder  # housekeeping builds on this module
 
     if emoji_files(emoji_folder(s)):
-        # Custom emoji go through the REST API with the deploy's bot and its token.
-        owned.update({"ServiceSettings.EnableCustomEmoji": True, "ServiceSettings.EnableUserAccessTokens": True,
-                      "ServiceSettings.EnableBotAccountCreation": True})
+        # Custom emoji go through the REST API with the deploy's bot and its token. A bot's
+        # token needs neither EnableUserAccessTokens nor EnableBotAccountCreation (the bot is
+        # made over the local socket): see mmhelper bot_token.
+        owned["ServiceSettings.EnableCustomEmoji"] = True
     owned.update(s.config)
     return owned
 

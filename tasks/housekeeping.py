@@ -24,9 +24,16 @@ from tasks.settings import Settings
 
 BOT = "mattermost-deploy"
 EMOJI_STAGING = "/var/lib/mattermost-deploy/emoji"
+# The server's rules for a custom emoji (Mattermost server/): a name of a-z 0-9 _ + - (upper
+# case too, but file names are lowercased here), at most 64 characters, not the name of a
+# system emoji (public/model/emoji.go IsValidEmojiName, emoji_data.go SystemEmojis); the WHOLE
+# upload request at most 512 KiB (channels/api4/emoji.go createEmoji: r.ContentLength >
+# app.MaxEmojiFileSize); an image the server can decode of at most 1028x1028 pixels
+# (channels/app/emoji.go MaxEmojiOriginalWidth/Height; larger than 128 it is scaled down).
 EMOJI_NAME = re.compile(r"^[a-z0-9_+-]{1,64}$")
-MAX_EMOJI_BYTES = 512 * 1024  # Mattermost's limit for a custom emoji image
-IMAGE_MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"GIF87a": "GIF", b"GIF89a": "GIF", b"\xff\xd8\xff": "JPEG"}
+MAX_EMOJI_REQUEST = 512 * 1024
+MAX_EMOJI_SIDE = 1028
+SYSTEM_EMOJI_FILE = Path(__file__).with_name("system_emoji.txt")  # generated: python -m tests.realmm.emoji
 
 
 @dataclass(frozen=True)
@@ -43,19 +50,62 @@ def emoji_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
+def image_size(data: bytes) -> tuple[str, int, int] | None:
+    """(format, width, height) of a PNG, GIF or JPEG image, from its header; None otherwise."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR" and len(data) >= 24:
+        return "PNG", int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return "GIF", int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+    if data.startswith(b"\xff\xd8"):
+        i = 2
+        while i + 9 < len(data):
+            if data[i] != 0xFF:
+                return None
+            marker = data[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+                i += 2
+                continue
+            length = int.from_bytes(data[i + 2:i + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+                return "JPEG", int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+            i += 2 + length
+    return None
+
+
+def system_emoji_names() -> frozenset[str]:
+    lines = SYSTEM_EMOJI_FILE.read_text().splitlines()
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def emoji_request_size(name: str, filename: str, image_bytes: int) -> int:
+    """Bytes of the upload request the server measures: the helper's own multipart body."""
+    from facts.mattermost import helper_module
+
+    overhead = len(helper_module().emoji_body(name, "x" * 26, filename, b"", "mmdeploy" + "0" * 16))
+    return overhead + image_bytes
+
+
 def read_emoji_folder(folder: Path) -> list[Emoji]:
-    """The images of emoji/ as custom emoji, every file checked: one error lists them all."""
+    """The images of emoji/ as custom emoji, every file checked against the server's rules:
+    one error lists every problem."""
     found, problems = [], []
+    system = system_emoji_names()
     for path in emoji_files(folder):
         name = path.stem.lower()
         data = path.read_bytes()
-        kind = next((k for magic, k in IMAGE_MAGIC.items() if data.startswith(magic)), None)
+        image = image_size(data)
         if not EMOJI_NAME.match(name):
             problems.append(f"{path.name}: the name must be 1-64 of a-z 0-9 _ + - (it becomes :{name}:)")
-        elif kind is None:
+        elif name in system:
+            problems.append(f"{path.name}: :{name}: is a system emoji of Mattermost; choose another name")
+        elif image is None:
             problems.append(f"{path.name}: not a PNG, JPEG or GIF image")
-        elif len(data) > MAX_EMOJI_BYTES:
-            problems.append(f"{path.name}: {len(data) // 1024} KiB, Mattermost accepts at most 512 KiB")
+        elif image[1] > MAX_EMOJI_SIDE or image[2] > MAX_EMOJI_SIDE:
+            problems.append(f"{path.name}: {image[1]}x{image[2]} pixels, Mattermost accepts at most "
+                            f"{MAX_EMOJI_SIDE}x{MAX_EMOJI_SIDE}")
+        elif emoji_request_size(name, path.name, len(data)) > MAX_EMOJI_REQUEST:
+            problems.append(f"{path.name}: {len(data) // 1024} KiB, Mattermost accepts an upload of at most "
+                            f"512 KiB (image and form together): make it smaller")
         else:
             found.append(Emoji(name, path, len(data)))
     names = [e.name for e in found]
@@ -125,7 +175,7 @@ def plan(s: Settings, state: dict | None, emoji: list[Emoji]) -> list[Action]:
 
 def helper_spec(s: Settings, **extra) -> dict:
     return {"user": s.user, "install_dir": s.install_dir, "socket": s.socket_path, "token_file": s.bot_token_file,
-            "bot": BOT, "data_dir": s.data_dir, **extra}
+            "bot": BOT, "data_dir": s.data_dir, "db": s.db_name, "config_file": s.config_file, **extra}
 
 
 @operation(is_idempotent=False)
@@ -137,7 +187,7 @@ def backed_up_before_deletion():
 @operation()
 def bot_token_kept():
     """The deploy's bot and its token (root-only on the server), for the emoji API."""
-    if (current().get("housekeeping") or {}).get("emoji") is not None:
+    if (current().get("housekeeping") or {}).get("bot_token"):
         host.noop("the deploy's bot token is in place")
         return
     yield helper("bot-token", helper_spec(settings()))
@@ -168,6 +218,24 @@ def declared(s: Settings) -> bool:
                 or emoji_files(emoji_folder(s)))
 
 
+def email_configured(s: Settings, state: dict | None) -> bool:
+    """An SMTP server in the settings or already in config.json (set in the System Console)."""
+    return bool(s.config.get("EmailSettings.SMTPServer") or (state or {}).get("email_configured"))
+
+
+def check_email(s: Settings, state: dict | None, actions: list[Action]) -> None:
+    """A new user gets a password nobody knows and sets their own through Mattermost's
+    password e-mail: without an SMTP server that e-mail cannot leave, and the account would
+    be unusable (Mattermost's sendPasswordReset fails, or silently sends nothing)."""
+    new = [a.target for a in actions if a.kind == "create-user"]
+    if new and not email_configured(s, state):
+        raise DeployError(
+            f"{s.host}: creating {', '.join(new)} needs e-mail: Mattermost sends each new user the link to set "
+            "a password, and no SMTP server is configured - set EmailSettings.SMTPServer (and SMTPPort, "
+            "ConnectionSecurity, FeedbackEmail...) in mattermost_config or the System Console "
+            "(nothing was changed on the server)")
+
+
 def configure():
     s = settings()
     check_confirmation(s)
@@ -175,6 +243,7 @@ def configure():
     if not declared(s):
         return
     actions = plan(s, current().get("housekeeping"), emoji)
+    check_email(s, current().get("housekeeping"), actions)
     if any(a.permanent for a in actions):
         backed_up_before_deletion(name="Back up before permanent deletion")
     if emoji:

@@ -8,15 +8,32 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
-from tasks.common import current, helper, managed_file, render, settings, streamed
+from tasks.common import current, helper, managed_file, path_info, render, settings, streamed
 from tasks.release import decision, installed_version
 
 UNIT = "/etc/systemd/system/mattermost.service"
 
 
+def client_root_html(s) -> str:
+    """A web app file Mattermost rewrites at every start (see mmhelper client_writable)."""
+    return f"{s.install_dir}/client/root.html"
+
+
 def release_in_use(now: dict) -> str | None:
     install = now["install"]
     return install.get("version") if install["kind"] == "link" else None
+
+
+@operation()
+def client_files_writable(version: str):
+    """Releases unpacked by an older deploy kept client/ root's: Mattermost then fails to
+    update root.html at every start (logged; a SiteURL with a path breaks the web app)."""
+    s, now = settings(), current()
+    info = path_info(client_root_html(s))
+    if release_in_use(now) != version or not info or info["owner"] == s.user:
+        host.noop("Mattermost may update its web app files")
+        return
+    yield helper("client-writable", {"release_dir": s.release_dir(version), "user": s.user})
 
 
 @operation()
@@ -95,6 +112,7 @@ def configure(changes: list):
                  reload_units=unit.will_change)
         return
     link = install_dir_points_at(name=f"Point {s.install_dir} at release {d.target}", version=d.target)
-    changed = any(op.will_change for op in [unit, link, *changes])
+    client = client_files_writable(name="Let Mattermost update its web app files at start", version=d.target)
+    changed = any(op.will_change for op in [unit, link, client, *changes])
     running_and_healthy(name=f"Run Mattermost {d.target} and wait for a healthy ping",
                         version=d.target, changed=changed, reload_units=unit.will_change)

@@ -1,5 +1,11 @@
-"""Populate the STAND-IN upstream folder: test signing keys, stand-in releases and the
-GitHub-shaped release listing. Everything here is for tests and `make demo` only."""
+"""Populate the STAND-IN upstream folder (it plays releases.mattermost.com, the signing key
+URL and GitHub's releases API): test signing keys, the release tarballs and the
+GitHub-shaped release listing. Everything here is for tests and `make demo` only.
+
+The releases it serves are REAL Mattermost built from its Go module (tests/realmm), packaged
+in the real tarball layout and signed with the test key. Only the bad-input cases (a
+tampered download, a release signed by another key or by an expired key) are tiny stand-in
+tarballs: the deploy refuses them before anything is unpacked, so no program in them runs."""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from tests.realmm import build as realmm
+from tests.realmm import release as real_release
 from tests.standin import release, signing
 
 HERE = Path(__file__).parent
@@ -16,33 +24,31 @@ KEY_UID = "Stand-in Release Signing (tests only) <standin@example.invalid>"
 OTHER_UID = "Someone Else (tests only) <other@example.invalid>"
 EXPIRED_UID = "Expired Signing Key (tests only) <expired@example.invalid>"
 
-
-# What the stand-in upstream offers. The GitHub-shaped listing mixes server releases with
-# a release candidate, a draft and a Go-module tag, and the ESR patch 11.7.6 is published
-# after the newer feature release 11.8.0 - as on github.com/mattermost/mattermost.
-OLDER_ESR = "11.7.5"
-ESR_VERSION = "11.7.6"  # what the default policy ("esr", lines up to 11.7) installs
-FEATURE = "11.8.0"  # newer feature line: what "latest" installs
-BROKEN = "11.8.1"  # runs its migration, then fails to start; downloadable, not listed
+# The real builds (tests/realmm/modules): the oldest and the newest, with real schema
+# migrations between them. In the tests their lines play the ESR lines (ESR_LINES), so the
+# default policy "esr" installs ESR_VERSION and upgrades OLDER_ESR to it.
+OLDER_ESR, ESR_VERSION = realmm.versions()[0], realmm.versions()[-1]
+ESR_LINES = sorted({v.rsplit(".", 1)[0] for v in realmm.versions()}, key=lambda x: tuple(map(int, x.split("."))))
+_major, _minor, _ = (int(x) for x in ESR_VERSION.split("."))
+FEATURE = f"{_major}.{_minor + 1}.0"  # a newer feature release, LISTED only: what "latest" would pick
+BROKEN = f"{_major}.{_minor}.1"  # the real ESR_VERSION binary runs its migrations, then fails to start
+# The GitHub-shaped listing mixes server releases with a release candidate, a draft and a
+# Go-module tag, and the ESR release is published after the newer feature release - as on
+# github.com/mattermost/mattermost. BROKEN is downloadable but not listed.
 LISTING = [  # (tag, draft, prerelease, day published)
     (f"v{OLDER_ESR}", False, False, 1),
     (f"v{FEATURE}", False, False, 10),
     (f"v{ESR_VERSION}", False, False, 12),
-    ("v11.9.0-rc1", False, True, 14),
-    ("v11.9.0", True, False, 15),
+    (f"v{_major}.{_minor + 2}.0-rc1", False, True, 14),
+    (f"v{_major}.{_minor + 2}.0", True, False, 15),
     ("server/public/v0.4.3", False, False, 16),
 ]
+# Versions of the bad-input cases (never unpacked).
+TAMPERED, OTHER_KEY, EXPIRED_KEY, MIRROR_DOWN = (f"{_major}.{_minor}.{n}" for n in (90, 91, 92, 93))
 
 
 def default_version() -> str:
     return ESR_VERSION
-
-
-def _sources_digest() -> str:
-    h = hashlib.sha256()
-    for name in ("mattermost_bin.py", "mmctl_bin.py", "default_config.json", "release.py"):
-        h.update((HERE / name).read_bytes())
-    return h.hexdigest()
 
 
 # A key made in 2020 that expired in 2021, signing as of mid-2020: what automation met
@@ -69,16 +75,22 @@ def keys(root: Path) -> dict[str, tuple[Path, str]]:
     return result
 
 
-def ensure_release(root: Path, version: str, *, behaviour: str = "ok", key: str = "main",
-                   pad_mb: int = 0) -> Path:
-    """Build one stand-in release unless an identical build is already there."""
+def ensure_release(root: Path, version: str, *, behaviour: str = "ok") -> Path:
+    """A release around the REAL Mattermost build (behaviour "broken": the real binary of
+    ESR_VERSION behind a stand-in wrapper that fails after the migrations)."""
+    base = ESR_VERSION if behaviour == "broken" else version
+    return real_release.ensure_release(root, version, keys(root)["main"], base=base, behaviour=behaviour)
+
+
+def ensure_refused_release(root: Path, version: str, *, key: str = "main") -> Path:
+    """A tiny STAND-IN tarball for the bad-input tests: refused before it is unpacked
+    (checksum or signature), so its program never runs - no real build is needed."""
     home, fpr = keys(root)[key]
     stamp = release.release_path(root, version).with_name("build.json")
-    wanted = {"sources": _sources_digest(), "behaviour": behaviour, "key": key, "pad_mb": pad_mb}
+    wanted = {"sources": hashlib.sha256((HERE / "release.py").read_bytes()).hexdigest(), "key": key}
     if stamp.exists() and json.loads(stamp.read_text()) == wanted:
         return release.release_path(root, version)
-    path = release.build(root, version, home, fpr, behaviour=behaviour, pad_mb=pad_mb,
-                         faked_time=EXPIRED_SIGN_TIME if key == "expired" else None)
+    path = release.build(root, version, home, fpr, faked_time=EXPIRED_SIGN_TIME if key == "expired" else None)
     stamp.write_text(json.dumps(wanted))
     return path
 
@@ -117,7 +129,7 @@ def ensure_default_releases(root: Path) -> dict:
     """What `make demo` and the tests need: the listed releases and the broken one."""
     root.mkdir(parents=True, exist_ok=True)
     main_fpr = keys(root)["main"][1]
-    for version in (OLDER_ESR, ESR_VERSION, FEATURE):
+    for version in (OLDER_ESR, ESR_VERSION):
         ensure_release(root, version)
     ensure_release(root, BROKEN, behaviour="broken")
     publish_github_releases(root, [github_release(tag, draft=d, prerelease=p, day=day)
@@ -128,5 +140,6 @@ def ensure_default_releases(root: Path) -> dict:
             "mattermost_release_checksum_url": "{url}.sha256",
             "mattermost_signing_key_url": UPSTREAM_HOST + "/pubkey.gpg",
             "mattermost_signing_key_fingerprint": main_fpr,
+            "mattermost_esr_lines": ESR_LINES,
         },
     }

@@ -9,13 +9,14 @@ from pyinfra.api.exceptions import DeployError
 
 from tasks import housekeeping, reports
 from tasks.settings import ROOT, SettingsError, load_settings
+from tests.images import GIF_1X1, jpeg_header, png
 
 DEFAULTS = {k: v for k, v in runpy.run_path(str(ROOT / "group_data" / "all.py")).items() if not k.startswith("__")}
-PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+PNG = png(4, 4)
 DAY = 86_400_000
 NOW = 1_800_000_000_000
 
-# As the helper's housekeeping_state reports a server (shape from the stand-in over mmctl --local).
+# As the helper's housekeeping_state reports a server (the shape the real server gives it).
 STATE = {
     "teams": [{"name": "acme", "display_name": "Acme", "channels": [
         {"name": "town-square", "display_name": "Town Square", "type": "O", "archived": False, "create_at": NOW - 900 * DAY,
@@ -30,6 +31,8 @@ STATE = {
     "users": [{"username": "alice", "email": "a@x.org", "active": True, "is_bot": False, "last_activity_at": None},
               {"username": "bob", "email": "b@x.org", "active": False, "is_bot": False, "last_activity_at": NOW}],
     "emoji": ["party"],
+    "email_configured": False,
+    "bot_token": True,
 }
 
 
@@ -39,15 +42,38 @@ def settings(**overrides):
 
 def test_emoji_folder_good_images(tmp_path):
     (tmp_path / "Party.png").write_bytes(PNG)
-    (tmp_path / "thumbs_up.gif").write_bytes(b"GIF89a" + b"\0" * 10)
+    (tmp_path / "thumbs_up_custom.gif").write_bytes(GIF_1X1)
+    (tmp_path / "photo.jpg").write_bytes(jpeg_header(1028, 600))
     (tmp_path / ".hidden").write_bytes(b"x")
-    assert [(e.name, e.size) for e in housekeeping.read_emoji_folder(tmp_path)] == [("party", 72), ("thumbs_up", 16)]
+    assert [(e.name, e.size) for e in housekeeping.read_emoji_folder(tmp_path)] == [
+        ("party", len(PNG)), ("photo", len(jpeg_header(1028, 600))), ("thumbs_up_custom", len(GIF_1X1))]
     assert housekeeping.read_emoji_folder(tmp_path / "missing") == []
+
+
+def test_image_sizes_read_from_headers():
+    assert housekeeping.image_size(png(300, 20)) == ("PNG", 300, 20)
+    assert housekeeping.image_size(GIF_1X1) == ("GIF", 1, 1)
+    assert housekeeping.image_size(jpeg_header(640, 480)) == ("JPEG", 640, 480)
+    assert housekeeping.image_size(b"BM" + b"\0" * 40) is None
+
+
+def test_the_whole_upload_request_counts_against_512_kib(tmp_path):
+    # The server compares the request's Content-Length (image AND form) with 512 KiB.
+    overhead = housekeeping.emoji_request_size("edge", "edge.png", 0)
+    assert 200 < overhead < 600
+    (tmp_path / "edge.png").write_bytes(PNG + b"\0" * (512 * 1024 - overhead - len(PNG)))
+    assert [e.name for e in housekeeping.read_emoji_folder(tmp_path)] == ["edge"]
+    (tmp_path / "edge.png").write_bytes(PNG + b"\0" * (512 * 1024 - overhead - len(PNG) + 1))
+    with pytest.raises(DeployError, match="edge.png: 511 KiB, Mattermost accepts an upload of at most 512 KiB"):
+        housekeeping.read_emoji_folder(tmp_path)
 
 
 @pytest.mark.parametrize("name,data,message", [
     ("bitmap.png", b"BM" + b"\0" * 40, "bitmap.png: not a PNG, JPEG or GIF image"),
-    ("huge.png", PNG + b"\0" * 600 * 1024, "huge.png: 600 KiB, Mattermost accepts at most 512 KiB"),
+    ("huge.png", PNG + b"\0" * 600 * 1024, "huge.png: 600 KiB, Mattermost accepts an upload of at most 512 KiB"),
+    ("wide.png", png(1029, 2), "wide.png: 1029x2 pixels, Mattermost accepts at most 1028x1028"),
+    ("smile.png", PNG, "smile.png: :smile: is a system emoji of Mattermost"),
+    ("+1.png", PNG, "+1.png: :+1: is a system emoji of Mattermost"),
     ("no spaces.png", PNG, "no spaces.png: the name must be 1-64 of a-z 0-9 _ + -"),
 ])
 def test_emoji_folder_refuses_bad_images_before_anything(tmp_path, name, data, message):
@@ -60,7 +86,7 @@ def test_emoji_folder_refuses_bad_images_before_anything(tmp_path, name, data, m
 
 def test_plan_touches_only_what_differs(tmp_path):
     (tmp_path / "party.png").write_bytes(PNG)
-    (tmp_path / "wave.png").write_bytes(PNG)
+    (tmp_path / "shipit.png").write_bytes(PNG)
     s = settings(mattermost_channels_archive=["acme:old-project", "acme:gone", "acme:unknown"],
                  mattermost_channels_delete=["acme:busy", "acme:never-was"],
                  mattermost_users_create=[{"username": "carol", "email": "c@x.org"}, {"username": "alice", "email": "a@x.org"}],
@@ -69,7 +95,7 @@ def test_plan_touches_only_what_differs(tmp_path):
     actions = housekeeping.plan(s, STATE, housekeeping.read_emoji_folder(tmp_path))
     assert [(a.kind, a.target) for a in actions] == [
         ("archive-channel", "acme:old-project"), ("delete-channel", "acme:busy"), ("create-user", "carol"),
-        ("deactivate-user", "alice"), ("erase-user", "bob"), ("upload-emoji", "wave")]
+        ("deactivate-user", "alice"), ("erase-user", "bob"), ("upload-emoji", "shipit")]
     assert [a.permanent for a in actions] == [False, True, False, False, True, False]
     assert actions[1].sentence() == "Delete channel acme:busy permanently (with its posts)"
 

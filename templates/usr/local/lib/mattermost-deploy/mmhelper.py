@@ -403,12 +403,12 @@ def ping(url, timeout=5.0):
 
 # ================================================================== state (the deploy's one fact)
 
-def run_release_binary(release_dir, config, user, *args):
+def run_release_binary(release_dir, config, user, *args, env=None, in_release=False):
     """Run `bin/mattermost ARGS` of a release as the service user (never root), on a
     private copy of `config` so nothing in the install or state folders is touched."""
     tmp = tempfile.mkdtemp(prefix="mm-run-")
     try:
-        env = dict(os.environ, MM_CONFIG=os.path.join(tmp, "config.json"))
+        env = dict(os.environ, **(env or {}), MM_CONFIG=os.path.join(tmp, "config.json"))
         if config and os.path.exists(config):
             shutil.copyfile(config, env["MM_CONFIG"])
         cmd = [os.path.join(release_dir, "bin", "mattermost"), *args]
@@ -418,7 +418,10 @@ def run_release_binary(release_dir, config, user, *args):
                 if os.path.exists(path):
                     os.chown(path, account.pw_uid, account.pw_gid)
             cmd = ["runuser", "-u", user, "--", *cmd]
-        return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp, timeout=120)
+        # in_release: run from the release folder (read-only for the user), where the binary
+        # finds its i18n/ and so explains itself in words rather than message ids.
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=release_dir if in_release else tmp,
+                              timeout=120)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -714,6 +717,7 @@ def _fetch_into(spec, staging):
                 os.chmod(path, os.stat(path).st_mode & ~0o022)
     os.chown(release, 0, 0)
     os.chmod(release, 0o755)
+    client_writable({"release_dir": release, "user": spec["user"]})
     os.chmod(staging, 0o755)
     found = installed_version(release, spec["user"])
     if found != version:
@@ -743,6 +747,35 @@ def _wire_release(release, spec):
                 os.unlink(path)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         os.symlink(target, path)
+
+
+def client_files(release_dir):
+    """The web app files Mattermost rewrites at start for the SiteURL's path and its
+    Content-Security-Policy (channels/utils/subpath.go, UpdateAssetsSubpathInDir): root.html,
+    every manifest.json and *.css under client/ (client/plugins is a link and not followed)."""
+    client = os.path.join(release_dir, "client")
+    found = []
+    for root, dirs, files in os.walk(client):
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+        for name in files:
+            if name in ("root.html", "manifest.json") or name.endswith(".css"):
+                if root == client or name != "root.html":
+                    found.append(os.path.join(root, name))
+    return found
+
+
+def client_writable(spec):
+    """Give those files (only those) to the service user, so Mattermost can do what it does
+    at every start; the unit makes <install_dir>/client writable for it. Everything else in
+    the release stays root's and read-only."""
+    account = pwd.getpwnam(spec["user"])
+    changed = 0
+    for path in client_files(spec["release_dir"]):
+        st = os.lstat(path)
+        if (st.st_uid, st.st_gid) != (account.pw_uid, account.pw_gid):
+            os.chown(path, account.pw_uid, account.pw_gid)
+            changed += 1
+    print(f"web app files Mattermost rewrites at start: {changed} given to {spec['user']}")
 
 
 # ================================================================== adoption of a hand install
@@ -779,16 +812,17 @@ def adopt(spec):
     print(f"  stopping {service} to take a consistent copy", flush=True)
     systemctl("stop", service)
     try:
-        # (source, destination, hard links allowed): only the data files, which Mattermost
-        # never rewrites in place, are linked - instant, and the old folder stays whole.
+        # Copies, never hard links: Mattermost rewrites some stored files in place (O_TRUNC in
+        # platform/shared/filestore/localstore.go), which would change the kept old folder too.
+        # --reflink=auto makes the copy instant where the file system can share blocks.
         pairs = [
-            (os.path.join(install_dir, "config"), os.path.join(state_dir, "config"), False),
-            (data_src, os.path.join(state_dir, "data"), True),
-            (os.path.join(install_dir, "plugins"), os.path.join(state_dir, "plugins"), False),
-            (os.path.join(install_dir, "client", "plugins"), os.path.join(state_dir, "client-plugins"), False),
-            (os.path.join(install_dir, "logs"), log_dir, False),
+            (os.path.join(install_dir, "config"), os.path.join(state_dir, "config")),
+            (data_src, os.path.join(state_dir, "data")),
+            (os.path.join(install_dir, "plugins"), os.path.join(state_dir, "plugins")),
+            (os.path.join(install_dir, "client", "plugins"), os.path.join(state_dir, "client-plugins")),
+            (os.path.join(install_dir, "logs"), log_dir),
         ]
-        for src, dest, may_link in pairs:
+        for src, dest in pairs:
             if not os.path.isdir(src):
                 continue
             if os.path.isdir(dest) and os.listdir(dest):
@@ -797,8 +831,7 @@ def adopt(spec):
             os.makedirs(dest, exist_ok=True)
             copied.append(dest)
             dest_mode = stat.S_IMODE(os.stat(dest).st_mode)
-            mode = "-al" if may_link and os.stat(src).st_dev == os.stat(dest).st_dev else "-a"
-            run(["cp", mode, "--", src + "/.", dest])
+            run(["cp", "-a", "--reflink=auto", "--", src + "/.", dest])
             run(["chown", "-R", f"{user.pw_uid}:{user.pw_gid}", dest])
             os.chmod(dest, dest_mode)  # cp -a carried the old folder's mode over
         # The password goes where the deploy keeps it; the role keeps working unchanged.
@@ -978,15 +1011,58 @@ def pg_dump(database_name, dest):
         raise Failure(f"pg_dump of {database_name} failed: {result.stderr.decode(errors='replace').strip()[-300:]}")
 
 
-def snapshot_data(data_dir, dest):
-    """The data folder as it is now: hard links on the same file system (instant, no
-    space; Mattermost never rewrites a stored file in place), a full copy otherwise."""
+def snapshot_data(data_dir, dest, previous=None):
+    """A copy of the data folder that never shares a file with the live one: Mattermost's
+    local file store rewrites files in place (os.O_TRUNC in platform/shared/filestore/
+    localstore.go: profile images, plugin bundles), so a hard link into the live folder would
+    change the backup with it. A file unchanged since the `previous` backup's copy (same
+    size and modification time) is hard-linked to THAT copy instead (rsync --link-dest
+    style): backups share files only among themselves, and nothing writes into a backup."""
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     if not os.path.isdir(data_dir):
         os.makedirs(dest)
-        return
-    same_fs = os.stat(data_dir).st_dev == os.stat(os.path.dirname(dest)).st_dev
-    run(["cp", "-al" if same_fs else "-a", "--", data_dir.rstrip("/"), dest])
+        return {"copied": 0, "linked": 0}
+    counts = {"copied": 0, "linked": 0}
+    same_fs = previous and os.path.isdir(previous) and os.stat(previous).st_dev == os.stat(os.path.dirname(dest)).st_dev
+    for root, dirs, files in os.walk(data_dir):
+        rel = os.path.relpath(root, data_dir)
+        target = os.path.normpath(os.path.join(dest, rel))
+        os.makedirs(target, exist_ok=True)
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            src, dst = os.path.join(root, name), os.path.join(target, name)
+            st = os.lstat(src)
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(src), dst)
+                os.lchown(dst, st.st_uid, st.st_gid)
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            old = os.path.join(previous, rel, name) if same_fs else None
+            try:
+                old_st = os.lstat(old) if old else None
+            except FileNotFoundError:
+                old_st = None
+            if (old_st and stat.S_ISREG(old_st.st_mode) and old_st.st_size == st.st_size
+                    and old_st.st_mtime_ns == st.st_mtime_ns):
+                os.link(old, dst)
+                counts["linked"] += 1
+                continue
+            try:
+                shutil.copy2(src, dst)
+            except FileNotFoundError:  # removed while we copied (the server keeps serving)
+                continue
+            os.chown(dst, st.st_uid, st.st_gid)
+            counts["copied"] += 1
+    # Folders last: their owners, modes and times as in the source.
+    for root, dirs, _ in os.walk(data_dir, topdown=False):
+        for path in [root] + [os.path.join(root, d) for d in dirs if not os.path.islink(os.path.join(root, d))]:
+            rel = os.path.relpath(path, data_dir)
+            target = os.path.normpath(os.path.join(dest, rel))
+            with contextlib.suppress(FileNotFoundError):
+                st = os.stat(path)
+                os.chown(target, st.st_uid, st.st_gid)
+                shutil.copystat(path, target)
+    return counts
 
 
 class BackupWriter:
@@ -1008,7 +1084,10 @@ class BackupWriter:
         os.chmod(os.path.join(self.partial, "config.json"), 0o600)
 
     def data(self, data_dir):
-        snapshot_data(data_dir, os.path.join(self.partial, "data"))
+        names = backup_names(self.backup_dir)
+        previous = os.path.join(self.backup_dir, names[-1], "data") if names else None
+        counts = snapshot_data(data_dir, os.path.join(self.partial, "data"), previous)
+        self.manifest["data_files"] = counts
 
     def database(self, database_name):
         pg_dump(database_name, os.path.join(self.partial, "database.dump"))
@@ -1045,14 +1124,31 @@ def backup(spec):
     print(f"backup {writer.name} written to {final}")
 
 
-def validate_config_with(release_dir, config_file, user):
-    """Ask the NEW binary whether it accepts the live config, where the binary offers
-    `config validate`. Returns an error text or None."""
-    result = run_release_binary(release_dir, config_file, user, "config", "validate")
-    text = (result.stdout + result.stderr).strip()
-    if result.returncode != 0 and "unknown command" not in text.lower() and "unsupported command" not in text:
-        return text[-500:] or f"exit status {result.returncode}"
+# A database address nothing answers on: `db migrate --dry-run` then loads and checks the
+# config and stops when it tries to connect - the live database is never touched.
+PREFLIGHT_DATASOURCE = "postgres://preflight@127.0.0.1:1/preflight?sslmode=disable&connect_timeout=2"
+
+
+def parse_config_check(output):
+    """What `mattermost db migrate --dry-run` said about the config: None when the config
+    was accepted (it went on to the database), else the server's reason. In
+    server/cmd/mattermost/commands/db.go (migrateCmdF) a config the server rejects fails
+    with "failed to load configuration: invalid config: ..." before any database work."""
+    marker = "failed to load configuration"
+    for line in output.splitlines():
+        if marker in line:
+            reason = line[line.index(marker) + len(marker):].lstrip(": ")
+            return reason.removeprefix("invalid config: ").strip() or line.strip()
     return None
+
+
+def check_config_with(release_dir, config_file, user):
+    """Let the NEW release's own binary load and validate the live config (Mattermost v10/v11
+    have no `config validate`; `db migrate` loads the config through the same store the
+    server uses, with its IsValid checks). Returns the server's reason or None."""
+    result = run_release_binary(release_dir, config_file, user, "db", "migrate", "--dry-run",
+                                env={"MM_SQLSETTINGS_DATASOURCE": PREFLIGHT_DATASOURCE}, in_release=True)
+    return parse_config_check(result.stdout + "\n" + result.stderr)
 
 
 def journal_tail(service, lines=8):
@@ -1103,7 +1199,7 @@ def upgrade(spec):
         if have < need:
             raise Failure(f"not enough free disk in {path} for the upgrade: need {need >> 20} MB "
                           f"(twice the release plus the database), have {have >> 20} MB; nothing was changed")
-    problem = validate_config_with(new_dir, spec["config_file"], spec["user"])
+    problem = check_config_with(new_dir, spec["config_file"], spec["user"])
     if problem:
         raise Failure(f"Mattermost {new} rejects the current config.json ({problem}); fix the setting "
                       "first - nothing was changed")
@@ -1545,28 +1641,53 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.socket_path)
 
 
-def local_api(spec, path):
-    """GET on the local-mode socket (fully authorised, like mmctl --local)."""
+def _answer(method, path, status, data):
+    if status >= 400:
+        try:
+            message = json.loads(data).get("message")
+        except (ValueError, AttributeError):
+            message = None
+        raise Failure(f"Mattermost refused {method} {path}: HTTP {status} {message or ''}".strip())
+    return json.loads(data or b"null")
+
+
+def local_api(spec, method, path, body=None):
+    """The local-mode socket: fully authorised, like `mmctl --local`. Only the routes that
+    server/channels/api4/*_local.go registers exist there (e.g. no GET /channels/{id}/stats,
+    no POST /bots, no emoji routes)."""
     conn = UnixHTTPConnection(spec["socket"])
-    conn.request("GET", path)
-    response = conn.getresponse()
-    return json.loads(response.read() or b"null")
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        conn.request(method, path, body=payload, headers={"Content-Type": "application/json"} if payload else {})
+        response = conn.getresponse()
+        return _answer(method, path, response.status, response.read())
+    finally:
+        conn.close()
 
 
-def mmctl(spec, *args, as_json=False):
-    """`mmctl --local ARGS` as the service user; the JSON it prints when asked."""
+def local_pages(spec, path, per_page=200):
+    """Every item of a paged list route (page=0,1,... until a short page)."""
+    items, page = [], 0
+    while True:
+        batch = local_api(spec, "GET", f"{path}{'&' if '?' in path else '?'}page={page}&per_page={per_page}") or []
+        items += batch
+        if len(batch) < per_page:
+            return items
+        page += 1
+
+
+def mmctl(spec, *args):
+    """`mmctl --local ARGS` as the service user, for the commands an operator would type."""
     cmd = ["runuser", "-u", spec["user"], "--", os.path.join(spec["install_dir"], "bin", "mmctl"), "--local", *args]
-    if as_json:
-        cmd.append("--json")
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                             env=dict(os.environ, MMCTL_LOCAL_SOCKET_PATH=spec["socket"]))
     if result.returncode != 0:
-        raise Failure(f"mmctl {' '.join(args)} failed: {(result.stderr or result.stdout).strip()[-300:]}")
-    return json.loads(result.stdout or "null") if as_json else result.stdout
+        raise Failure(f"mmctl {' '.join(args[:3])} failed: {(result.stderr or result.stdout).strip()[-300:]}")
+    return result.stdout
 
 
 def api_with_token(spec, method, path, body=None, content_type="application/json"):
-    """The REST API on 127.0.0.1 with the deploy's bot token (emoji have no mmctl command)."""
+    """The REST API on 127.0.0.1 with the deploy's bot token (emoji have no local route)."""
     token = read_password(spec["token_file"])
     if not token:
         raise Failure("the deploy's bot token is missing: run the full deploy")
@@ -1576,45 +1697,64 @@ def api_with_token(spec, method, path, body=None, content_type="application/json
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read() or b"null")
     except urllib.error.HTTPError as e:
-        try:
-            message = json.loads(e.read()).get("message")
-        except ValueError:
-            message = None
-        raise Failure(f"Mattermost refused {method} {path}: HTTP {e.code} {message or ''}".strip()) from None
+        return _answer(method, path, e.code, e.read())
+
+
+def bot_token_works(spec):
+    if not read_password(spec["token_file"]):
+        return False
+    try:
+        return bool(api_with_token(spec, "GET", "/api/v4/users/me"))
+    except (Failure, OSError):
+        return False
 
 
 def housekeeping_state(spec):
     """Teams with their channels (type, archived, last post, messages, members), users
-    (active or not, last activity) and custom emoji - what the declared housekeeping and
-    the reports compare against."""
+    (active or not, last activity), custom emoji and whether the deploy's bot token works -
+    what the declared housekeeping and the reports compare against. Read over the local
+    socket and, for the two things it does not serve, from the database."""
     if not os.path.exists(spec["socket"]):
         return {"error": "Mattermost is not running (no local-mode socket yet)"}
     try:
-        teams = []
-        for team in mmctl(spec, "team", "list", as_json=True) or []:
-            channels = []
-            for c in mmctl(spec, "channel", "list", team["name"], as_json=True) or []:
-                stats = local_api(spec, f"/api/v4/channels/{c['id']}/stats") or {}
-                channels.append({"name": c["name"], "display_name": c["display_name"], "type": c["type"],
-                                 "archived": bool(c["delete_at"]), "create_at": c["create_at"],
-                                 "last_post_at": c["last_post_at"], "messages": c["total_msg_count"],
-                                 "members": stats.get("member_count")})
-            teams.append({"name": team["name"], "display_name": team["display_name"], "channels": channels})
-        users = [{"username": u["username"], "email": u["email"], "active": not u["delete_at"],
+        teams = local_pages(spec, "/api/v4/teams")  # getAllTeams (api4/team_local.go)
+        # getAllChannels (api4/channel_local.go): public and private channels of every team, with team_name.
+        channels = local_pages(spec, "/api/v4/channels?include_deleted=true")
+        db = spec["db"]
+        # The local socket has no channel stats route: members counted in the channelmembers table.
+        out = psql_as_postgres("SELECT channelid, count(*) FROM channelmembers GROUP BY channelid;", db).stdout
+        members = dict(line.split("|") for line in out.splitlines() if "|" in line)
+        # No local emoji route either: the emoji table (deleted emoji keep their row with deleteat set).
+        emoji = psql_as_postgres("SELECT name FROM emoji WHERE deleteat = 0 ORDER BY name;", db).stdout.split()
+        by_team = {t["name"]: [] for t in teams}
+        for c in channels:
+            by_team.setdefault(c.get("team_name"), []).append({
+                "name": c["name"], "display_name": c["display_name"], "type": c["type"],
+                "archived": bool(c["delete_at"]), "create_at": c["create_at"], "last_post_at": c["last_post_at"],
+                "messages": c["total_msg_count"], "members": int(members.get(c["id"], 0))})
+        teams_out = [{"name": t["name"], "display_name": t["display_name"],
+                      "channels": sorted(by_team.get(t["name"], []), key=lambda c: c["name"])} for t in teams]
+        users = [{"username": u["username"], "email": u.get("email", ""), "active": not u["delete_at"],
                   "is_bot": bool(u.get("is_bot")), "last_activity_at": u.get("last_activity_at") or None}
-                 for u in mmctl(spec, "user", "list", "--all", as_json=True) or []]
-        emoji = None
-        if read_password(spec["token_file"]):
-            emoji, page = [], 0
-            while True:
-                batch = api_with_token(spec, "GET", f"/api/v4/emoji?page={page}&per_page=200") or []
-                emoji += [e["name"] for e in batch]
-                if len(batch) < 200:
-                    break
-                page += 1
-        return {"teams": teams, "users": users, "emoji": emoji}
-    except (Failure, OSError, ValueError) as e:
+                 for u in local_pages(spec, "/api/v4/users")]  # localGetUsers: active and deactivated
+        return {"teams": teams_out, "users": users, "emoji": emoji,
+                "email_configured": email_configured(spec), "bot_token": bot_token_works(spec)}
+    except (Failure, OSError, ValueError, KeyError) as e:
         return {"error": str(e)}
+
+
+def email_configured(spec):
+    """Whether config.json names an SMTP server: without one Mattermost cannot send the
+    password e-mail a new user needs (EmailSettings.SMTPServer is "" in the release defaults)."""
+    config = read_json(spec.get("config_file") or "") or {}
+    return bool(get_dotted(config, "EmailSettings.SMTPServer")[0])
+
+
+def find_user(spec, username):
+    try:
+        return local_api(spec, "GET", f"/api/v4/users/username/{urllib.parse.quote(username)}")
+    except Failure:
+        return None
 
 
 def housekeeping(spec):
@@ -1642,11 +1782,18 @@ def housekeeping(spec):
         if target in users:
             print(f"user {target} exists")
             return
-        # A password nobody knows: the user sets their own through the reset e-mail.
-        mmctl(spec, "user", "create", "--username", target, "--email", spec["email"],
-              "--password", secrets.token_urlsafe(24) + "aA1!", *(["--firstname", spec["first_name"]]
-                                                                  if spec.get("first_name") else []))
-        mmctl(spec, "user", "reset-password", target)
+        if not now["email_configured"]:
+            raise Failure(f"{target} could never set a password: Mattermost has no SMTP server for the password "
+                          "e-mail (EmailSettings.SMTPServer); configure e-mail first")
+        # A password nobody knows, sent in the request body (never on a command line); the
+        # user sets their own through the e-mail. createUser and sendPasswordReset are local
+        # routes (api4/user_local.go); `mmctl user reset-password` takes e-mail addresses.
+        user = {"username": target, "email": spec["email"], "password": secrets.token_urlsafe(24) + "aA1!"}
+        if spec.get("first_name"):
+            user["first_name"] = spec["first_name"]
+        local_api(spec, "POST", "/api/v4/users", user)
+        local_api(spec, "POST", "/api/v4/users/password/reset/send", {"email": spec["email"]})
+        print(f"user {target} created; the password e-mail went to {spec['email']}")
     elif action == "deactivate-user":
         if target not in users or not users[target]["active"]:
             print(f"user {target} is already deactivated (or gone)")
@@ -1656,24 +1803,47 @@ def housekeeping(spec):
         if target not in users:
             print(f"user {target} does not exist (already erased?)")
             return
+        # Measured on the real 10.3 and 11.4 builds: local mode deletes with
+        # ServiceSettings.EnableAPIUserDeletion false (deleteUsersCmdF in cmd/mmctl/commands/
+        # user.go has no config check; localDeleteUser in api4/user_local.go neither).
         mmctl(spec, "user", "delete", target, "--confirm")
+        if find_user(spec, target):
+            raise Failure(f"mmctl reported {target} deleted but the user is still there")
     else:
         raise Failure(f"unknown housekeeping action {action}")
     print(f"{action} {target}: done")
 
 
 def bot_token(spec):
-    """The deploy's bot and its access token, kept root-only (for the emoji API)."""
-    if read_password(spec["token_file"]):
+    """The deploy's bot and its access token, kept root-only (for the emoji API).
+
+    `mmctl bot create` refuses local mode (cmd/mmctl/commands/bot.go: disableLocalPrecheck)
+    and the local API has no POST /bots; it does create users, convert a user to a bot and
+    make a bot's token (api4/user_local.go: POST /users, /users/{id}/convert_to_bot,
+    /users/{id}/tokens). A bot's token needs no EnableUserAccessTokens
+    (app/session.go: CreateUserAccessToken) and a bot cannot log in with a password."""
+    if bot_token_works(spec):
         print("the deploy's bot token is in place")
         return
-    users = {u["username"] for u in mmctl(spec, "user", "list", "--all", as_json=True) or []}
-    if spec["bot"] not in users:
-        mmctl(spec, "bot", "create", spec["bot"], "--display-name", "Mattermost deploy")
-    token = mmctl(spec, "token", "generate", spec["bot"], "custom emoji uploads", as_json=True)["token"]
+    bot = find_user(spec, spec["bot"])
+    if bot is None:
+        bot = local_api(spec, "POST", "/api/v4/users", {
+            "username": spec["bot"], "email": f"{spec['bot']}@localhost",
+            "password": secrets.token_urlsafe(24) + "aA1!", "first_name": "Mattermost deploy"})
+    if not bot.get("is_bot"):
+        local_api(spec, "POST", f"/api/v4/users/{bot['id']}/convert_to_bot")
+    token = local_api(spec, "POST", f"/api/v4/users/{bot['id']}/tokens", {"description": "custom emoji uploads"})
     os.makedirs(os.path.dirname(spec["token_file"]), mode=0o700, exist_ok=True)
-    write_private(spec["token_file"], token + "\n")
+    write_private(spec["token_file"], token["token"] + "\n")
     print(f"bot {spec['bot']} has a token in {spec['token_file']} (root only)")
+
+
+def emoji_body(name, creator_id, filename, image, boundary):
+    """The multipart body of POST /api/v4/emoji: a JSON part `emoji` and the `image`."""
+    return (f"--{boundary}\r\nContent-Disposition: form-data; name=\"emoji\"\r\n\r\n"
+            + json.dumps({"name": name, "creator_id": creator_id})
+            + f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{filename}\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + image + f"\r\n--{boundary}--\r\n".encode()
 
 
 def emoji_upload(spec):
@@ -1683,32 +1853,39 @@ def emoji_upload(spec):
     if name in existing:
         print(f"emoji :{name}: exists")
         return
-    me = [u for u in mmctl(spec, "user", "list", "--all", as_json=True) if u["username"] == spec["bot"]]
-    boundary = "mmdeploy" + secrets.token_hex(8)
+    me = api_with_token(spec, "GET", "/api/v4/users/me")
     with open(path, "rb") as f:
         image = f.read()
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"emoji\"\r\n\r\n"
-            + json.dumps({"name": name, "creator_id": me[0]["id"] if me else ""})
-            + f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{os.path.basename(path)}\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode() + image + f"\r\n--{boundary}--\r\n".encode()
-    api_with_token(spec, "POST", "/api/v4/emoji", body, f"multipart/form-data; boundary={boundary}")
+    boundary = "mmdeploy" + secrets.token_hex(8)
+    api_with_token(spec, "POST", "/api/v4/emoji", emoji_body(name, me["id"], os.path.basename(path), image, boundary),
+                   f"multipart/form-data; boundary={boundary}")
     print(f"emoji :{name}: uploaded")
 
 
 def export(spec):
-    """Mattermost's bulk export (data portability); prints the file's path when done."""
-    folder = os.path.join(spec["data_dir"], "export")
-    before = set(os.listdir(folder)) if os.path.isdir(folder) else set()
-    mmctl(spec, "export", "create")
-    deadline = time.time() + spec.get("timeout", 3600)
+    """Mattermost's bulk export (data portability); prints the file's path once the job
+    has finished. The export job streams straight into <jobId>_export.zip
+    (channels/jobs/export_process), so the file exists long before it is complete: wait for
+    the job's status, then take that job's file."""
+    job = local_api(spec, "POST", "/api/v4/jobs", {"type": "export_process",
+                                                   "data": {"include_attachments": "true"}})
+    print(f"  export job {job['id']} started", flush=True)
+    deadline, status = time.time() + spec.get("timeout", 3600), job.get("status")
     while time.time() < deadline:
-        new = sorted(set(os.listdir(folder)) - before) if os.path.isdir(folder) else []
-        done = [n for n in new if n.endswith(".zip")]
-        if done:
-            print(os.path.join(folder, done[-1]))
+        job = local_api(spec, "GET", f"/api/v4/jobs/{job['id']}")
+        status = job.get("status")
+        if status == "success":
+            path = os.path.join(spec["data_dir"], "export", f"{job['id']}_export.zip")
+            if not os.path.exists(path):
+                raise Failure(f"the export job {job['id']} finished but {path} is missing")
+            print(path)
             return
-        time.sleep(2)
-    raise Failure("the export job did not finish in time: see `mmctl --local export job list`")
+        if status in ("error", "canceled", "cancel_requested"):
+            raise Failure(f"the export job {job['id']} ended with status {status}: "
+                          f"{(job.get('data') or {}).get('error', 'see the Mattermost log')}")
+        time.sleep(1)
+    raise Failure(f"the export job {job['id']} did not finish in time (status {status}): see "
+                  "`mmctl --local export job list`")
 
 
 RETENTION_TABLES = {  # table -> column holding the post id, for rows that belong to deleted posts
@@ -1748,6 +1925,7 @@ def retention(spec):
 COMMANDS = {
     "fetch-release": fetch_release,
     "adopt": adopt,
+    "client-writable": client_writable,
     "database": database,
     "merge-config": merge_config_file,
     "switch": switch,
