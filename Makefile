@@ -37,7 +37,7 @@ prereqs:
 	@sh tests/prereqs.sh
 
 demo: setup prereqs
-	$(PY) -m tests.testhost up demo --ssh-port 2222 --https-port 8443
+	$(PY) -m tests.testhost up demo --ssh-port 2222 --https-port 8443 --official auto
 	MMDEPLOY_TARGET=demo $(PY) -m tasks.run -y
 	@$(PY) -m tests.testhost report demo
 

@@ -98,7 +98,8 @@ def desired_config(s: Settings) -> dict:
         "FileSettings.DriverName": "local",
         "FileSettings.Directory": f"{s.state_dir}/data/",
         "LogSettings.FileLocation": s.log_dir,
-        "NotificationLogSettings.FileLocation": s.log_dir,
+        # Only where the version still has the section (gone in v11): see mmhelper applicable.
+        "NotificationLogSettings.FileLocation": {"$if_section": s.log_dir},
         "PluginSettings.Directory": f"{s.state_dir}/plugins",
         "PluginSettings.ClientDirectory": f"{s.state_dir}/client-plugins",
         # Privacy: no error reports to Mattermost's Sentry.

@@ -27,6 +27,8 @@ def owned_keys_merged(force: bool = False):
         wanted = desired_config(s)
         for key in config["differs"]:
             value = wanted[key]
+            if isinstance(value, dict) and "$if_section" in value:
+                value = value["$if_section"]
             shown = "postgres://...:********@..." if isinstance(value, dict) else json.dumps(value)
             logger.info(f"    {key}: {json.dumps(config['current'].get(key))} -> {shown}")
     yield helper("merge-config", {

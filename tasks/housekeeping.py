@@ -219,7 +219,8 @@ def declared(s: Settings) -> bool:
 
 
 def email_configured(s: Settings, state: dict | None) -> bool:
-    """An SMTP server in the settings or already in config.json (set in the System Console)."""
+    """An SMTP server named in the settings (checked again on the server before a user is
+    created), or the one in config.json (set in the System Console) answering."""
     return bool(s.config.get("EmailSettings.SMTPServer") or (state or {}).get("email_configured"))
 
 

@@ -1,6 +1,10 @@
 """A Mattermost server installed BY HAND, following Mattermost's tarball install guide
 step by step - the production server's situation before this deploy, and the baseline
-of the upgrade benchmark. Test-only: it drives a test container with `docker exec`."""
+of the upgrade benchmark. The release is the real one the stand-in upstream serves (real
+Mattermost built from source, in the real tarball layout). Test-only: it drives a test
+container with `docker exec`."""
+
+import json
 
 from tests import testhost
 from tests.standin.build import UPSTREAM_HOST
@@ -58,6 +62,7 @@ c = json.load(open(p))
 c['ServiceSettings']['SiteURL'] = '{site_url}'
 c['SqlSettings']['DataSource'] = 'postgres://mmuser:{password}@localhost:5432/mattermost?sslmode=disable&connect_timeout=10'
 c['TeamSettings']['SiteName'] = 'Hand Installed Chat'
+c['ServiceSettings']['EnableLocalMode'] = True  # the admin uses mmctl --local, as Mattermost's docs show
 json.dump(c, open(p, 'w'), indent=4)
 EOF""")
     sh(target, f"cat > /etc/systemd/system/mattermost.service <<'EOF'\n{OFFICIAL_UNIT}EOF\n"
@@ -67,17 +72,43 @@ EOF""")
         raise RuntimeError(f"the hand install does not answer: {out}")
 
 
-def leave_user_data(target: str, uploaded: str, password: str) -> None:
-    """What users and the admin left behind: an uploaded file, a plugin, a post."""
-    sh(target, f"""set -e
-        install -d -o mattermost -g mattermost $(dirname {uploaded})
-        echo 'quarterly report, uploaded before adoption' > {uploaded}
+SEED = """
+import json, sys, urllib.request
+base = "http://127.0.0.1:8065/api/v4"
+def call(method, path, body=None, token=None, raw=None, ctype="application/json"):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(base + path, data=data, method=method, headers={"Content-Type": ctype})
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    with urllib.request.urlopen(req) as r:
+        return r.headers.get("Token"), json.loads(r.read() or b"null")
+token, me = call("POST", "/users/login", {"login_id": "alice", "password": sys.argv[1]})
+_, channel = call("GET", "/teams/name/acme/channels/name/town-square", token=token)
+boundary = "seedboundary"
+body = (f"--{boundary}\\r\\nContent-Disposition: form-data; name=\\"files\\"; filename=\\"report.txt\\"\\r\\n"
+        "Content-Type: text/plain\\r\\n\\r\\nquarterly report, uploaded before adoption\\n\\r\\n"
+        f"--{boundary}--\\r\\n").encode()
+_, files = call("POST", "/files?channel_id=" + channel["id"], token=token, raw=body,
+                ctype="multipart/form-data; boundary=" + boundary)
+_, post = call("POST", "/posts", {"channel_id": channel["id"], "message": "written before adoption",
+                                  "file_ids": [files["file_infos"][0]["id"]]}, token=token)
+print(json.dumps({"post_id": post["id"], "file_id": files["file_infos"][0]["id"]}))
+"""
+
+
+def leave_user_data(target: str, password: str) -> dict:
+    """What users and the admin left behind, made through the real server: a team, a user,
+    a post with an uploaded file (over the API on 127.0.0.1:8065, as a browser would), and a
+    plugin folder. Returns the post and file ids."""
+    mmctl = ("cd /opt/mattermost && MMCTL_LOCAL_SOCKET_PATH=/var/tmp/mattermost_local.socket "
+             "runuser -u mattermost -- bin/mmctl --local")
+    sh(target, f"{mmctl} team create --name acme --display-name Acme && "
+               f"{mmctl} user create --username alice --email alice@example.org --password {password} && "
+               f"{mmctl} team users add acme alice")
+    ids = json.loads(sh(target, f"python3 - {password} <<'EOF'\n{SEED}\nEOF").strip().splitlines()[-1])
+    sh(target, """set -e
         install -d /opt/mattermost/plugins/com.example.demo /opt/mattermost/client/plugins/com.example.demo
-        echo '{{"id": "com.example.demo", "version": "1.2.3"}}' > /opt/mattermost/plugins/com.example.demo/plugin.json
+        echo '{"id": "com.example.demo", "version": "1.2.3"}' > /opt/mattermost/plugins/com.example.demo/plugin.json
         echo 'console.log(1)' > /opt/mattermost/client/plugins/com.example.demo/main.js
         chown -R mattermost:mattermost /opt/mattermost/plugins /opt/mattermost/client/plugins""")
-    sh(target, f"PGPASSWORD={password} psql -X -q -h localhost -U mmuser -d mattermost "
-               "-c \"INSERT INTO posts (id, createat, userid, channelid, message) "
-               "VALUES ('post1', 1, 'u1', 'c1', 'written before adoption')\"")
-
-
+    return ids

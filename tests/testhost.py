@@ -40,6 +40,8 @@ BASE_IMAGE = f"{PREFIX}/debian12:base"
 UPSTREAM = f"{PREFIX}-upstream"
 UPSTREAM_PORT = int(os.environ.get("MMDEPLOY_UPSTREAM_PORT", "18080"))
 PEBBLE = f"{PREFIX}-pebble"
+SMTP = f"{PREFIX}-smtp"
+MAILDIR = CACHE / "smtp" / "Maildir"  # what the test SMTP server received, read by the tests
 LABEL = {"org.mmdeploy.test": "1"}
 
 DEBOOTSTRAP_PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,ca-certificates,curl,iproute2,procps"
@@ -199,11 +201,12 @@ def running_container(c: docker.DockerClient, name: str, fingerprint: str):
     return container
 
 
-def ensure_upstream(c: docker.DockerClient) -> dict:
-    """Start the stand-in upstream and build the stand-in releases it serves."""
+def ensure_upstream(c: docker.DockerClient, only_default: bool = False) -> dict:
+    """Start the stand-in upstream and build the releases it serves (only_default: just the
+    one the default policy installs, for `make demo`)."""
     from tests.standin import build
 
-    info = build.ensure_default_releases(UPSTREAM_ROOT)
+    info = build.ensure_default_releases(UPSTREAM_ROOT, only_default=only_default)
     ensure_network(c)
     fingerprint = hashlib.sha256(str(UPSTREAM_ROOT).encode()).hexdigest()[:16]  # this checkout's files
     if running_container(c, UPSTREAM, fingerprint) is None:
@@ -257,6 +260,53 @@ def ensure_pebble(c: docker.DockerClient) -> dict:
             "server_ca": files["ca"].read_text()}
 
 
+def ensure_smtp(c: docker.DockerClient) -> dict:
+    """A real SMTP server on the test network (Debian's python3-aiosmtpd, a standards-
+    compliant asyncio SMTP server) that keeps every message it receives in a Maildir on this
+    workstation, for the tests to read."""
+    MAILDIR.mkdir(parents=True, exist_ok=True)
+    for sub in ("cur", "new", "tmp"):
+        (MAILDIR / sub).mkdir(exist_ok=True)
+    ensure_network(c)
+    fingerprint = hashlib.sha256(str(MAILDIR).encode()).hexdigest()[:16]
+    if running_container(c, SMTP, fingerprint) is None:
+        log("starting the test SMTP server (aiosmtpd)")
+        c.containers.run(
+            ensure_image_with(c, "smtp:test", ["python3-aiosmtpd"]),
+            ["python3", "-m", "aiosmtpd", "-n", "-l", "0.0.0.0:25", "-c", "aiosmtpd.handlers.Mailbox", "/srv/Maildir"],
+            name=SMTP, hostname=SMTP, network=NETWORK, detach=True,
+            labels={**LABEL, FINGERPRINT: fingerprint}, restart_policy={"Name": "unless-stopped"},
+            volumes={str(MAILDIR): {"bind": "/srv/Maildir", "mode": "rw"}},
+        )
+    for _ in range(60):
+        code, _ = exec_on_container(UPSTREAM, f"python3 -c \"import socket; socket.create_connection(('{SMTP}', 25), 2)\"")
+        if code == 0:
+            break
+        time.sleep(0.5)
+    else:
+        raise RuntimeError("the test SMTP server does not answer")
+    return {"host": SMTP, "port": 25, "maildir": MAILDIR}
+
+
+def clear_mail() -> None:
+    for sub in ("new", "cur", "tmp"):
+        for path in (MAILDIR / sub).glob("*"):
+            path.unlink()
+
+
+def received_mail(to: str) -> list:
+    """Messages the test SMTP server received for `to`, oldest first."""
+    import email
+    import email.policy
+
+    found = []
+    for path in sorted((p for sub in ("new", "cur") for p in (MAILDIR / sub).glob("*")), key=lambda p: p.stat().st_mtime):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if to.lower() in str(message.get("To", "")).lower():
+            found.append(message)
+    return found
+
+
 def _wait_http(url: str, timeout: float = 30) -> None:
     import urllib.request
 
@@ -277,11 +327,29 @@ def container_name(name: str) -> str:
     return f"{PREFIX}-{name}"
 
 
+def official_release_reachable(timeout: float = 5) -> bool:
+    """Whether this workstation reaches Mattermost's release server and GitHub's API (then
+    `make demo` installs the official release, its real signature checked)."""
+    import urllib.error
+    import urllib.request
+
+    for url in ("https://releases.mattermost.com/", "https://api.github.com/repos/mattermost/mattermost/releases?per_page=1"):
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+        except urllib.error.HTTPError:
+            continue  # it answered
+        except OSError:
+            return False
+    return True
+
+
 def start_server(name: str, ssh_port: int, https_port: int | None = None, http_port: int | None = None,
-                 extra_data: dict | None = None) -> dict:
-    """Start (or reuse) a Debian 12 test server; describe it in .local/hosts/NAME.json."""
+                 extra_data: dict | None = None, official: bool = False, only_default: bool = False) -> dict:
+    """Start (or reuse) a Debian 12 test server; describe it in .local/hosts/NAME.json.
+    official: install Mattermost's official releases (production settings: releases.mattermost.com,
+    the real signing key, GitHub's API) instead of the stand-in upstream's builds from source."""
     c = client()
-    upstream = ensure_upstream(c)
+    upstream = {"data": {}} if official else ensure_upstream(c, only_default)
     image = ensure_base_image(c)
     key = ensure_ssh_key()
     # Downloaded packages kept between runs of the same server; one folder per server, as
@@ -323,12 +391,13 @@ def start_server(name: str, ssh_port: int, https_port: int | None = None, http_p
         "ssh_port": ssh_port,
         "ssh_key": str(key),
         "https_port": https_port,
+        "source": "official" if official else "source",
         "data": {
             # Only data differs from production: the stand-in upstream and its test key.
             "mattermost_domain": "127.0.0.1",
             "mattermost_site_url": f"https://127.0.0.1{site_port}",
             # The workstation side asks the stand-in's GitHub-shaped API on loopback.
-            "github_api_url": f"http://127.0.0.1:{UPSTREAM_PORT}/api",
+            **({} if official else {"github_api_url": f"http://127.0.0.1:{UPSTREAM_PORT}/api"}),
             **upstream["data"],
             **(extra_data or {}),
         },
@@ -420,7 +489,16 @@ def report(name: str) -> int:
         print(f"Mattermost does not answer at {url}: {e}")
         return 1
     running = ".".join(header.split(".")[:3])
-    print(f"Mattermost (stand-in) is up at {url}  (self-signed certificate)")
+    if desc.get("source") == "official":
+        origin = "the official release from releases.mattermost.com (its signature checked against Mattermost's key)"
+    else:
+        from tests.realmm import build
+
+        pins = build.pins(installed.strip()) if installed.strip() in build.versions() else {}
+        origin = (f"real Mattermost built from source here (no internet): {build.SERVER}@{pins.get('server', '?')}, "
+                  "web app not included - the API serves, a browser shows an empty page")
+    print(f"Mattermost {running} is up at {url}  (self-signed certificate)")
+    print(f"  what runs: {origin}")
     print(f"  installed release: {installed.strip()}")
     print(f"  ping: status {body.get('status')}, database {body.get('database_status')}, "
           f"X-Version-Id {header} -> version {running}")
@@ -434,6 +512,8 @@ def main(argv: list[str]) -> int:
     up.add_argument("name")
     up.add_argument("--ssh-port", type=int, default=2222)
     up.add_argument("--https-port", type=int, default=8443)
+    up.add_argument("--official", choices=("auto", "yes", "no"), default="no",
+                    help="install the official release (auto: when releases.mattermost.com and GitHub answer)")
     down = sub.add_parser("down", help="remove a test server")
     down.add_argument("name")
     rep = sub.add_parser("report", help="print the URL and versions of a deployed test server")
@@ -442,7 +522,10 @@ def main(argv: list[str]) -> int:
     cl.add_argument("--images", action="store_true", help="also remove the base image")
     args = parser.parse_args(argv)
     if args.cmd == "up":
-        desc = start_server(args.name, args.ssh_port, args.https_port)
+        official = args.official == "yes" or (args.official == "auto" and official_release_reachable())
+        log("the internet is reachable: installing the official release" if official else
+            "no internet (or --official no): installing real Mattermost built from source by the stand-in upstream")
+        desc = start_server(args.name, args.ssh_port, args.https_port, official=official, only_default=True)
         print(host_file(desc["name"]))
     elif args.cmd == "report":
         return report(args.name)

@@ -1,12 +1,14 @@
-"""Adopting the production server's situation: Mattermost installed by hand per the
+"""Adopting the production server's situation: REAL Mattermost installed by hand per the
 official tarball guide (a real /opt/mattermost with config, data and plugins inside,
-the official unit). The deploy carries it over with no setting, file or plugin lost."""
+the official unit), used for a while. The deploy carries it over with no setting, file or
+plugin lost, and the user still finds their post and file through nginx."""
 
 import json
 
 import pytest
 
 from tests import handinstall, testhost
+from tests.e2e import chat
 from tests.e2e.conftest import KEEP, deploy, https_get, planned_changes, sh
 from tests.standin.build import default_version
 
@@ -14,14 +16,20 @@ VERSION = default_version()
 TARGET = "e2e-adopt"
 PORT = 24432
 HAND_PASSWORD = "hand-install-password"
-UPLOADED = "/opt/mattermost/data/20260101/teams/noteam/channels/c1/users/u1/report.txt"
+SEEDED: dict = {}
+
+
+def psql(sql: str) -> str:
+    return sh(TARGET, f"runuser -u postgres -- psql -XAt -d mattermost -c \"{sql}\"").strip()
+
 
 @pytest.fixture(scope="module")
 def adopted():
     testhost.stop_server(TARGET)
     testhost.start_server(TARGET, ssh_port=22302, https_port=PORT)
     handinstall.install(TARGET, VERSION, f"https://127.0.0.1:{PORT}", HAND_PASSWORD)
-    handinstall.leave_user_data(TARGET, UPLOADED, HAND_PASSWORD)
+    SEEDED.update(handinstall.leave_user_data(TARGET, chat.PASSWORD))
+    SEEDED["path"] = psql(f"SELECT path FROM fileinfo WHERE id = '{SEEDED['file_id']}'")
     run = deploy(TARGET)
     yield run
     if not KEEP:
@@ -43,12 +51,21 @@ def test_system_console_setting_kept(adopted):
 
 
 def test_uploaded_file_plugin_and_posts_kept(adopted):
-    moved = UPLOADED.replace("/opt/mattermost/data", "/var/lib/mattermost/data")
-    assert sh(TARGET, f"cat {moved}").strip() == "quarterly report, uploaded before adoption"
+    assert sh(TARGET, f"cat /var/lib/mattermost/data/{SEEDED['path']}").strip() == "quarterly report, uploaded before adoption"
     assert "1.2.3" in sh(TARGET, "cat /var/lib/mattermost/plugins/com.example.demo/plugin.json")
     assert sh(TARGET, "cat /var/lib/mattermost/client-plugins/com.example.demo/main.js").strip() == "console.log(1)"
-    rows = sh(TARGET, "runuser -u postgres -- psql -XAt -d mattermost -c \"SELECT message FROM posts WHERE id='post1'\"")
-    assert rows.strip() == "written before adoption"
+    # the user, through nginx with the PyPI client: the post and the file are there
+    alice = chat.login(PORT, "alice")
+    post = alice.posts.get_post(SEEDED["post_id"])
+    assert post["message"] == "written before adoption" and SEEDED["file_id"] in post["file_ids"]
+    assert alice.files.get_file(SEEDED["file_id"]).content == b"quarterly report, uploaded before adoption\n"
+
+
+def test_adopted_data_is_a_copy_not_a_link(adopted):
+    # the kept old folder must not change when Mattermost rewrites a live file in place
+    kept = sh(TARGET, "ls -d /opt/mattermost.adopted-*").split()[0]
+    inodes = sh(TARGET, f"stat -c %i /var/lib/mattermost/data/{SEEDED['path']} {kept}/data/{SEEDED['path']}").split()
+    assert inodes[0] != inodes[1]
 
 
 def test_database_password_kept_and_private(adopted):
@@ -60,7 +77,7 @@ def test_database_password_kept_and_private(adopted):
 def test_old_folder_kept_renamed_and_whole(adopted):
     kept = sh(TARGET, "ls -d /opt/mattermost.adopted-*").split()
     assert len(kept) == 1
-    assert "quarterly report" in sh(TARGET, f"cat {kept[0]}{UPLOADED.removeprefix('/opt/mattermost')}")
+    assert "quarterly report" in sh(TARGET, f"cat {kept[0]}/data/{SEEDED['path']}")
     assert "Hand Installed Chat" in sh(TARGET, f"cat {kept[0]}/config/config.json")
     assert "ExecStart=/opt/mattermost/bin/mattermost" in sh(TARGET, f"cat {kept[0]}/mattermost.service.orig")
     assert sh(TARGET, "readlink /opt/mattermost").strip() == f"/opt/mattermost-releases/{VERSION}"

@@ -16,10 +16,11 @@ UPSTREAM = build.UPSTREAM_HOST
 
 @pytest.fixture(scope="module")
 def bad_releases():
-    build.ensure_release(UPSTREAM_ROOT, "11.7.90")
-    build.tamper(UPSTREAM_ROOT, "11.7.90")
-    build.ensure_release(UPSTREAM_ROOT, "11.7.91", key="other")
-    build.ensure_release(UPSTREAM_ROOT, "11.7.92", key="expired")
+    # Stand-in tarballs: each is refused before it is unpacked, so no program in it runs.
+    build.ensure_refused_release(UPSTREAM_ROOT, build.TAMPERED)
+    build.tamper(UPSTREAM_ROOT, build.TAMPERED)
+    build.ensure_refused_release(UPSTREAM_ROOT, build.OTHER_KEY, key="other")
+    build.ensure_refused_release(UPSTREAM_ROOT, build.EXPIRED_KEY, key="expired")
     return {"expired_fingerprint": build.keys(UPSTREAM_ROOT)["expired"][1]}
 
 
@@ -28,13 +29,13 @@ def failed_lines(output: str) -> list[str]:
 
 
 @pytest.mark.parametrize("case,args,expected", [
-    ("tampered tarball", ["--data", "mattermost_version=11.7.90"], "SHA-256 mismatch"),
-    ("signed by another key", ["--data", "mattermost_version=11.7.91"], "not made by the pinned signing key"),
+    ("tampered tarball", ["--data", f"mattermost_version={build.TAMPERED}"], "SHA-256 mismatch"),
+    ("signed by another key", ["--data", f"mattermost_version={build.OTHER_KEY}"], "not made by the pinned signing key"),
     ("unknown version", ["--data", "mattermost_version=11.99.0"], "not found at"),
-    ("mirror down", ["--data", "mattermost_version=11.7.93", "--data",
+    ("mirror down", ["--data", f"mattermost_version={build.MIRROR_DOWN}", "--data",
                      "mattermost_release_url=" + UPSTREAM + "/unavailable/{version}/mattermost-{version}-linux-{arch}.tar.gz"],
      "HTTP 503"),
-    ("key URL serves another key", ["--data", "mattermost_version=11.7.91",
+    ("key URL serves another key", ["--data", f"mattermost_version={build.OTHER_KEY}",
                                     "--data", f"mattermost_signing_key_url={UPSTREAM}/other-pubkey.gpg"],
      "is not the pinned signing key"),
 ])
@@ -50,7 +51,7 @@ def test_refused_release_leaves_server_as_it_was(converged, bad_releases, case, 
 
 def test_expired_signing_key_is_a_named_error(converged, bad_releases):
     before = server_fingerprint("e2e-main")
-    run = deploy("e2e-main", "--data", "mattermost_version=11.7.92",
+    run = deploy("e2e-main", "--data", f"mattermost_version={build.EXPIRED_KEY}",
                  "--data", f"mattermost_signing_key_url={UPSTREAM}/expired-pubkey.gpg",
                  "--data", f"mattermost_signing_key_fingerprint={bad_releases['expired_fingerprint']}")
     lines = failed_lines(run.output)

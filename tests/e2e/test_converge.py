@@ -1,4 +1,4 @@
-"""A fresh Debian 12 becomes a working Mattermost behind nginx; a second run changes
+"""A fresh Debian 12 becomes a working REAL Mattermost behind nginx; a second run changes
 nothing; the admin's System Console settings survive; no secret is ever printed."""
 
 import json
@@ -21,9 +21,18 @@ def test_fresh_converge_serves_mattermost_over_https(converged):
     assert status == 200
     payload = json.loads(body)
     assert payload["status"] == "OK" and payload["database_status"] == "OK"
-    assert headers["X-Version-Id"].startswith(f"{VERSION}.")
+    # X-Version-Id: {Version}.{BuildNumber}.{ConfigHash}.{licence loaded}; a release's build
+    # number is its version ("dev" would change the server's behaviour)
+    fields = headers["X-Version-Id"].split(".")
+    assert ".".join(fields[:3]) == VERSION and ".".join(fields[3:6]) == VERSION and fields[-1] == "false"
     assert "max-age=" in headers["Strict-Transport-Security"]
     assert f"Mattermost {VERSION} is healthy" in converged.output
+
+
+def test_the_real_program_serves(converged):
+    out = sh("e2e-main", "runuser -u mattermost -- /opt/mattermost/bin/mattermost version")
+    assert f"Version: {VERSION}" in out and f"Build Number: {VERSION}" in out
+    assert sh("e2e-main", "head -c 4 /opt/mattermost/bin/mattermost").startswith("\x7fELF")
 
 
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated")
@@ -67,13 +76,28 @@ def test_mattermost_listens_on_loopback_only(converged):
 
 
 def test_mmctl_local_works_from_opt_mattermost(converged):
+    # mmctl prints the server's whole X-Version-Id (cmd/mmctl/commands/system.go)
     out = sh("e2e-main", "bash -lc 'cd /opt/mattermost && bin/mmctl --local system version'")
-    assert out.strip() == f"Server version {VERSION}"
+    assert out.strip().startswith(f"Server version {VERSION}.{VERSION}.")
 
 
-def test_schema_recorded_in_real_postgresql(converged):
-    out = sh("e2e-main", "runuser -u postgres -- psql -XAt -d mattermost -c \"SELECT value FROM systems WHERE name='Version'\"")
-    assert out.strip() == VERSION
+def test_schema_migrated_in_real_postgresql(converged):
+    out = sh("e2e-main", "runuser -u postgres -- psql -XAt -d mattermost -c 'SELECT count(*) FROM db_migrations'")
+    assert int(out) > 100  # Mattermost's own migrations ran at the first start
+
+
+def test_mattermost_updates_its_web_app_files_at_start(converged):
+    # At start the server rewrites client/root.html for the SiteURL and its CSP
+    # (channels/utils/subpath.go); a read-only release made that fail at every start.
+    root_html = sh("e2e-main", "cat /opt/mattermost/client/root.html")
+    assert "content=\"script-src 'self'\"" in root_html and "rudderlabs" not in root_html
+    journal = sh("e2e-main", "journalctl -u mattermost --no-pager -o cat")
+    assert "Failed to update assets subpath" not in journal
+    # only those files are the service user's; the program stays root's
+    owners = sh("e2e-main", "stat -c '%U %n' /opt/mattermost/client/root.html /opt/mattermost/client/manifest.json "
+                            "/opt/mattermost/bin/mattermost /opt/mattermost/client").split("\n")
+    assert owners[:4] == ["mattermost /opt/mattermost/client/root.html", "mattermost /opt/mattermost/client/manifest.json",
+                          "root /opt/mattermost/bin/mattermost", "root /opt/mattermost/client"]
 
 
 def test_owned_settings_and_privacy_defaults(converged):
@@ -86,6 +110,9 @@ def test_owned_settings_and_privacy_defaults(converged):
     # security defaults
     assert config["TeamSettings"]["EnableOpenServer"] is False
     assert config["PasswordSettings"]["MinimumLength"] == 12
+    # the release's own default, as the real binary generated it, is 8 (public/model/config.go)
+    defaults = json.loads(sh("e2e-main", f"cat /opt/mattermost-releases/{VERSION}/config.dist/config.json"))
+    assert defaults["PasswordSettings"]["MinimumLength"] == 8
     assert config["ServiceSettings"]["EnableMultifactorAuthentication"] is True
     assert config["ServiceSettings"]["EnableAPIUserDeletion"] is False
 

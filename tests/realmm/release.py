@@ -51,6 +51,7 @@ BROKEN_WRAPPER = """#!/bin/sh
 # REAL Mattermost {base} binary's database migrations, then fails as a bad release would.
 real="$(dirname "$(readlink -f "$0")")/mattermost.real"
 if [ "$1" = version ]; then "$real" version | sed 's/^Version: .*/Version: {version}/'; exit; fi
+if [ "$#" -gt 0 ]; then exec "$real" "$@"; fi
 "$real" db migrate || exit 1
 echo "stand-in broken release {version}: failing after the migrations" >&2
 exit 1

@@ -125,13 +125,15 @@ def github_release(tag: str, *, draft: bool = False, prerelease: bool = False, d
     }
 
 
-def ensure_default_releases(root: Path) -> dict:
-    """What `make demo` and the tests need: the listed releases and the broken one."""
+def ensure_default_releases(root: Path, only_default: bool = False) -> dict:
+    """What the tests need: the listed releases and the broken one (only_default: just the
+    release the default policy installs, which is all `make demo` needs)."""
     root.mkdir(parents=True, exist_ok=True)
     main_fpr = keys(root)["main"][1]
-    for version in (OLDER_ESR, ESR_VERSION):
-        ensure_release(root, version)
-    ensure_release(root, BROKEN, behaviour="broken")
+    ensure_release(root, ESR_VERSION)
+    if not only_default:
+        ensure_release(root, OLDER_ESR)
+        ensure_release(root, BROKEN, behaviour="broken")
     publish_github_releases(root, [github_release(tag, draft=d, prerelease=p, day=day)
                                    for tag, d, p, day in sorted(LISTING, key=lambda r: -r[3])])
     return {

@@ -166,3 +166,93 @@ def test_state_output_is_json_serialisable_shape(mmhelper):
         parse_state(["Traceback (most recent call last):"])
     with pytest.raises(ValueError):
         parse_state(["{}"])
+
+
+# What the real Mattermost 11.4.0 binary printed for `db migrate --dry-run` (tests/realmm
+# build) with a config it rejects, and with a good config and no database to reach.
+REJECTED = """{"level":"warn","msg":"DefaultServerLocale must be one of the supported locales."}
+Error: failed to load configuration: failed to create store: unable to load on store creation: invalid config: \
+Config.IsValid: model.config.is_valid.experimental_view_archived_channels.app_error
+Usage:
+  mattermost db migrate [flags]
+"""
+ACCEPTED = """error [2026-11-24 09:37:48.013 Z] Failed to ping DB caller="sql/sql_utils.go:51" database=master
+Error: failed to create migrator: error in initializing connection: dial tcp 127.0.0.1:1: connect: connection refused
+"""
+
+
+def test_config_check_reads_the_real_binarys_verdict(mmhelper):
+    assert mmhelper.parse_config_check(ACCEPTED) is None
+    reason = mmhelper.parse_config_check(REJECTED)
+    assert reason.startswith("failed to create store") and "experimental_view_archived_channels" in reason
+
+
+def test_owned_keys_of_a_section_the_version_dropped_are_not_owned(mmhelper):
+    desired = {"NotificationLogSettings.FileLocation": {"$if_section": "/var/log/mattermost"},
+               "LogSettings.FileLocation": "/var/log/mattermost"}
+    v10 = {"NotificationLogSettings": {"FileLocation": ""}, "LogSettings": {"FileLocation": ""}}
+    v11 = {"LogSettings": {"FileLocation": "/var/log/mattermost"}}
+    assert mmhelper.config_differences(v10, desired) == ["LogSettings.FileLocation", "NotificationLogSettings.FileLocation"]
+    assert mmhelper.merge_config(v10, desired) and v10["NotificationLogSettings"]["FileLocation"] == "/var/log/mattermost"
+    assert mmhelper.config_differences(v11, desired) == []
+    assert mmhelper.merge_config(v11, desired) == [] and "NotificationLogSettings" not in v11
+
+
+def test_data_snapshot_never_shares_a_file_with_the_live_folder(mmhelper, tmp_path):
+    import os
+
+    live = tmp_path / "live"
+    (live / "users" / "u1").mkdir(parents=True)
+    (live / "users" / "u1" / "profile.png").write_bytes(b"old face")
+    (live / "report.txt").write_text("report")
+    first = mmhelper.snapshot_data(str(live), str(tmp_path / "b1" / "data"))
+    assert first == {"copied": 2, "linked": 0}
+    for rel in ("users/u1/profile.png", "report.txt"):
+        assert os.stat(live / rel).st_ino != os.stat(tmp_path / "b1" / "data" / rel).st_ino
+    # Mattermost rewrites a profile image in place (O_TRUNC): the backup keeps the old bytes
+    with open(live / "users" / "u1" / "profile.png", "r+b") as f:
+        f.truncate(0)
+        f.write(b"new face")
+    os.utime(live / "users" / "u1" / "profile.png", ns=(1, 1))
+    assert (tmp_path / "b1" / "data" / "users" / "u1" / "profile.png").read_bytes() == b"old face"
+    # the next backup links what did not change to the previous BACKUP, copies the rest
+    second = mmhelper.snapshot_data(str(live), str(tmp_path / "b2" / "data"), str(tmp_path / "b1" / "data"))
+    assert second == {"copied": 1, "linked": 1}
+    assert os.stat(tmp_path / "b2" / "data" / "report.txt").st_ino == os.stat(tmp_path / "b1" / "data" / "report.txt").st_ino
+    assert (tmp_path / "b2" / "data" / "users" / "u1" / "profile.png").read_bytes() == b"new face"
+
+
+def test_the_web_app_files_mattermost_rewrites(mmhelper, tmp_path):
+    import os
+
+    client = tmp_path / "client"
+    (client / "css").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "plugin.css").write_text("")
+    os.symlink(tmp_path / "elsewhere", client / "plugins")
+    for name in ("root.html", "manifest.json", "main.js", "css/app.css", "css/root.html"):
+        (client / name).write_text("x")
+    found = sorted(os.path.relpath(p, client) for p in mmhelper.client_files(str(tmp_path)))
+    assert found == ["css/app.css", "manifest.json", "root.html"]
+
+
+def test_email_counts_only_when_the_smtp_server_answers(mmhelper):
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+
+    def greet():
+        conn, _ = server.accept()
+        conn.sendall(b"220 test ESMTP\r\n")
+        conn.close()
+
+    threading.Thread(target=greet, daemon=True).start()
+    settings = {"EmailSettings": {"SMTPServer": "127.0.0.1", "SMTPPort": str(port), "ConnectionSecurity": ""}}
+    assert mmhelper.smtp_answers(settings) is True
+    server.close()
+    assert mmhelper.smtp_answers(settings, timeout=1) is False  # nothing listens any more
+    assert mmhelper.smtp_answers({"EmailSettings": {"SMTPServer": ""}}) is False

@@ -130,13 +130,28 @@ def set_dotted(config, dotted, value):
     node[parts[-1]] = value
 
 
+def applicable(config, desired):
+    """The owned keys that apply to this config. A value marked {"$if_section": v} is owned
+    only where the config has that section: Mattermost drops sections a version no longer
+    knows (e.g. NotificationLogSettings, gone in v11) when it saves, so owning one there
+    would never converge."""
+    result = {}
+    for key, value in desired.items():
+        if isinstance(value, dict) and "$if_section" in value:
+            if key.split(".")[0] not in config:
+                continue
+            value = value["$if_section"]
+        result[key] = value
+    return result
+
+
 def config_differences(config, desired):
     """Keys of `desired` whose value in `config` differs (missing counts as different)."""
     def same(a, b):  # JSON equality: 0 is not false, 1 is not "1"
         return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
     result = []
-    for key, value in desired.items():
+    for key, value in applicable(config, desired).items():
         current, present = get_dotted(config, key)
         if not present or not same(current, value):
             result.append(key)
@@ -146,6 +161,7 @@ def config_differences(config, desired):
 def merge_config(config, desired):
     """Set only the owned keys; every other setting stays as the admin left it."""
     changed = config_differences(config, desired)
+    desired = applicable(config, desired)
     for key in changed:
         set_dotted(config, key, desired[key])
     return changed
@@ -1744,10 +1760,28 @@ def housekeeping_state(spec):
 
 
 def email_configured(spec):
-    """Whether config.json names an SMTP server: without one Mattermost cannot send the
-    password e-mail a new user needs (EmailSettings.SMTPServer is "" in the release defaults)."""
+    """Whether Mattermost can send e-mail: the SMTP server config.json names answers with
+    its greeting. (An empty EmailSettings.SMTPServer becomes "localhost" port 10025 when
+    Mattermost saves its config - public/model/config.go SetDefaults - so the setting
+    alone says nothing.) Without it no password e-mail can reach a new user."""
     config = read_json(spec.get("config_file") or "") or {}
-    return bool(get_dotted(config, "EmailSettings.SMTPServer")[0])
+    return smtp_answers(config)
+
+
+def smtp_answers(config, timeout=5):
+    server = get_dotted(config, "EmailSettings.SMTPServer")[0] or ""
+    port = get_dotted(config, "EmailSettings.SMTPPort")[0] or "25"
+    if not server:
+        return False
+    try:
+        with socket.create_connection((server, int(port)), timeout=timeout) as sock:
+            if get_dotted(config, "EmailSettings.ConnectionSecurity")[0] == "TLS":  # implicit TLS
+                import ssl
+                sock = ssl._create_unverified_context().wrap_socket(sock, server_hostname=server)
+            sock.settimeout(timeout)
+            return sock.recv(512).startswith(b"220")
+    except (OSError, ValueError):
+        return False
 
 
 def find_user(spec, username):
@@ -1783,8 +1817,9 @@ def housekeeping(spec):
             print(f"user {target} exists")
             return
         if not now["email_configured"]:
-            raise Failure(f"{target} could never set a password: Mattermost has no SMTP server for the password "
-                          "e-mail (EmailSettings.SMTPServer); configure e-mail first")
+            raise Failure(f"{target} could never set a password: the SMTP server in config.json "
+                          "(EmailSettings.SMTPServer, SMTPPort) does not answer, so the password e-mail cannot leave; "
+                          "configure e-mail first - the user was not created")
         # A password nobody knows, sent in the request body (never on a command line); the
         # user sets their own through the e-mail. createUser and sendPasswordReset are local
         # routes (api4/user_local.go); `mmctl user reset-password` takes e-mail addresses.
