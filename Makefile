@@ -9,19 +9,21 @@
 #   make offboard USER=u | erase USER=u | export  people and data portability
 #   make patch-plan      what patch night would do, changing nothing
 #   make patch-night     OS updates, restarts/reboot, Mattermost upgrade, report (YES=1, BREAK_LOCK=1)
-#   make test            unit tests and end-to-end tests on real Debian 12 containers
+#   make test            unit tests, and end-to-end tests of real Mattermost (built from source) on real Debian 12 containers
 #   make bench           benchmarks (bench/), printing numbers
 #   make lint / clean / setup
 
 VENV   := .venv
 PY     := $(VENV)/bin/python
+# Go builds real Mattermost for the tests (tests/realmm); the official Go install lives here.
+export PATH := $(PATH):/usr/local/go/bin
 TARGET ?= $(MMDEPLOY_TARGET)
 export MMDEPLOY_TARGET := $(TARGET)
 # USER is the login name in every shell: make's USER= on the command line wins over it.
 USER_ := $(if $(filter command line,$(origin USER)),$(USER),)
 YESFLAG := $(if $(filter 1 yes true,$(YES)),-y,)
 
-.PHONY: setup prereqs demo diff deploy upgrade status backup fetch-backup restore rollback unhold \
+.PHONY: setup prereqs mattermost-builds demo diff deploy upgrade status backup fetch-backup restore rollback unhold \
 	patch-plan patch-night channels users archive-stale offboard erase export retention \
 	test unit e2e lint bench bench-upgrade bench-security clean
 
@@ -97,13 +99,17 @@ patch-night: setup
 	$(PY) -m tasks.run verbs/patch_night.py $(YESFLAG) \
 		$(if $(filter 1 yes true,$(BREAK_LOCK)),--data patch_break_lock=true,)
 
-test: setup prereqs
+test: setup prereqs mattermost-builds
 	$(PY) -m pytest tests
+
+# Real Mattermost (server and mmctl) built from its Go module, cached in .cache/realmm.
+mattermost-builds: setup
+	$(PY) -m tests.realmm.build
 
 unit: setup
 	$(PY) -m pytest tests/unit
 
-e2e: setup prereqs
+e2e: setup prereqs mattermost-builds
 	$(PY) -m pytest tests/e2e
 
 lint: setup

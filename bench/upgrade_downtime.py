@@ -1,21 +1,24 @@
 """Benchmark: how long Mattermost is down during an upgrade - this project's upgrade
-against Mattermost's documented tarball procedure, side by side in one run.
+against Mattermost's documented tarball procedure, side by side in one run, with REAL
+Mattermost: the older and the newer real build (tests/realmm), so every upgrade runs the
+real schema migrations between them.
 
-    make bench-upgrade      (or: .venv/bin/python -m bench.upgrade_downtime [--pad-mb 420])
+    make bench-upgrade      (or: .venv/bin/python -m bench.upgrade_downtime [--rounds 3])
 
-Two fresh Debian 12 test servers, stand-in releases of realistic size (incompressible
-padding, 420 MB by default). On each, a poller inside the server asks
+Two fresh Debian 12 test servers. On each, a poller inside the server asks
 http://127.0.0.1:8065/api/v4/system/ping every 50 ms (a bounded loop) while:
-  (a) this deploy upgrades 12.0.0 -> 12.0.1 -> 12.0.2 -> 12.0.3 (mattermost_version pinned);
-  (b) the documented procedure upgrades a hand install the same way, scripted step by step
-      from the reference (extract beside, stop, pg_dump + copy the whole install, delete
-      all but config/logs/plugins/client/plugins/data, copy the new release in, chown, start).
-Both servers first get the same user data: --data-mb of uploaded files (random, 1 MB
-each) and --posts rows in the real PostgreSQL database, since a real server has them and
-the documented procedure copies them during its outage.
-Also measured: a plain `systemctl restart` on (a). Outage = the longest run of failed
-pings; each side's median over its three upgrades is compared. Goals: (a) at most 25%
-of (b), and at most the restart's outage + 2 s.
+  (a) this deploy upgrades A -> B (mattermost_version pinned); then `make rollback`
+      (and unhold) brings A and its database back for the next round;
+  (b) the documented procedure upgrades a hand install A -> B, scripted step by step from
+      the reference (extract beside, stop, pg_dump + copy the whole install, delete all but
+      config/logs/plugins/client/plugins/data, copy the new release in, chown, start); the
+      next round starts from its own backup (database dump and install copy) put back.
+Both servers first get the same user data: --data-mb of uploaded files (random, 1 MB each)
+and --posts posts in the real schema (copies of a real post made by the server), since a
+real server has them, the migrations touch them and the documented procedure copies them
+during its outage. Also measured: a plain `systemctl restart` on (a). Outage = the longest
+run of failed pings; medians over the rounds. Goals: (a) at most 25% of (b), and at most
+the restart's outage + 2 s.
 """
 
 from __future__ import annotations
@@ -32,8 +35,7 @@ from tests import handinstall, testhost
 from tests.standin import build, release
 from tests.testhost import UPSTREAM_ROOT
 
-VERSIONS = ["12.0.0", "12.0.1", "12.0.2", "12.0.3"]  # stand-in versions built only for this benchmark
-FROM, TO = VERSIONS[0], VERSIONS[-1]
+FROM, TO = build.OLDER_ESR, build.ESR_VERSION  # real builds, real migrations between them
 INTERVAL = 0.05  # seconds between pings
 OURS, DOC = "bench-upgrade", "bench-doc"
 
@@ -97,24 +99,43 @@ def longest_outage(samples: list[tuple[float, bool]]) -> float:
     return worst
 
 
-def seed_user_data(name: str, data_dir: str, data_mb: int, posts: int) -> None:
-    """The same uploaded files and posts on both servers."""
+def seed_user_data(name: str, data_dir: str, data_mb: int, posts: int, socket: str) -> None:
+    """The same uploaded files and posts on both servers: a team and a user made by the
+    server (mmctl --local), whose real join post is copied --posts times in SQL (every
+    column as the server wrote it, only id, times and message changed)."""
+    mmctl = f"cd /opt/mattermost && MMCTL_LOCAL_SOCKET_PATH={socket} runuser -u mattermost -- bin/mmctl --local"
     code, out = testhost.exec_on(name, f"""set -e
+        {mmctl} team create --name bench --display-name Bench >/dev/null
+        {mmctl} user create --username bencher --email bencher@example.org --password Bench-Password-1 >/dev/null
+        {mmctl} team users add bench bencher >/dev/null
         install -d -o mattermost -g mattermost {data_dir}/bench
         for i in $(seq 1 {data_mb}); do head -c 1048576 /dev/urandom > {data_dir}/bench/upload-$i.bin; done
         chown -R mattermost:mattermost {data_dir}/bench
-        runuser -u postgres -- psql -XAtq -d mattermost -c "INSERT INTO posts (id, createat, userid, channelid, message)
-          SELECT 'bench' || g, g, 'u' || (g % 50), 'c' || (g % 20), repeat('lorem ipsum dolor sit amet ', 8)
-          FROM generate_series(1, {posts}) g ON CONFLICT DO NOTHING"
+        runuser -u postgres -- psql -XAtq -d mattermost -c "INSERT INTO posts
+          SELECT (jsonb_populate_record(p, jsonb_build_object('id', substr(md5('bench' || g), 1, 26),
+            'createat', p.createat - g * 1000, 'updateat', p.createat - g * 1000, 'type', '',
+            'message', repeat('lorem ipsum dolor sit amet ', 8)))).*
+          FROM posts p, generate_series(1, {posts}) g WHERE p.id = (SELECT id FROM posts ORDER BY createat LIMIT 1)"
     """)
     if code != 0:
         raise RuntimeError(f"seeding {name} failed: {out}")
 
 
-def deploy(name: str, version: str) -> float:
+DOCUMENTED_RESET = """set -e
+systemctl stop mattermost
+runuser -u postgres -- psql -XAtq -c 'DROP DATABASE mattermost' -c 'CREATE DATABASE mattermost OWNER mmuser'
+runuser -u postgres -- pg_restore --no-owner --role=mmuser -d mattermost /tmp/mattermost-backup.dump
+rm -rf /opt/mattermost /tmp/mattermost-upgrade /tmp/mattermost-*.tar.gz
+mv /opt/mattermost-back-* /opt/mattermost
+systemctl start mattermost
+"""
+
+
+def deploy(name: str, version: str, verb: str | None = None) -> float:
     env = dict(os.environ, MMDEPLOY_TARGET=name, PYINFRA_PROGRESS="off")
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "tasks.run", "-y", "--data", f"mattermost_version={version}"],
+    proc = subprocess.run([sys.executable, "-m", "tasks.run", *([verb] if verb else []), "-y",
+                           "--data", f"mattermost_version={version}"],
                           env=env, capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         sys.exit(f"deploy of {version} to {name} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
@@ -135,15 +156,13 @@ def measure(name: str, action) -> tuple[float, float]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.upgrade_downtime")
-    parser.add_argument("--pad-mb", type=int, default=420, help="incompressible padding per release (MB)")
+    parser.add_argument("--rounds", type=int, default=3, help="upgrades measured on each side")
     parser.add_argument("--data-mb", type=int, default=200, help="uploaded files on each server (MB)")
     parser.add_argument("--posts", type=int, default=20000, help="posts in each server's database")
     args = parser.parse_args(argv)
 
-    print(f"building stand-in releases {FROM} .. {TO} with {args.pad_mb} MB of padding ...", flush=True)
+    print(f"real releases {FROM} and {TO} (built from source when not cached) ...", flush=True)
     testhost.ensure_upstream(testhost.client())
-    for version in VERSIONS:
-        build.ensure_release(UPSTREAM_ROOT, version, pad_mb=args.pad_mb)
     size_mb = release.release_path(UPSTREAM_ROOT, TO).stat().st_size >> 20
 
     for name in (OURS, DOC):
@@ -151,43 +170,48 @@ def main(argv: list[str]) -> int:
     testhost.start_server(OURS, ssh_port=22312, https_port=24442)
     testhost.start_server(DOC, ssh_port=22313, https_port=24443)
     try:
-        print(f"(a) this deploy: install {FROM}, then upgrade through {', '.join(VERSIONS[1:])} ...", flush=True)
+        print(f"(a) this deploy: install {FROM}, then {args.rounds} x (upgrade to {TO}, restart, roll back) ...",
+              flush=True)
         deploy(OURS, FROM)
-        seed_user_data(OURS, "/var/lib/mattermost/data", args.data_mb, args.posts)
+        seed_user_data(OURS, "/var/lib/mattermost/data", args.data_mb, args.posts, "/run/mattermost/local.socket")
         ours, restarts = [], []
-        for version in VERSIONS[1:]:
-            ours.append(measure(OURS, lambda v=version: deploy(OURS, v)))
+        for _ in range(args.rounds):
+            ours.append(measure(OURS, lambda: deploy(OURS, TO)))
             restarts.append(measure(OURS, lambda: testhost.exec_on(OURS, "systemctl restart mattermost"))[0])
+            deploy(OURS, FROM, "verbs/rollback.py")
+            deploy(OURS, FROM, "verbs/unhold.py")
 
-        print(f"(b) documented procedure: hand install {FROM}, then upgrade through {', '.join(VERSIONS[1:])} ...",
+        print(f"(b) documented procedure: hand install {FROM}, then {args.rounds} x (upgrade to {TO}, put back) ...",
               flush=True)
         handinstall.install(DOC, FROM, "https://127.0.0.1:24443", "bench-password")
-        seed_user_data(DOC, "/opt/mattermost/data", args.data_mb, args.posts)
+        seed_user_data(DOC, "/opt/mattermost/data", args.data_mb, args.posts, "/var/tmp/mattermost_local.socket")
+        url = f"{build.UPSTREAM_HOST}/releases/{TO}/mattermost-{TO}-linux-amd64.tar.gz"
         docs = []
-        for version in VERSIONS[1:]:
-            url = f"{build.UPSTREAM_HOST}/releases/{version}/mattermost-{version}-linux-amd64.tar.gz"
-
-            def documented(url=url, version=version):
-                code, out = testhost.exec_on(DOC, DOCUMENTED_UPGRADE.format(url=url, to=version))
+        for _ in range(args.rounds):
+            def documented():
+                code, out = testhost.exec_on(DOC, DOCUMENTED_UPGRADE.format(url=url, to=TO))
                 if code != 0:
                     raise RuntimeError(f"documented upgrade failed: {out}")
 
             docs.append(measure(DOC, documented))
-        _, running = testhost.exec_on(DOC, "curl -s -D - -o /dev/null http://127.0.0.1:8065/api/v4/system/ping "
-                                           "| grep -i x-version-id")
-        if TO not in running:
-            raise RuntimeError(f"the documented upgrade did not end on {TO}: {running}")
+            _, running = testhost.exec_on(DOC, "curl -s -D - -o /dev/null http://127.0.0.1:8065/api/v4/system/ping "
+                                               "| grep -i x-version-id")
+            if f"{TO}." not in running:
+                raise RuntimeError(f"the documented upgrade did not end on {TO}: {running}")
+            code, out = testhost.exec_on(DOC, DOCUMENTED_RESET)
+            if code != 0:
+                raise RuntimeError(f"putting {FROM} back failed: {out}")
     finally:
         if os.environ.get("MMDEPLOY_KEEP_TEST_SERVERS") != "1":
             for name in (OURS, DOC):
                 testhost.stop_server(name)
 
-    rounds = len(VERSIONS) - 1
     ours_outage = statistics.median(o for o, _ in ours)
     doc_outage = statistics.median(o for o, _ in docs)
     restart = statistics.median(restarts)
-    print(f"\n{rounds} upgrades each ({' -> '.join(VERSIONS)}): release tarball {size_mb} MB, "
-          f"{args.data_mb} MB of uploaded files, {args.posts} posts; ping every {INTERVAL * 1000:.0f} ms\n")
+    print(f"\n{args.rounds} upgrades each, real Mattermost {FROM} -> {TO} (real schema migrations): release "
+          f"tarball {size_mb} MB, {args.data_mb} MB of uploaded files, {args.posts} posts; "
+          f"ping every {INTERVAL * 1000:.0f} ms\n")
     print(f"{'':40} {'outage s (median)':>18} {'each round':>22} {'whole run s':>12}")
     for label, runs in (("(a) this deploy (make upgrade)", ours), ("(b) documented tarball procedure", docs)):
         each = " ".join(f"{o:.2f}" for o, _ in runs)

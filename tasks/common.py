@@ -117,10 +117,11 @@ def desired_config(s: Settings) -> dict:
     from tasks.housekeeping import emoji_files, emoji_folder  # housekeeping builds on this module
 
     if emoji_files(emoji_folder(s)):
-        # Custom emoji go through the REST API with the deploy's bot and its token. A bot's
-        # token needs neither EnableUserAccessTokens nor EnableBotAccountCreation (the bot is
-        # made over the local socket): see mmhelper bot_token.
-        owned["ServiceSettings.EnableCustomEmoji"] = True
+        # Custom emoji go through the REST API with the deploy's bot and its token (the bot
+        # is made over the local socket, so EnableBotAccountCreation stays off). The real
+        # 10.3 server refused the converted bot a token with EnableUserAccessTokens off
+        # ("Personal access tokens are disabled", HTTP 501) where 11.4 allowed it: owned on.
+        owned.update({"ServiceSettings.EnableCustomEmoji": True, "ServiceSettings.EnableUserAccessTokens": True})
     owned.update(s.config)
     return owned
 

@@ -63,6 +63,7 @@ c['ServiceSettings']['SiteURL'] = '{site_url}'
 c['SqlSettings']['DataSource'] = 'postgres://mmuser:{password}@localhost:5432/mattermost?sslmode=disable&connect_timeout=10'
 c['TeamSettings']['SiteName'] = 'Hand Installed Chat'
 c['ServiceSettings']['EnableLocalMode'] = True  # the admin uses mmctl --local, as Mattermost's docs show
+c['PluginSettings']['EnableUploads'] = True  # and installs a plugin of their own
 json.dump(c, open(p, 'w'), indent=4)
 EOF""")
     sh(target, f"cat > /etc/systemd/system/mattermost.service <<'EOF'\n{OFFICIAL_UNIT}EOF\n"
@@ -106,9 +107,13 @@ def leave_user_data(target: str, password: str) -> dict:
                f"{mmctl} user create --username alice --email alice@example.org --password {password} && "
                f"{mmctl} team users add acme alice")
     ids = json.loads(sh(target, f"python3 - {password} <<'EOF'\n{SEED}\nEOF").strip().splitlines()[-1])
-    sh(target, """set -e
-        install -d /opt/mattermost/plugins/com.example.demo /opt/mattermost/client/plugins/com.example.demo
-        echo '{"id": "com.example.demo", "version": "1.2.3"}' > /opt/mattermost/plugins/com.example.demo/plugin.json
-        echo 'console.log(1)' > /opt/mattermost/client/plugins/com.example.demo/main.js
-        chown -R mattermost:mattermost /opt/mattermost/plugins /opt/mattermost/client/plugins""")
+    # A web-app-only plugin, installed and enabled the way an admin does (mmctl plugin add).
+    manifest = json.dumps({"id": "com.example.demo", "name": "Demo", "version": "1.2.3",
+                           "webapp": {"bundle_path": "webapp/dist/main.js"}})
+    sh(target, f"""set -e
+        rm -rf /tmp/plugin && mkdir -p /tmp/plugin/com.example.demo/webapp/dist
+        echo '{manifest}' > /tmp/plugin/com.example.demo/plugin.json
+        echo 'console.log("demo plugin")' > /tmp/plugin/com.example.demo/webapp/dist/main.js
+        tar -C /tmp/plugin -czf /tmp/demo-plugin.tar.gz com.example.demo && chmod 644 /tmp/demo-plugin.tar.gz
+        {mmctl} plugin add /tmp/demo-plugin.tar.gz && {mmctl} plugin enable com.example.demo""")
     return ids

@@ -14,7 +14,9 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 def png(width: int, height: int, noise: bool = False) -> bytes:
     """An RGB PNG; `noise` makes it incompressible (to reach a file size)."""
-    row = (lambda: b"\0" + (os.urandom(width * 3) if noise else bytes([200, 30, 90]) * width))
+    def row() -> bytes:
+        return b"\0" + (os.urandom(width * 3) if noise else bytes([200, 30, 90]) * width)
+
     raw = b"".join(row() for _ in range(height))
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
             + _chunk(b"IDAT", zlib.compress(raw, 0 if noise else 9)) + _chunk(b"IEND", b""))

@@ -34,4 +34,9 @@ if ! docker info >/dev/null 2>&1; then
         sleep 1
     done
 fi
-echo "[prereqs] docker, debootstrap and gpg are ready"
+if command -v go >/dev/null 2>&1; then
+    echo "[prereqs] docker, debootstrap, gpg and $(go version | cut -d' ' -f3) are ready"
+else
+    echo "[prereqs] docker, debootstrap and gpg are ready; no go command: building Mattermost from source" >&2
+    echo "          (the tests, and make demo without internet) needs Go 1.24 or newer: https://go.dev/doc/install" >&2
+fi

@@ -22,9 +22,9 @@ from tests.images import GIF_1X1, png
 TARGET = "e2e-hk"
 PORT = 24436
 OLD = int((time.time() - 400 * 86400) * 1000)  # 400 days ago
-SMTP = [
-    "--data", f"mattermost_config={json.dumps({'EmailSettings.SMTPServer': testhost.SMTP, 'EmailSettings.SMTPPort': '25', 'EmailSettings.FeedbackEmail': 'chat@example.org', 'EmailSettings.SendEmailNotifications': True})}",
-]
+EMAIL = {"EmailSettings.SMTPServer": testhost.SMTP, "EmailSettings.SMTPPort": "25",
+         "EmailSettings.FeedbackEmail": "chat@example.org", "EmailSettings.SendEmailNotifications": True}
+SMTP = ["--data", f"mattermost_config={json.dumps(EMAIL)}"]
 DECLARED = [
     *SMTP,
     "--data", 'mattermost_channels_archive=["acme:old-project"]',
@@ -184,7 +184,7 @@ def test_emoji_uploaded_once_by_the_deploys_bot_and_bad_images_refused(tmp_path)
               "LEFT JOIN bots b ON b.userid = u.id LIMIT 1") == "mattermost-deploy true"
     assert sh(TARGET, "stat -c '%U %a' /etc/mattermost/private/bot-token").strip() == "root 600"
     config = json.loads(sh(TARGET, "cat /var/lib/mattermost/config/config.json"))["ServiceSettings"]
-    assert config["EnableCustomEmoji"] is True and config["EnableUserAccessTokens"] is False
+    assert config["EnableCustomEmoji"] is True and config["EnableBotAccountCreation"] is False
     # a user sees them and their images
     boss = chat.login(PORT, "boss")
     assert boss.emoji.get_custom_emoji_image(boss.emoji.get_custom_emoji_by_name("shipit")["id"]).ok

@@ -1855,8 +1855,9 @@ def bot_token(spec):
     `mmctl bot create` refuses local mode (cmd/mmctl/commands/bot.go: disableLocalPrecheck)
     and the local API has no POST /bots; it does create users, convert a user to a bot and
     make a bot's token (api4/user_local.go: POST /users, /users/{id}/convert_to_bot,
-    /users/{id}/tokens). A bot's token needs no EnableUserAccessTokens
-    (app/session.go: CreateUserAccessToken) and a bot cannot log in with a password."""
+    /users/{id}/tokens). A bot cannot log in with a password. The deploy keeps
+    EnableUserAccessTokens on while emoji are declared: the real 10.3 server refused this
+    token without it (11.4 did not)."""
     if bot_token_works(spec):
         print("the deploy's bot token is in place")
         return
