@@ -52,6 +52,13 @@ def main(argv: list[str]) -> int:
     if argv and argv[0].endswith(".py"):
         deploy_file, argv = argv[0], argv[1:]
     cmd = [pyinfra, "inventory.py", deploy_file, *argv]
+    asks = not {"-y", "--yes", "--dry"} & set(argv)
+    if asks and not sys.stdin.isatty():
+        # pyinfra would ask "Are you sure?" with nobody to answer (and end in a traceback).
+        print("FAILED: this run asks before it changes anything, and there is no terminal to answer: see "
+              "the changes with `make diff`, then run it again with YES=1 (e.g. `make deploy YES=1`)",
+              file=sys.stderr)
+        return 2
     if "--json" in argv:  # machine-readable: stdout stays pure JSON
         return subprocess.run(cmd, cwd=ROOT).returncode
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

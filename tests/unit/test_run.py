@@ -27,3 +27,17 @@ def test_each_cause_once_in_order():
 
 def test_nothing_recognised():
     assert explain("--> pyinfra error: No hosts remaining!\n") == []
+
+
+def test_a_run_that_would_ask_without_a_terminal_says_what_to_do_instead():
+    import subprocess
+    import sys
+
+    from tasks.run import ROOT
+
+    proc = subprocess.run([sys.executable, "-m", "tasks.run"], cwd=ROOT, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "FAILED: this run asks before it changes anything, and there is no terminal to answer: see the changes "
+        "with `make diff`, then run it again with YES=1 (e.g. `make deploy YES=1`)"]
