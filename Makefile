@@ -100,14 +100,14 @@ patch-night: setup
 		$(if $(filter 1 yes true,$(BREAK_LOCK)),--data patch_break_lock=true,)
 
 test: setup prereqs mattermost-builds
-	$(PY) -m pytest tests
+	$(PY) -m pytest
 
 # Real Mattermost (server and mmctl) built from its Go module, cached in .cache/realmm.
 mattermost-builds: setup
 	$(PY) -m tests.realmm.build
 
 unit: setup
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest tests/unit mmhelper
 
 e2e: setup prereqs mattermost-builds
 	$(PY) -m pytest tests/e2e

@@ -11,11 +11,25 @@ update settings (needrestart, unattended-upgrades), the firewall, SSH access.
 Releases are downloaded and verified before anything touches the running service.
 """
 
-from tasks import adopt, backup, base, config, database, firewall, housekeeping, nginx, os_updates, release, service, ssh_access
-from tasks.common import current, settings
+from tasks import (
+    adopt,
+    backup,
+    base,
+    config,
+    database,
+    firewall,
+    housekeeping,
+    nginx,
+    os_updates,
+    release,
+    service,
+    ssh_access,
+    state,
+)
+from tasks.common import settings
 
 settings()  # bad settings or a missing secret stop here, before any change
-current()  # one round trip: what the server is now
+state.read()  # one round trip: what the server is now
 release.decision()  # which version, and whether an upgrade is due or refused
 
 base.configure()

@@ -1,43 +1,27 @@
 """What the Mattermost server is now, read in ONE round trip.
 
 pyinfra runs every fact as its own SSH channel and caches none, so the deploy asks the
-server once per run: the helper script (templates/usr/local/lib/mattermost-deploy/
-mmhelper.py) is sent inline - it works on a fresh server before anything is installed -
-and answers with JSON: packages missing, the release in use and on disk, the owned
-config keys that differ, database role/login, service and health, managed files.
+server once per run: the server-side package (mmhelper/, built into one file by
+mmhelper/bundle.py) is sent inline - it works on a fresh server before anything is
+installed - and answers with JSON: packages missing, the release in use and on disk, the
+owned config keys that differ, database role/login, service and health, managed files.
 """
 
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import shlex
 import zlib
-from pathlib import Path
 
 from pyinfra.api import FactBase
 
-HELPER_SOURCE = Path(__file__).resolve().parent.parent / "templates/usr/local/lib/mattermost-deploy/mmhelper.py"
-
-
-def helper_module():
-    """The helper imported on the workstation, for the few functions both sides must
-    compute identically (the password digest)."""
-    global _HELPER_MODULE
-    if _HELPER_MODULE is None:
-        spec = importlib.util.spec_from_file_location("mmhelper", HELPER_SOURCE)
-        _HELPER_MODULE = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(_HELPER_MODULE)
-    return _HELPER_MODULE
-
-
-_HELPER_MODULE = None
+from mmhelper.bundle import build as helper_bundle
 
 
 def inline_helper() -> str:
     """A `python3 -c` program carrying the helper, compressed to keep the command short."""
-    blob = base64.b64encode(zlib.compress(HELPER_SOURCE.read_bytes(), 9)).decode()
+    blob = base64.b64encode(zlib.compress(helper_bundle().encode(), 9)).decode()
     return f"import base64,zlib;exec(compile(zlib.decompress(base64.b64decode('{blob}')),'mmhelper','exec'))"
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
-from tasks.common import HELPER, ROOT, current, managed_file, packages, path_info, render, settings
+from mmhelper.bundle import build as helper_bundle
+from tasks.common import HELPER, current, managed_file, packages, path_info, render, settings
 
 PROFILE = "/etc/profile.d/mattermost.sh"
 
@@ -73,8 +74,7 @@ def configure():
     packages_installed(name="Install PostgreSQL, nginx, gpg, openssl and needrestart", wanted=packages(s))
     service_user(name=f"Create the system user {s.user}", user=s.user, home=s.state_dir)
     folders(name="Create the folders that survive upgrades (state, logs, releases)", wanted=wanted_folders(s))
-    managed_file(name="Install the deploy's server-side helper", path=HELPER,
-                 content=(ROOT / "templates" / HELPER.lstrip("/")).read_text(), mode=0o755)
+    managed_file(name="Install the deploy's server-side helper", path=HELPER, content=helper_bundle(), mode=0o755)
     managed_file(name="Point mmctl at the local-mode socket for login shells",
                  path=PROFILE,
                  content=render("etc/profile.d/mattermost.sh.j2", s=s))

@@ -44,19 +44,22 @@ def settings() -> Settings:
     return cached
 
 
-def current(os_updates: str | None = None, housekeeping: bool = False) -> dict:
-    """What the server is now: one fact, one round trip per run (pyinfra caches no fact).
-    Operations decide from this snapshot, taken before the first change.
-
-    os_updates: None (not needed), "cached" (pending upgrades from the server's own package
-    lists) or "refresh" (lists refreshed first, into a private folder). The first call of
-    a run decides.
-    housekeeping: also read teams, channels, users and emoji over mmctl (reports); the deploy
-    reads them anyway when housekeeping is declared."""
+def current() -> dict:
+    """What the server is now: the run's one snapshot, read once (tasks/state.py reads it,
+    before the first operation). Operations decide from it."""
     cached = getattr(host, "_mm_state", None)
     if cached is None:
-        s = settings()
-        cached = host.get_fact(MattermostServer, query=state_query(s, os_updates, housekeeping))
+        raise DeployError(f"{host.name}: the server's state was not read: deploy.py and the verbs call "
+                          "tasks.state.read() before anything else")
+    return cached
+
+
+def read_state(query: str) -> dict:
+    """One fact, one round trip per run (pyinfra caches no fact): the helper's answer to
+    `query`, checked, kept for the run."""
+    cached = getattr(host, "_mm_state", None)
+    if cached is None:
+        cached = host.get_fact(MattermostServer, query=query)
         if cached is None:
             raise DeployError(f"{host.name}: python3 is missing on the server; install it "
                               "(apt-get install python3) and re-run")
@@ -66,90 +69,6 @@ def current(os_updates: str | None = None, housekeeping: bool = False) -> dict:
             raise DeployError(f"{host.name}: {cached['os_updates']['error']}")
         host._mm_state = cached
     return cached
-
-
-def managed_paths(s: Settings) -> list[str]:
-    """Every path whose type, owner, mode and checksum the state query reports: the
-    files and folders each task manages, named where that task defines them."""
-    from tasks import backup, base, firewall, nginx, os_updates, service, ssh_access  # they build on this module
-
-    return [
-        HELPER, s.managed_config_file, service.UNIT, service.client_root_html(s), base.PROFILE,
-        *(folder for folder, *_ in base.wanted_folders(s)),
-        nginx.SITE, nginx.ENABLED, nginx.DEFAULT_SITE, nginx.CACHE_DIR, nginx.WEBROOT, nginx.ACME_CA,
-        nginx.CERTBOT_DROPIN, s.self_signed_certificate, s.self_signed_key,
-        s.backup_dir, backup.SPEC_FILE, backup.SERVICE, backup.TIMER,
-        os_updates.NEEDRESTART_CONF, os_updates.AUTO_UPGRADES, os_updates.UNATTENDED_CONF,
-        firewall.CONF, ssh_access.SUDOERS, ssh_access.SSHD_DROPIN,
-    ]
-
-
-def desired_config(s: Settings) -> dict:
-    """The config.json keys this deploy owns (dotted). Everything else is the admin's."""
-    owned = {
-        "ServiceSettings.SiteURL": s.site_url,
-        "ServiceSettings.ListenAddress": "127.0.0.1:8065",
-        "ServiceSettings.EnableLocalMode": True,
-        "ServiceSettings.LocalModeSocketLocation": s.socket_path,
-        "SqlSettings.DriverName": "postgres",
-        "SqlSettings.DataSource": {"$datasource": {
-            "user": s.db_user, "host": "localhost", "port": 5432, "database": s.db_name,
-            "params": "sslmode=disable&connect_timeout=10&binary_parameters=yes"}},
-        "FileSettings.DriverName": "local",
-        "FileSettings.Directory": f"{s.state_dir}/data/",
-        "LogSettings.FileLocation": s.log_dir,
-        # Only where the version still has the section (gone in v11): see mmhelper applicable.
-        "NotificationLogSettings.FileLocation": {"$if_section": s.log_dir},
-        "PluginSettings.Directory": f"{s.state_dir}/plugins",
-        "PluginSettings.ClientDirectory": f"{s.state_dir}/client-plugins",
-        # Privacy: no error reports to Mattermost's Sentry.
-        "LogSettings.EnableDiagnostics": False,
-        # Security: invitations only unless chosen otherwise, longer passwords, MFA offered,
-        # permanent deletion through the API off (housekeeping uses the local socket).
-        "TeamSettings.EnableOpenServer": s.open_server,
-        "TeamSettings.RestrictCreationToDomains": s.signup_domains,
-        "PasswordSettings.MinimumLength": s.password_min_length,
-        "ServiceSettings.EnableMultifactorAuthentication": s.mfa,
-        "ServiceSettings.EnableAPIUserDeletion": False,
-        "ServiceSettings.EnableAPIChannelDeletion": False,
-        "ServiceSettings.EnableAPITeamDeletion": False,
-    }
-    from tasks.housekeeping import emoji_files, emoji_folder  # housekeeping builds on this module
-
-    if emoji_files(emoji_folder(s)):
-        # Custom emoji go through the REST API with the deploy's bot and its token (the bot
-        # is made over the local socket, so EnableBotAccountCreation stays off). The real
-        # 10.3 server refused the converted bot a token with EnableUserAccessTokens off
-        # ("Personal access tokens are disabled", HTTP 501) where 11.4 allowed it: owned on.
-        owned.update({"ServiceSettings.EnableCustomEmoji": True, "ServiceSettings.EnableUserAccessTokens": True})
-    owned.update(s.config)
-    return owned
-
-
-def state_query(s: Settings, os_updates: str | None = None, housekeeping: bool = False) -> str:
-    from tasks.housekeeping import declared, helper_spec  # housekeeping builds on this module
-
-    read_housekeeping = housekeeping or declared(s)
-    return json.dumps({
-        "packages": packages(s),
-        "user": s.user,
-        "paths": managed_paths(s),
-        "install_dir": s.install_dir,
-        "releases_dir": s.releases_dir,
-        "config_file": s.config_file,
-        "desired_config": desired_config(s),
-        "password_file": s.password_file,
-        "db": {"user": s.db_user, "name": s.db_name},
-        "service": "mattermost",
-        "ping_url": s.ping_url,
-        "hold_file": s.hold_file,
-        "backup_dir": s.backup_dir,
-        "acme_domain": s.domain if s.acme_email else None,
-        "housekeeping": helper_spec(s) if read_housekeeping else None,
-        "ssh_admin_user": s.ssh_admin_user,
-        "os": os_updates and {"refresh": os_updates == "refresh", "lists_dir": f"{s.deploy_state_dir}/apt-lists",
-                              "lock_file": s.patch_lock_file, "state_file": s.patch_state_file},
-    }, sort_keys=True)
 
 
 def helper(subcommand: str, spec) -> StringCommand:
@@ -221,7 +140,7 @@ def path_info(path: str) -> dict | None:
     """Type, owner, mode and SHA-256 of a path as the state snapshot saw it (None: absent)."""
     paths = current()["paths"]
     if path not in paths:  # a path the state query does not ask about would always look absent
-        raise KeyError(f"{path} is missing from tasks.common.managed_paths")
+        raise KeyError(f"{path} is missing from tasks.state.managed_paths")
     return paths[path]
 
 

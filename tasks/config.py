@@ -1,4 +1,4 @@
-"""config.json: the deploy merges only the keys it owns (tasks.common.desired_config plus
+"""config.json: the deploy merges only the keys it owns (desired_config below, plus
 the operator's mattermost_config) into the existing file. Everything an admin sets in
 the System Console survives every run. 0600, owned by the service user."""
 
@@ -9,8 +9,50 @@ import json
 from pyinfra import host, logger, state
 from pyinfra.api import operation
 
-from tasks.common import current, desired_config, helper, managed_file, settings
+from tasks.common import current, helper, managed_file, settings
+from tasks.housekeeping import emoji_files, emoji_folder
 from tasks.release import decision
+from tasks.settings import Settings
+
+
+def desired_config(s: Settings) -> dict:
+    """The config.json keys this deploy owns (dotted). Everything else is the admin's."""
+    owned = {
+        "ServiceSettings.SiteURL": s.site_url,
+        "ServiceSettings.ListenAddress": "127.0.0.1:8065",
+        "ServiceSettings.EnableLocalMode": True,
+        "ServiceSettings.LocalModeSocketLocation": s.socket_path,
+        "SqlSettings.DriverName": "postgres",
+        "SqlSettings.DataSource": {"$datasource": {
+            "user": s.db_user, "host": "localhost", "port": 5432, "database": s.db_name,
+            "params": "sslmode=disable&connect_timeout=10&binary_parameters=yes"}},
+        "FileSettings.DriverName": "local",
+        "FileSettings.Directory": f"{s.state_dir}/data/",
+        "LogSettings.FileLocation": s.log_dir,
+        # Only where the version still has the section (gone in v11): see mmhelper applicable.
+        "NotificationLogSettings.FileLocation": {"$if_section": s.log_dir},
+        "PluginSettings.Directory": f"{s.state_dir}/plugins",
+        "PluginSettings.ClientDirectory": f"{s.state_dir}/client-plugins",
+        # Privacy: no error reports to Mattermost's Sentry.
+        "LogSettings.EnableDiagnostics": False,
+        # Security: invitations only unless chosen otherwise, longer passwords, MFA offered,
+        # permanent deletion through the API off (housekeeping uses the local socket).
+        "TeamSettings.EnableOpenServer": s.open_server,
+        "TeamSettings.RestrictCreationToDomains": s.signup_domains,
+        "PasswordSettings.MinimumLength": s.password_min_length,
+        "ServiceSettings.EnableMultifactorAuthentication": s.mfa,
+        "ServiceSettings.EnableAPIUserDeletion": False,
+        "ServiceSettings.EnableAPIChannelDeletion": False,
+        "ServiceSettings.EnableAPITeamDeletion": False,
+    }
+    if emoji_files(emoji_folder(s)):
+        # Custom emoji go through the REST API with the deploy's bot and its token (the bot
+        # is made over the local socket, so EnableBotAccountCreation stays off). The real
+        # 10.3 server refused the converted bot a token with EnableUserAccessTokens off
+        # ("Personal access tokens are disabled", HTTP 501) where 11.4 allowed it: owned on.
+        owned.update({"ServiceSettings.EnableCustomEmoji": True, "ServiceSettings.EnableUserAccessTokens": True})
+    owned.update(s.config)
+    return owned
 
 
 @operation()

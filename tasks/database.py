@@ -7,14 +7,9 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 
-from facts.mattermost import helper_module
+from mmhelper.config import password_digest  # the same slow salted digest on both sides
 from tasks.adopt import adoption_pending
 from tasks.common import current, helper, settings, upload_secret
-
-
-def password_digest(password: str, salt: str) -> str:
-    """The helper's slow salted digest, to compare passwords without exchanging them."""
-    return helper_module().password_digest(password, salt)
 
 
 def password_action(now: dict, env_password: str | None) -> str | None:

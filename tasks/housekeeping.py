@@ -18,6 +18,7 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 from pyinfra.api.exceptions import DeployError
 
+from mmhelper.housekeeping import emoji_body
 from tasks.backup import backup_spec
 from tasks.common import ROOT, current, helper, settings, streamed
 from tasks.settings import Settings
@@ -79,9 +80,7 @@ def system_emoji_names() -> frozenset[str]:
 
 def emoji_request_size(name: str, filename: str, image_bytes: int) -> int:
     """Bytes of the upload request the server measures: the helper's own multipart body."""
-    from facts.mattermost import helper_module
-
-    overhead = len(helper_module().emoji_body(name, "x" * 26, filename, b"", "mmdeploy" + "0" * 16))
+    overhead = len(emoji_body(name, "x" * 26, filename, b"", "mmdeploy" + "0" * 16))
     return overhead + image_bytes
 
 

@@ -11,10 +11,15 @@ need=""
 command -v dockerd >/dev/null 2>&1 || need="$need docker.io"
 command -v debootstrap >/dev/null 2>&1 || need="$need debootstrap"
 command -v gpg >/dev/null 2>&1 || need="$need gnupg"
+LOG="$(dirname "$0")/../.local/logs/prereqs.log"
+mkdir -p "$(dirname "$LOG")"
 if [ -n "$need" ]; then
-    echo "[prereqs] installing:$need"
-    $SUDO apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $need
+    echo "[prereqs] installing:$need (apt's output: .local/logs/prereqs.log)"
+    if ! { $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $need; } >"$LOG" 2>&1; then
+        tail -n 20 "$LOG" >&2
+        echo "[prereqs] installing$need failed: see .local/logs/prereqs.log" >&2
+        exit 1
+    fi
 fi
 
 if ! docker info >/dev/null 2>&1; then

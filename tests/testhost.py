@@ -100,12 +100,18 @@ def _build_with_debootstrap(c: docker.DockerClient) -> None:
     if not (rootfs / "etc" / "debian_version").exists():
         tmp = rootfs.with_name(rootfs.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        log("debootstrap bookworm (about a minute)")
-        subprocess.run(
-            ["debootstrap", "--variant=minbase", f"--include={DEBOOTSTRAP_PACKAGES}", "bookworm",
-             str(tmp), "http://deb.debian.org/debian"],
-            check=True, stdout=subprocess.DEVNULL,
-        )
+        logfile = LOCAL / "logs" / "debootstrap-bookworm.log"
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        log(f"debootstrap bookworm (about a minute; its output: {logfile.relative_to(ROOT)})")
+        started = time.time()
+        with open(logfile, "w") as out:
+            done = subprocess.run(
+                ["debootstrap", "--variant=minbase", f"--include={DEBOOTSTRAP_PACKAGES}", "bookworm",
+                 str(tmp), "http://deb.debian.org/debian"], stdout=out, stderr=subprocess.STDOUT)
+        if done.returncode != 0:
+            sys.exit(f"debootstrap failed ({done.returncode}):\n" + "".join(logfile.read_text().splitlines(True)[-15:])
+                     + f"see {logfile}")
+        log(f"debootstrap bookworm: done in {time.time() - started:.0f} s")
         shutil.rmtree(rootfs, ignore_errors=True)
         tmp.rename(rootfs)
     (rootfs / "etc/apt/sources.list").write_text(SOURCES)
@@ -135,8 +141,11 @@ def ensure_image_with(c: docker.DockerClient, tag: str, packages: list[str]) -> 
     try:
         result = container.exec_run(["sh", "-c", "apt-get update -q && DEBIAN_FRONTEND=noninteractive "
                                      f"apt-get install -y -q --no-install-recommends {' '.join(packages)}"])
+        logfile = LOCAL / "logs" / f"image-{tag.replace(':', '-')}.log"
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        logfile.write_bytes(result.output)
         if result.exit_code != 0:
-            raise RuntimeError(f"installing {packages} failed: {result.output.decode()[-2000:]}")
+            raise RuntimeError(f"installing {packages} failed (see {logfile}): {result.output.decode()[-2000:]}")
         container.commit(repository=image.split(":")[0], tag=image.split(":")[1], changes=['CMD ["/bin/sh"]'])
     finally:
         container.remove(force=True)

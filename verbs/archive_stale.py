@@ -3,14 +3,15 @@ mattermost_stale_days). The run lists them and asks first (YES=1 does not)."""
 
 from pyinfra import host
 
-from tasks.common import current, settings
+from tasks.common import settings
 from tasks.housekeeping import Action, done
 from tasks.reports import stale_channels
+from tasks.state import read as read_server_state
 from verbs.people import housekeeping_state
 from verbs.server_actions import require_deployed
 
 s = settings()
-current(housekeeping=True)
+read_server_state(housekeeping=True)
 require_deployed()
 stale = stale_channels(housekeeping_state(s.host), s.stale_days)
 if not stale:

@@ -5,13 +5,14 @@ without a terminal); takes a backup first."""
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 
-from tasks.common import current, settings
+from tasks.common import settings
 from tasks.housekeeping import Action, backed_up_before_deletion, done
+from tasks.state import read as read_server_state
 from verbs.people import find_user, housekeeping_state
 from verbs.server_actions import require_deployed
 
 s = settings()
-current(housekeeping=True)
+read_server_state(housekeeping=True)
 require_deployed()
 username = str(host.data.get("erase_user") or "")
 if not username:

@@ -12,7 +12,8 @@ import shlex
 import sys
 import tarfile
 
-from tasks.common import current, settings
+from tasks.common import settings
+from tasks.state import read as read_server_state
 from verbs.session import ROOT, connected, on, positional, stream_to
 
 
@@ -22,7 +23,7 @@ def pick(backups: dict, wanted: str) -> str | None:
 
 def fetch(host, wanted: str) -> str:
     with on(host):
-        s, now = settings(), current()
+        s, now = settings(), read_server_state()
         name = pick(now.get("backups") or {}, wanted)
         if not name:
             return f"{host.name}: no backup on the server yet: run `make backup` first"

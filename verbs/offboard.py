@@ -4,13 +4,14 @@ run shows what it will do and asks first (YES=1 does not); done already, it says
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 
-from tasks.common import current, settings
+from tasks.common import settings
 from tasks.housekeeping import Action, done
+from tasks.state import read as read_server_state
 from verbs.people import find_user, housekeeping_state
 from verbs.server_actions import require_deployed
 
 s = settings()
-current(housekeeping=True)
+read_server_state(housekeeping=True)
 require_deployed()
 username = host.data.get("offboard_user")
 if not username:

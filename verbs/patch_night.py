@@ -20,10 +20,11 @@ from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.exceptions import DeployError
 
 from tasks.backup import backup_spec
-from tasks.common import ROOT, current, helper, run_on, settings, streamed
+from tasks.common import ROOT, helper, run_on, settings, streamed
 from tasks.patching import make_plan, operator_id, plan_text, report_text
 from tasks.release import decision, installed_version
 from tasks.service import upgraded
+from tasks.state import read as read_server_state
 from verbs.server_actions import require_deployed
 
 REBOOT_MARKER = "/run/mattermost-deploy.before-reboot"  # /run is emptied by a reboot
@@ -136,7 +137,7 @@ def nothing_to_do(reason: str):
 
 
 s = settings()
-now = current(os_updates="refresh")  # the first read of the run decides what it holds
+now = read_server_state(os_updates="refresh")  # the first read of the run decides what it holds
 require_deployed()
 d = decision()
 plan = make_plan(now["os_updates"], d, s.patch_reboot_packages, s.patch_never_restart)

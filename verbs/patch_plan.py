@@ -11,9 +11,10 @@ import sys
 
 from pyinfra.api.exceptions import PyinfraError
 
-from tasks.common import current, settings
+from tasks.common import settings
 from tasks.patching import make_plan, plan_text
 from tasks.release import decision
+from tasks.state import read as read_server_state
 from verbs.session import connected, on
 
 
@@ -27,7 +28,7 @@ def main(argv: list[str]) -> int:
                 continue
             with on(host):
                 try:
-                    s, now = settings(), current(os_updates="refresh")
+                    s, now = settings(), read_server_state(os_updates="refresh")
                     plan = make_plan(now["os_updates"], decision(), s.patch_reboot_packages, s.patch_never_restart)
                 except PyinfraError as e:
                     print(f"FAILED: {e}", file=sys.stderr)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pyinfra.api.exceptions import DeployError
 
-from tasks.common import current
+from tasks.state import read as read_server_state
 
 
 def housekeeping_state(host_name: str) -> dict:
-    state = current(housekeeping=True).get("housekeeping") or {}
+    state = read_server_state(housekeeping=True).get("housekeeping") or {}
     if state.get("error"):
         raise DeployError(f"{host_name}: cannot read users and channels: {state['error']}")
     return state

@@ -14,8 +14,9 @@ import sys
 
 from pyinfra.api.exceptions import PyinfraError
 
-from tasks.common import current, settings
+from tasks.common import settings
 from tasks.reports import channel_rows, table, user_rows
+from tasks.state import read as read_server_state
 from verbs.session import connected, on, positional
 
 
@@ -29,7 +30,7 @@ def main(argv: list[str]) -> int:
                 try:
                     if error:
                         raise PyinfraError(error)
-                    s, state = settings(), current(housekeeping=True).get("housekeeping") or {}
+                    s, state = settings(), read_server_state(housekeeping=True).get("housekeeping") or {}
                     if state.get("error"):
                         raise PyinfraError(state["error"])
                 except PyinfraError as e:

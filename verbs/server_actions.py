@@ -6,12 +6,13 @@ from pyinfra.api import operation
 from pyinfra.api.exceptions import DeployError
 
 from tasks.backup import backup_spec
-from tasks.common import HELPER, current, helper, path_info, settings, streamed
+from tasks.common import HELPER, helper, path_info, settings, streamed
+from tasks.state import read as read_server_state
 
 
 def require_deployed() -> None:
     s = settings()
-    current()
+    read_server_state()
     if not path_info(HELPER):
         raise DeployError(f"{s.host}: the deploy has not run on this server yet: run `make deploy` first")
 

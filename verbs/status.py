@@ -12,8 +12,9 @@ import sys
 
 from pyinfra.api.exceptions import PyinfraError
 
-from tasks.common import current, settings
+from tasks.common import settings
 from tasks.release import decision, installed_version, lookup_releases
+from tasks.state import read as read_server_state
 from verbs.session import connected, on
 
 COLUMNS = ["host", "installed", "running", "target", "latest", "action", "os_updates", "last_backup"]
@@ -28,7 +29,7 @@ def latest_known(s) -> tuple[str | None, str | None]:
 def row_for(host) -> dict:
     with on(host):
         try:
-            s, now = settings(), current(os_updates="cached")
+            s, now = settings(), read_server_state(os_updates="cached")
             d = decision()
         except PyinfraError as e:
             return {"host": host.name, "action": f"error: {e}"}

@@ -7,8 +7,9 @@ import pytest
 from pyinfra.api.exceptions import DeployError
 
 from tasks import adopt, base, database, release, service
-from tasks.common import desired_config, managed_paths
+from tasks.config import desired_config
 from tasks.settings import ROOT, load_settings
+from tasks.state import managed_paths
 
 DEFAULTS = {k: v for k, v in runpy.run_path(str(ROOT / "group_data" / "all.py")).items() if not k.startswith("__")}
 S = load_settings(DEFAULTS, "chat.example.org", environ={})

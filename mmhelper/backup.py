@@ -1,0 +1,182 @@
+"""Backups: database dump, config.json and a data snapshot that never shares a file with the
+live folder; published complete or not at all; pruned.
+"""
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import time
+
+from mmhelper.common import Failure, literal, psql_as_postgres
+
+BACKUP_NAME = re.compile(r"^\d{8}-\d{6}-\d+\.\d+\.\d+-[a-z-]+$")
+
+
+def backup_names(backup_dir):
+    """Published backups, oldest first (names start with their UTC time)."""
+    try:
+        names = os.listdir(backup_dir)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if BACKUP_NAME.match(n)
+                  and os.path.exists(os.path.join(backup_dir, n, "manifest.json")))
+
+
+def prune_backups(backup_dir, keep):
+    names = backup_names(backup_dir)
+    for name in names[:max(0, len(names) - keep)]:
+        shutil.rmtree(os.path.join(backup_dir, name), ignore_errors=True)
+        print(f"  removed old backup {name} (keeping {keep})", flush=True)
+
+
+def prune_releases(releases_dir, keep, in_use):
+    versions = sorted((v for v in os.listdir(releases_dir) if re.fullmatch(r"\d+\.\d+\.\d+", v)),
+                      key=lambda v: tuple(int(x) for x in v.split(".")))
+    for version in versions[:max(0, len(versions) - keep)]:
+        if version not in in_use:
+            shutil.rmtree(os.path.join(releases_dir, version), ignore_errors=True)
+            print(f"  removed old release folder {version} (keeping {keep})", flush=True)
+
+
+def database_size(name):
+    out = psql_as_postgres(f"SELECT pg_database_size({literal(name)});").stdout.strip()
+    return int(out or 0)
+
+
+def pg_dump(database_name, dest):
+    """pg_dump -Fc as the postgres user, written by root into a root-only file."""
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        result = subprocess.run(["runuser", "-u", "postgres", "--", "pg_dump", "-Fc", "-d", database_name],
+                                stdout=f, stderr=subprocess.PIPE, text=False)
+    if result.returncode != 0:
+        raise Failure(f"pg_dump of {database_name} failed: {result.stderr.decode(errors='replace').strip()[-300:]}")
+
+
+def snapshot_data(data_dir, dest, previous=None):
+    """A copy of the data folder that never shares a file with the live one: Mattermost's
+    local file store rewrites files in place (os.O_TRUNC in platform/shared/filestore/
+    localstore.go: profile images, plugin bundles), so a hard link into the live folder would
+    change the backup with it. A file unchanged since the `previous` backup's copy (same
+    size and modification time) is hard-linked to THAT copy instead (rsync --link-dest
+    style): backups share files only among themselves, and nothing writes into a backup."""
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    if not os.path.isdir(data_dir):
+        os.makedirs(dest)
+        return {"copied": 0, "linked": 0}
+    counts = {"copied": 0, "linked": 0}
+    same_fs = previous and os.path.isdir(previous) and os.stat(previous).st_dev == os.stat(os.path.dirname(dest)).st_dev
+    for root, dirs, files in os.walk(data_dir):
+        rel = os.path.relpath(root, data_dir)
+        target = os.path.normpath(os.path.join(dest, rel))
+        os.makedirs(target, exist_ok=True)
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            src, dst = os.path.join(root, name), os.path.join(target, name)
+            st = os.lstat(src)
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(src), dst)
+                os.lchown(dst, st.st_uid, st.st_gid)
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            old = os.path.join(previous, rel, name) if same_fs else None
+            try:
+                old_st = os.lstat(old) if old else None
+            except FileNotFoundError:
+                old_st = None
+            if (old_st and stat.S_ISREG(old_st.st_mode) and old_st.st_size == st.st_size
+                    and old_st.st_mtime_ns == st.st_mtime_ns):
+                os.link(old, dst)
+                counts["linked"] += 1
+                continue
+            try:
+                shutil.copy2(src, dst)
+            except FileNotFoundError:  # removed while we copied (the server keeps serving)
+                continue
+            os.chown(dst, st.st_uid, st.st_gid)
+            counts["copied"] += 1
+    # Folders last: their owners, modes and times as in the source.
+    for root, dirs, _ in os.walk(data_dir, topdown=False):
+        for path in [root] + [os.path.join(root, d) for d in dirs if not os.path.islink(os.path.join(root, d))]:
+            rel = os.path.relpath(path, data_dir)
+            target = os.path.normpath(os.path.join(dest, rel))
+            with contextlib.suppress(FileNotFoundError):
+                st = os.stat(path)
+                os.chown(target, st.st_uid, st.st_gid)
+                shutil.copystat(path, target)
+    return counts
+
+
+class BackupWriter:
+    """A backup folder that appears under its final name only when complete."""
+
+    def __init__(self, backup_dir, version, kind):
+        os.makedirs(backup_dir, mode=0o700, exist_ok=True)
+        os.chmod(backup_dir, 0o700)
+        self.backup_dir = backup_dir
+        self.name = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{version}-{kind}"
+        self.partial = os.path.join(backup_dir, f".partial-{self.name}")
+        shutil.rmtree(self.partial, ignore_errors=True)
+        os.makedirs(self.partial, mode=0o700)
+        self.manifest = {"name": self.name, "version": version, "kind": kind,
+                         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    def config(self, config_file):
+        shutil.copy2(config_file, os.path.join(self.partial, "config.json"))
+        os.chmod(os.path.join(self.partial, "config.json"), 0o600)
+
+    def data(self, data_dir):
+        names = backup_names(self.backup_dir)
+        previous = os.path.join(self.backup_dir, names[-1], "data") if names else None
+        counts = snapshot_data(data_dir, os.path.join(self.partial, "data"), previous)
+        self.manifest["data_files"] = counts
+
+    def database(self, database_name):
+        pg_dump(database_name, os.path.join(self.partial, "database.dump"))
+
+    def publish(self, **extra):
+        self.manifest.update(extra)
+        self.manifest["database_dump_bytes"] = os.path.getsize(os.path.join(self.partial, "database.dump"))
+        with open(os.path.join(self.partial, "manifest.json"), "w") as f:
+            json.dump(self.manifest, f, indent=1)
+        final = os.path.join(self.backup_dir, self.name)
+        os.rename(self.partial, final)
+        return final
+
+    def discard(self):
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+
+def backup(spec):
+    """A backup while Mattermost keeps serving: pg_dump (a consistent snapshot of the
+    database), config.json, then the data folder - taken after the dump, so it holds
+    every file the dump refers to. Published complete or not at all; old ones pruned."""
+    version = spec.get("version") or os.path.basename(os.path.realpath(spec["install_dir"]))
+    writer = BackupWriter(spec["backup_dir"], version, spec.get("kind", "manual"))
+    try:
+        print(f"  dumping database {spec['db']['name']}", flush=True)
+        writer.database(spec["db"]["name"])
+        writer.config(spec["config_file"])
+        writer.data(spec["data_dir"])
+        final = writer.publish()
+    except BaseException:
+        writer.discard()
+        raise
+    prune_backups(spec["backup_dir"], spec["keep"])
+    print(f"backup {writer.name} written to {final}")
+
+
+def find_backup(backup_dir, wanted):
+    names = backup_names(backup_dir)
+    if not names:
+        raise Failure(f"no backup in {backup_dir}: take one with `make backup`")
+    if wanted in (None, "", "latest"):
+        return names[-1]
+    name = os.path.basename(wanted.rstrip("/"))
+    if name not in names:
+        raise Failure(f"no backup {name!r} in {backup_dir}; there are: {', '.join(names[-5:])}")
+    return name

@@ -1,0 +1,158 @@
+"""config.json: the DataSource built from its parts, the owned keys compared and merged (the
+admin's System Console settings untouched), secrets masked.
+"""
+
+import hashlib
+import json
+import os
+import pwd
+import urllib.parse
+
+from mmhelper.common import MASK, Failure, read_password, write_private
+
+SECRET_KEYS = ("DataSource", "DataSourceReplicas", "DataSourceSearchReplicas", "AtRestEncryptKey",
+               "PublicLinkSalt", "SMTPPassword", "Secret", "AmazonS3SecretAccessKey", "Password")
+
+
+def is_secret_key(dotted):
+    return any(dotted.split(".")[-1].endswith(k) for k in SECRET_KEYS)
+
+
+def parse_datasource(value):
+    """postgres://user:pw@host:port/db?params -> parts; the password is kept separately."""
+    url = urllib.parse.urlsplit(value or "")
+    if url.scheme not in ("postgres", "postgresql"):
+        return None
+    return {
+        "user": urllib.parse.unquote(url.username or ""),
+        "password": urllib.parse.unquote(url.password or ""),
+        "host": url.hostname or "localhost",
+        "port": url.port or 5432,
+        "database": url.path.lstrip("/"),
+        "params": url.query,
+    }
+
+
+def build_datasource(spec, password):
+    """The DataSource Mattermost's install guide describes, from non-secret parts + password."""
+    return "postgres://{}:{}@{}:{}/{}?{}".format(
+        urllib.parse.quote(spec["user"], safe=""), urllib.parse.quote(password, safe=""),
+        spec["host"], spec["port"], urllib.parse.quote(spec["database"], safe=""), spec["params"])
+
+
+def mask_datasource(value):
+    parts = parse_datasource(value)
+    if not parts:
+        return MASK
+    return "postgres://{}:{}@{}:{}/{}?{}".format(parts["user"], MASK, parts["host"], parts["port"],
+                                                 parts["database"], parts["params"])
+
+
+def resolve_desired(desired, password):
+    """Replace {"$datasource": {...}} markers with the real DataSource."""
+    resolved = {}
+    for key, value in desired.items():
+        if isinstance(value, dict) and "$datasource" in value:
+            if password is None:
+                raise Failure("no database password on the server yet: run the full deploy "
+                              "(it creates one), or set MATTERMOST_DB_PASSWORD")
+            value = build_datasource(value["$datasource"], password)
+        resolved[key] = value
+    return resolved
+
+
+def get_dotted(config, dotted):
+    node = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None, False
+        node = node[part]
+    return node, True
+
+
+def set_dotted(config, dotted, value):
+    parts = dotted.split(".")
+    node = config
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def applicable(config, desired):
+    """The owned keys that apply to this config. A value marked {"$if_section": v} is owned
+    only where the config has that section: Mattermost drops sections a version no longer
+    knows (e.g. NotificationLogSettings, gone in v11) when it saves, so owning one there
+    would never converge."""
+    result = {}
+    for key, value in desired.items():
+        if isinstance(value, dict) and "$if_section" in value:
+            if key.split(".")[0] not in config:
+                continue
+            value = value["$if_section"]
+        result[key] = value
+    return result
+
+
+def config_differences(config, desired):
+    """Keys of `desired` whose value in `config` differs (missing counts as different)."""
+    def same(a, b):  # JSON equality: 0 is not false, 1 is not "1"
+        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+    result = []
+    for key, value in applicable(config, desired).items():
+        current, present = get_dotted(config, key)
+        if not present or not same(current, value):
+            result.append(key)
+    return sorted(result)
+
+
+def merge_config(config, desired):
+    """Set only the owned keys; every other setting stays as the admin left it."""
+    changed = config_differences(config, desired)
+    desired = applicable(config, desired)
+    for key in changed:
+        set_dotted(config, key, desired[key])
+    return changed
+
+
+def display_value(key, value):
+    if value is None:
+        return None
+    if key.endswith("DataSource") and isinstance(value, str):
+        return mask_datasource(value)
+    if is_secret_key(key):
+        return MASK
+    return value
+
+
+def password_digest(password, salt):
+    """A slow salted digest, so the workstation can tell whether the password it holds is
+    the one on the server without the password (or a cheap hash of it) crossing over."""
+    return hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), 200_000).hex()
+
+
+def merge_config_file(spec):
+    """Merge the owned keys into config.json; seeded from the release defaults on a
+    fresh install. Written atomically, 0600, owned by the service user; only when a key
+    differs. Prints the names of the keys it set, never their values."""
+    with open(spec["desired_file"]) as f:
+        desired = resolve_desired(json.load(f), read_password(spec["password_file"]))
+    path = spec["config_file"]
+    if os.path.exists(path):
+        with open(path) as f:
+            try:
+                config = json.load(f)
+            except ValueError as e:
+                raise Failure(f"{path} is not valid JSON ({e}): fix or restore it, then re-run") from None
+    else:
+        with open(spec["seed_file"]) as f:
+            config = json.load(f)
+        print(f"  new {path} from the release defaults", flush=True)
+    changed = merge_config(config, desired)
+    user = pwd.getpwnam(spec["user"])
+    if changed or not os.path.exists(path):
+        write_private(path, json.dumps(config, indent=4) + "\n", user.pw_uid, user.pw_gid)
+    else:
+        os.chown(path, user.pw_uid, user.pw_gid)
+        os.chmod(path, 0o600)
+    print("config.json: set " + (", ".join(changed) if changed else "nothing"))

@@ -1,0 +1,38 @@
+"""The database password (generated on the server, root only) and the role and database.
+"""
+
+import os
+import secrets
+import string
+
+from mmhelper.common import Failure, database_exists, ident, literal, psql_as_postgres, read_password, write_private
+
+
+def db_password(path):
+    """Generate the database password once, on the server, readable by root only."""
+    if read_password(path):
+        print("database password already present")
+        return
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    alphabet = string.ascii_letters + string.digits
+    write_private(path, "".join(secrets.choice(alphabet) for _ in range(32)) + "\n")
+    print(f"generated a database password in {path} (root only)")
+
+
+def database(spec):
+    """Role with the password from the root-only file (fed on stdin, never on a command
+    line), and the database owned by it."""
+    password = read_password(spec["password_file"])
+    if not password:
+        raise Failure(f"{spec['password_file']} is missing or empty: run the full deploy")
+    user, name = spec["user"], spec["name"]
+    role_exists = psql_as_postgres(f"SELECT 1 FROM pg_roles WHERE rolname = {literal(user)};").stdout.strip()
+    verb = "ALTER" if role_exists else "CREATE"
+    psql_as_postgres(f"{verb} ROLE {ident(user)} WITH LOGIN PASSWORD {literal(password)};")
+    if not database_exists(name):
+        psql_as_postgres(f"CREATE DATABASE {ident(name)} WITH OWNER {ident(user)} ENCODING 'UTF8' "
+                         "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' TEMPLATE template0;")
+    else:
+        psql_as_postgres(f"ALTER DATABASE {ident(name)} OWNER TO {ident(user)};")
+    psql_as_postgres(f"GRANT ALL ON SCHEMA public TO {ident(user)};", database=name)
+    print(f"role {user} and database {name} are in place")

@@ -1,0 +1,96 @@
+"""Server-side helper of the Mattermost deploy (installed by the deploy; stdlib only).
+
+pyinfra runs it over SSH for the steps that must happen ON the server and must not leave
+it half-done: reading the server's state in one round trip, downloading and verifying a
+release before anything is unpacked, merging the deploy's keys into config.json,
+adopting a hand-installed /opt/mattermost, waiting for a healthy ping.
+
+Every subcommand either completes or leaves the server as it was, and ends a failure
+with one line `ERROR: what happened: what to do`. Secrets (the database password) are
+read from root-only files and never printed or put on a command line.
+
+    mmhelper.py state QUERY_JSON
+    mmhelper.py fetch-release SPEC_JSON
+    mmhelper.py adopt SPEC_JSON
+    mmhelper.py db-password PASSWORD_FILE
+    mmhelper.py database SPEC_JSON
+    mmhelper.py merge-config SPEC_JSON
+    mmhelper.py switch SPEC_JSON
+    mmhelper.py wait-healthy SPEC_JSON
+    mmhelper.py backup SPEC_JSON|@FILE
+    mmhelper.py upgrade SPEC_JSON
+    mmhelper.py restore SPEC_JSON
+    mmhelper.py rollback SPEC_JSON
+    mmhelper.py unhold SPEC_JSON
+    mmhelper.py patch-lock|patch-upgrade|patch-restart|patch-mark|patch-finish SPEC_JSON
+    mmhelper.py acme-issue SPEC_JSON
+    mmhelper.py housekeeping|bot-token|emoji-upload|export|retention SPEC_JSON
+"""
+
+import json
+import sys
+
+from mmhelper.acme import acme_issue
+from mmhelper.adopt import adopt
+from mmhelper.backup import backup
+from mmhelper.common import Failure, wait_healthy
+from mmhelper.config import merge_config_file
+from mmhelper.database import database, db_password
+from mmhelper.export import export
+from mmhelper.housekeeping import bot_token, emoji_upload, housekeeping
+from mmhelper.patching import patch_finish, patch_lock, patch_mark, patch_restart, patch_upgrade
+from mmhelper.release import client_writable, fetch_release, switch
+from mmhelper.restore import restore, rollback, unhold
+from mmhelper.retention import retention
+from mmhelper.state import state
+from mmhelper.upgrade import upgrade
+
+COMMANDS = {
+    "fetch-release": fetch_release,
+    "adopt": adopt,
+    "client-writable": client_writable,
+    "database": database,
+    "merge-config": merge_config_file,
+    "switch": switch,
+    "wait-healthy": wait_healthy,
+    "backup": backup,
+    "upgrade": upgrade,
+    "restore": restore,
+    "rollback": rollback,
+    "unhold": unhold,
+    "acme-issue": acme_issue,
+    "housekeeping": housekeeping,
+    "bot-token": bot_token,
+    "emoji-upload": emoji_upload,
+    "export": export,
+    "retention": retention,
+    "patch-lock": patch_lock,
+    "patch-upgrade": patch_upgrade,
+    "patch-restart": patch_restart,
+    "patch-mark": patch_mark,
+    "patch-finish": patch_finish,
+}
+
+
+def main(argv):
+    if len(argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    command, arg = argv
+    try:
+        if command == "state":
+            print(json.dumps(state(json.loads(arg))))
+        elif command == "db-password":
+            db_password(arg)
+        elif command in COMMANDS:
+            if arg.startswith("@"):  # a spec kept in a file (the nightly backup timer)
+                with open(arg[1:]) as f:
+                    arg = f.read()
+            COMMANDS[command](json.loads(arg))
+        else:
+            print(__doc__, file=sys.stderr)
+            return 2
+    except Failure as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 1
+    return 0

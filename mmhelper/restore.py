@@ -1,0 +1,124 @@
+"""Restore a backup, roll back to the release before the last upgrade, lift a hold.
+"""
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import time
+
+from mmhelper.backup import backup_names, find_backup, snapshot_data
+from mmhelper.common import (
+    Failure,
+    database_exists,
+    ident,
+    link_release,
+    psql_as_postgres,
+    put_database_back,
+    read_json,
+    run,
+    start_and_verify,
+    systemctl,
+    terminate_connections,
+    write_hold,
+    write_private,
+)
+
+
+def restore(spec):
+    """Bring back a backup: database (pg_restore into a new database; the current one is
+    kept renamed), config.json (keeping today's DataSource), the data folder (the current
+    one kept renamed) unless restore_data is false, and the backup's release. Verified by
+    a healthy ping; undone when any step fails."""
+    name = find_backup(spec["backup_dir"], spec.get("backup"))
+    folder = os.path.join(spec["backup_dir"], name)
+    manifest = read_json(os.path.join(folder, "manifest.json")) or {}
+    version = manifest.get("version")
+    db, owner = spec["db"]["name"], spec["db"]["owner"]
+    release = os.path.join(spec["releases_dir"], version or "?")
+    if not os.path.isdir(release):
+        raise Failure(f"backup {name} is of Mattermost {version}, whose release folder is gone: run the deploy "
+                      f"with mattermost_version = \"{version}\" first; nothing was changed")
+    if not os.path.exists(os.path.join(folder, "database.dump")):
+        raise Failure(f"backup {name} has no database.dump: not restorable")
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    kept_db = f"{db}_before_restore"[:63]
+    data_dir = spec["data_dir"].rstrip("/")
+    kept_data = f"{data_dir}.before-restore-{stamp}"
+    previous_link = os.path.realpath(spec["install_dir"])
+    with open(spec["config_file"]) as f:
+        live_config = json.load(f)
+    print(f"  restoring backup {name} (Mattermost {version}, {manifest.get('kind')}, {manifest.get('created')})",
+          flush=True)
+    systemctl("stop", spec["service"])
+    steps = []
+    try:
+        terminate_connections(db)
+        if database_exists(kept_db):
+            psql_as_postgres(f"DROP DATABASE {ident(kept_db)};")
+        psql_as_postgres(f"ALTER DATABASE {ident(db)} RENAME TO {ident(kept_db)};")
+        steps.append("db")
+        psql_as_postgres(f"CREATE DATABASE {ident(db)} WITH OWNER {ident(owner)} ENCODING 'UTF8' "
+                         "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' TEMPLATE template0;")
+        with open(os.path.join(folder, "database.dump"), "rb") as dump:
+            result = subprocess.run(["runuser", "-u", "postgres", "--", "pg_restore", "--no-owner",
+                                     f"--role={owner}", "--exit-on-error", "-d", db], stdin=dump,
+                                    capture_output=True)
+        if result.returncode != 0:
+            raise Failure(f"pg_restore failed: {result.stderr.decode(errors='replace').strip()[-300:]}")
+        restored = read_json(os.path.join(folder, "config.json"))
+        if restored:
+            restored.setdefault("SqlSettings", {})["DataSource"] = live_config["SqlSettings"]["DataSource"]
+            account = pwd.getpwnam(spec["user"])
+            write_private(spec["config_file"], json.dumps(restored, indent=4) + "\n", account.pw_uid, account.pw_gid)
+            steps.append("config")
+        if spec.get("restore_data", True) and os.path.isdir(os.path.join(folder, "data")):
+            os.rename(data_dir, kept_data)
+            steps.append("data")
+            snapshot_data(os.path.join(folder, "data"), data_dir)
+            account = pwd.getpwnam(spec["user"])
+            run(["chown", "-R", f"{account.pw_uid}:{account.pw_gid}", data_dir])
+        link_release(spec["install_dir"], release)
+        start_and_verify(spec, version)
+    except BaseException as e:
+        print(f"  restore failed ({e}); putting everything back", flush=True)
+        systemctl("stop", spec["service"])
+        if "data" in steps:
+            shutil.rmtree(data_dir, ignore_errors=True)
+            os.rename(kept_data, data_dir)
+        if "config" in steps:
+            account = pwd.getpwnam(spec["user"])
+            write_private(spec["config_file"], json.dumps(live_config, indent=4) + "\n", account.pw_uid, account.pw_gid)
+        if "db" in steps:
+            put_database_back(kept_db, db)
+        link_release(spec["install_dir"], previous_link)
+        systemctl("start", spec["service"])
+        raise
+    if spec.get("hold"):
+        write_hold(spec["hold_file"], spec["hold"], "rolled back by the operator (make rollback)")
+    kept = f"database {kept_db}" + (f" and {kept_data}" if "data" in steps else "")
+    print(f"restored backup {name}: Mattermost {version} is healthy; the state before the restore is kept as "
+          f"{kept} - remove it once you are satisfied")
+
+
+def rollback(spec):
+    """Return to the release before the last upgrade, with that upgrade's backup
+    (database and config; files uploaded since stay). Holds the version left."""
+    current = os.path.basename(os.path.realpath(spec["install_dir"]))
+    candidates = [n for n in backup_names(spec["backup_dir"])
+                  if (read_json(os.path.join(spec["backup_dir"], n, "manifest.json")) or {}).get("upgraded_to") == current]
+    if not candidates:
+        raise Failure(f"no upgrade backup leads to the running {current}: nothing to roll back to "
+                      "(use `make restore BACKUP=...` for a chosen backup)")
+    restore({**spec, "backup": candidates[-1], "restore_data": False, "hold": current})
+
+
+def unhold(spec):
+    path = spec["hold_file"]
+    hold = read_json(path)
+    if not hold:
+        print("no upgrade is held")
+        return
+    os.unlink(path)
+    print(f"the hold on {hold.get('version')} is lifted: the next deploy may upgrade to it again")

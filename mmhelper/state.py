@@ -1,0 +1,148 @@
+"""The deploy's one fact: everything the workstation decides from, read in one round trip.
+"""
+
+import contextlib
+import json
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+
+from mmhelper.acme import acme_state
+from mmhelper.adopt import adoption_facts
+from mmhelper.backup import backup_names
+from mmhelper.common import (
+    HELPER_VERSION,
+    _user_exists,
+    file_info,
+    installed_version,
+    literal,
+    ping,
+    psql_as_postgres,
+    psql_login_ok,
+    read_json,
+    read_password,
+    systemctl,
+    unit_property,
+)
+from mmhelper.config import config_differences, display_value, get_dotted, password_digest, resolve_desired
+from mmhelper.housekeeping import housekeeping_state
+from mmhelper.patching import os_state
+
+
+def state(query):
+    out = {"helper_version": HELPER_VERSION}
+    osr = {}
+    with contextlib.suppress(OSError), open("/etc/os-release") as f:
+        for line in f:
+            key, _, value = line.strip().partition("=")
+            osr[key] = value.strip('"')
+    out["os"] = {"id": osr.get("ID"), "version_id": osr.get("VERSION_ID"), "codename": osr.get("VERSION_CODENAME")}
+
+    wanted = query.get("packages", [])
+    installed = set()
+    if wanted:
+        result = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\n", *wanted],
+                                capture_output=True, text=True)
+        installed = {line.split()[0] for line in result.stdout.splitlines() if line.endswith(" installed")}
+    out["packages_missing"] = [p for p in wanted if p not in installed]
+
+    user = query.get("user", "mattermost")
+    out["user_exists"] = _user_exists(user)
+    out["paths"] = {p: file_info(p) for p in query.get("paths", [])}
+
+    # The release in use and the releases on disk.
+    install_dir, releases_dir = query["install_dir"], query["releases_dir"]
+    info = file_info(install_dir)
+    install = {"kind": info["type"] if info else "missing"}
+    if install["kind"] == "link":
+        target = os.path.realpath(install_dir)
+        install["target"] = target
+        if os.path.dirname(target) == os.path.realpath(releases_dir):
+            install["version"] = os.path.basename(target)
+    elif install["kind"] == "dir":
+        install["version"] = installed_version(install_dir, user)
+        install["adoption"] = adoption_facts(install_dir)
+    out["install"] = install
+    releases, staging = [], []
+    with contextlib.suppress(FileNotFoundError):
+        for name in sorted(os.listdir(releases_dir)):
+            (staging if name.startswith(".") else releases).append(name)
+    out["releases"], out["staging_leftovers"] = releases, staging
+
+    # config.json: which owned keys differ (values shown masked, for --diff).
+    password = read_password(query["password_file"])
+    salt = secrets.token_hex(16)
+    out["password"] = {"exists": password is not None, "salt": salt,
+                       "digest": password_digest(password, salt) if password else None}
+    config_file = query["config_file"]
+    config_out = {"exists": os.path.exists(config_file), "differs": [], "current": {}}
+    if config_out["exists"]:
+        try:
+            with open(config_file) as f:
+                config = json.load(f)
+            desired = resolve_desired(query.get("desired_config", {}), password or "")
+            config_out["differs"] = config_differences(config, desired)
+            config_out["current"] = {k: display_value(k, get_dotted(config, k)[0]) for k in config_out["differs"]}
+        except ValueError as e:
+            config_out["error"] = f"{config_file} is not valid JSON: {e}"
+    out["config"] = config_out
+
+    # PostgreSQL: role, database, and whether the password in the file logs in.
+    db = query["db"]
+    db_out = {"server_active": systemctl("is-active", "postgresql").stdout.strip() == "active"}
+    if db_out["server_active"] and shutil.which("psql"):
+        result = psql_as_postgres(
+            f"SELECT 'role', rolname FROM pg_roles WHERE rolname = {literal(db['user'])} UNION ALL "
+            f"SELECT 'db', pg_get_userbyid(datdba) FROM pg_database WHERE datname = {literal(db['name'])};")
+        rows = dict(line.split("|", 1) for line in result.stdout.splitlines() if "|" in line)
+        db_out["role_exists"] = "role" in rows
+        db_out["db_exists"] = "db" in rows
+        db_out["db_owner"] = rows.get("db")
+        spec = {"user": db["user"], "database": db["name"], "host": db.get("host", "localhost"),
+                "port": db.get("port", 5432)}
+        db_out["login_ok"] = bool(password) and db_out["db_exists"] and psql_login_ok(spec, password)
+    out["db"] = db_out
+
+    service = query.get("service", "mattermost")
+    out["service"] = {
+        "enabled": systemctl("is-enabled", service).stdout.strip(),
+        "active": systemctl("is-active", service).stdout.strip(),
+        "need_reload": unit_property(service, "NeedDaemonReload") == "yes",
+    }
+    out["nginx"] = {"active": systemctl("is-active", "nginx").stdout.strip()}
+    out["firewall"] = {
+        "table": bool(shutil.which("nft")) and subprocess.run(
+            ["nft", "list", "table", "inet", "mattermost_deploy"], capture_output=True).returncode == 0,
+        "enabled": systemctl("is-enabled", "nftables").stdout.strip(),
+    }
+    out["backup_timer"] = {"enabled": systemctl("is-enabled", "mattermost-backup.timer").stdout.strip(),
+                           "active": systemctl("is-active", "mattermost-backup.timer").stdout.strip()}
+    out["hold"] = read_json(query["hold_file"]) if query.get("hold_file") else None
+    if query.get("os"):
+        out["os_updates"] = os_state(query["os"])
+    if query.get("housekeeping"):
+        out["housekeeping"] = housekeeping_state(query["housekeeping"])
+    if query.get("ssh_admin_user"):
+        out["ssh"] = ssh_admin_state(query["ssh_admin_user"])
+    if query.get("acme_domain"):
+        out["acme"] = acme_state(query["acme_domain"])
+    names = backup_names(query["backup_dir"]) if query.get("backup_dir") else []
+    out["backups"] = {"count": len(names), "newest": names[-1] if names else None,
+                      "newest_manifest": read_json(os.path.join(query["backup_dir"], names[-1], "manifest.json"))
+                      if names else None}
+    out["health"] = ping(query["ping_url"]) if out["service"]["active"] == "active" else {
+        "ok": False, "error": "service not running", "version": None}
+    return out
+
+
+def ssh_admin_state(user):
+    try:
+        home = pwd.getpwnam(user).pw_dir
+    except KeyError:
+        return {"admin_exists": False, "admin_keys": None}
+    keys = None
+    with contextlib.suppress(OSError), open(os.path.join(home, ".ssh", "authorized_keys")) as f:
+        keys = f.read()
+    return {"admin_exists": True, "admin_keys": keys}

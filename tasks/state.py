@@ -1,0 +1,66 @@
+"""The run's one read of the server, composed here from what each task manages: the
+paths it keeps (type, owner, mode, checksum), the config keys it owns, the housekeeping
+and OS-update parts. deploy.py and the verbs call read() first; the tasks then decide from
+tasks.common.current(). The tasks never import this module (no import circle: this module
+stands above them).
+"""
+
+from __future__ import annotations
+
+import json
+
+from tasks import backup, base, firewall, nginx, os_updates, service, ssh_access
+from tasks.common import HELPER, packages, read_state, settings
+from tasks.config import desired_config
+from tasks.housekeeping import declared, helper_spec
+from tasks.settings import Settings
+
+
+def read(os_updates: str | None = None, housekeeping: bool = False) -> dict:
+    """What the server is now, read once per run; the first call decides what it holds.
+
+    os_updates: None (not needed), "cached" (pending upgrades from the server's own package
+    lists) or "refresh" (lists refreshed first, into a private folder).
+    housekeeping: also read teams, channels, users and emoji (reports); the deploy reads them
+    anyway when housekeeping is declared."""
+    return read_state(query(settings(), os_updates, housekeeping))
+
+
+def managed_paths(s: Settings) -> list[str]:
+    """Every path whose type, owner, mode and checksum the state query reports: the
+    files and folders each task manages, named where that task defines them."""
+    return [
+        HELPER, s.managed_config_file, service.UNIT, service.client_root_html(s), base.PROFILE,
+        *(folder for folder, *_ in base.wanted_folders(s)),
+        nginx.SITE, nginx.ENABLED, nginx.DEFAULT_SITE, nginx.CACHE_DIR, nginx.WEBROOT, nginx.ACME_CA,
+        nginx.CERTBOT_DROPIN, s.self_signed_certificate, s.self_signed_key,
+        s.backup_dir, backup.SPEC_FILE, backup.SERVICE, backup.TIMER,
+        os_updates.NEEDRESTART_CONF, os_updates.AUTO_UPGRADES, os_updates.UNATTENDED_CONF,
+        firewall.CONF, ssh_access.SUDOERS, ssh_access.SSHD_DROPIN,
+    ]
+
+
+def query(s: Settings, os_updates: str | None = None, housekeeping: bool = False) -> str:
+    read_housekeeping = housekeeping or declared(s)
+    return json.dumps({
+        "packages": packages(s),
+        "user": s.user,
+        "paths": managed_paths(s),
+        "install_dir": s.install_dir,
+        "releases_dir": s.releases_dir,
+        "config_file": s.config_file,
+        "desired_config": desired_config(s),
+        "password_file": s.password_file,
+        "db": {"user": s.db_user, "name": s.db_name},
+        "service": "mattermost",
+        "ping_url": s.ping_url,
+        "hold_file": s.hold_file,
+        "backup_dir": s.backup_dir,
+        "acme_domain": s.domain if s.acme_email else None,
+        "housekeeping": helper_spec(s) if read_housekeeping else None,
+        "ssh_admin_user": s.ssh_admin_user,
+        "os": os_updates and {"refresh": os_updates == "refresh", "lists_dir": f"{s.deploy_state_dir}/apt-lists",
+                              "lock_file": s.patch_lock_file, "state_file": s.patch_state_file},
+    }, sort_keys=True)
+
+
