@@ -18,6 +18,9 @@ PY     := $(VENV)/bin/python
 # Go builds real Mattermost for the tests (tests/realmm); the official Go install lives here.
 export PATH := $(PATH):/usr/local/go/bin
 TARGET ?= $(MMDEPLOY_TARGET)
+# The local test servers' Debian release: trixie (13, default) or bookworm (12).
+DISTRO ?= $(MMDEPLOY_DISTRO)
+export MMDEPLOY_DISTRO := $(DISTRO)
 export MMDEPLOY_TARGET := $(TARGET)
 # USER is the login name in every shell: make's USER= on the command line wins over it.
 USER_ := $(if $(filter command line,$(origin USER)),$(USER),)

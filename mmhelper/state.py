@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import subprocess
@@ -111,7 +112,7 @@ def state(query):
         "active": systemctl("is-active", service).stdout.strip(),
         "need_reload": unit_property(service, "NeedDaemonReload") == "yes",
     }
-    out["nginx"] = {"active": systemctl("is-active", "nginx").stdout.strip()}
+    out["nginx"] = {"active": systemctl("is-active", "nginx").stdout.strip(), "version": package_version("nginx")}
     out["firewall"] = {
         "table": bool(shutil.which("nft")) and subprocess.run(
             ["nft", "list", "table", "inet", "mattermost_deploy"], capture_output=True).returncode == 0,
@@ -135,6 +136,18 @@ def state(query):
     out["health"] = ping(query["ping_url"]) if out["service"]["active"] == "active" else {
         "ok": False, "error": "service not running", "version": None}
     return out
+
+
+def package_version(package):
+    """The installed version of a Debian package, else the version apt would install (the
+    candidate), else None - so the deploy can write a config for the version that will run."""
+    installed = subprocess.run(["dpkg-query", "-W", "-f", "${db:Status-Status} ${Version}", package],
+                               capture_output=True, text=True).stdout.split()
+    if len(installed) == 2 and installed[0] == "installed":
+        return installed[1]
+    policy = subprocess.run(["apt-cache", "policy", package], capture_output=True, text=True).stdout
+    match = re.search(r"^\s*Candidate:\s*(\S+)", policy, re.M)
+    return match.group(1) if match and match.group(1) != "(none)" else None
 
 
 def ssh_admin_state(user):

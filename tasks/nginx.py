@@ -9,6 +9,8 @@ it if issuance fails (the run then stops with the reason)."""
 
 from __future__ import annotations
 
+import re
+
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
@@ -77,10 +79,23 @@ def acme_certificate(domain: str, server: str):
                                          "webroot": WEBROOT, "ca_bundle": ACME_CA if s.acme_server_ca else None}))
 
 
+# nginx of each Debian release, for a server where nginx is neither installed nor known to apt yet.
+NGINX_OF_DEBIAN = {"12": "1.22.1", "13": "1.26.3"}
+
+
+def http2_directive(nginx_version: str | None, debian_version: str | None) -> bool:
+    """nginx 1.25.1 made `http2 on;` the way to turn HTTP/2 on; `listen ... http2` is
+    deprecated there (a warning at every check) and the directive is unknown before."""
+    version = nginx_version or NGINX_OF_DEBIAN.get(debian_version or "", "1.22.1")
+    numbers = tuple(int(x) for x in re.findall(r"\d+", version.split("-")[0].split(":")[-1])[:3])
+    return numbers >= (1, 25, 1)
+
+
 def site(s, certificate: str, key: str, name: str, ops: list) -> None:
+    now = current()
     ops.append(managed_file(name=name, path=SITE, content=render(
         "etc/nginx/sites-available/mattermost.conf.j2", s=s, certificate=certificate, certificate_key=key,
-        webroot=WEBROOT)))
+        webroot=WEBROOT, http2_on=http2_directive(now["nginx"].get("version"), now["os"].get("version_id")))))
     ops.append(site_enabled(name="Enable the Mattermost site, disable the default site"))
     nginx_serving(name="Reload nginx after checking its configuration", changed=any(op.will_change for op in ops))
     ops.clear()

@@ -1,12 +1,13 @@
-"""The built-in local test server: a real Debian 12 with systemd and sshd in a Docker
-container, plus the STAND-IN upstream (release downloads, signing key, GitHub API).
+"""The built-in local test server: a real Debian 13 (trixie; or 12, bookworm) with systemd
+and sshd in a Docker container, plus the STAND-IN upstream (release downloads, signing
+key, GitHub API).
 
 Used by `make demo` and by the end-to-end tests. Follows ../shared/reference/test-host.md:
 containers on their own Docker network, SSH and HTTPS published on 127.0.0.1 only, never
-`--network host`; the base image is built locally with debootstrap when no
-`debian:bookworm` image is available.
+`--network host`; the base image of each release is built locally with debootstrap when
+no `debian:<release>` image is available.
 
-    python -m tests.testhost up NAME [--ssh-port P] [--https-port P]
+    python -m tests.testhost up NAME [--ssh-port P] [--https-port P] [--distro trixie|bookworm]
     python -m tests.testhost down NAME
     python -m tests.testhost clean          # every container, the network and images
 """
@@ -36,7 +37,6 @@ UPSTREAM_ROOT = CACHE / "standin" / "upstream"
 
 PREFIX = "mmdeploy"
 NETWORK = f"{PREFIX}-net"
-BASE_IMAGE = f"{PREFIX}/debian12:base"
 UPSTREAM = f"{PREFIX}-upstream"
 UPSTREAM_PORT = int(os.environ.get("MMDEPLOY_UPSTREAM_PORT", "18080"))
 PEBBLE = f"{PREFIX}-pebble"
@@ -45,10 +45,34 @@ MAILDIR = CACHE / "smtp" / "Maildir"  # what the test SMTP server received, read
 LABEL = {"org.mmdeploy.test": "1"}
 
 DEBOOTSTRAP_PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,ca-certificates,curl,iproute2,procps"
-SOURCES = """deb http://deb.debian.org/debian bookworm main
+# The Debian releases a test server can be: trixie (13) first, bookworm (12) still. Each
+# gets its apt sources in its own release's form (one-line on 12, deb822 on 13).
+DISTROS = {
+    "bookworm": {"version": "12", "file": "etc/apt/sources.list", "sources": """\
+deb http://deb.debian.org/debian bookworm main
 deb http://deb.debian.org/debian bookworm-updates main
 deb http://deb.debian.org/debian-security bookworm-security main
-"""
+"""},
+    "trixie": {"version": "13", "file": "etc/apt/sources.list.d/debian.sources", "sources": """\
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: trixie trixie-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://deb.debian.org/debian-security
+Suites: trixie-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+"""},
+}
+DEFAULT_DISTRO = os.environ.get("MMDEPLOY_DISTRO") or "trixie"
+HELPERS_DISTRO = "bookworm"  # the upstream, pebble and SMTP containers (any release would do)
+
+
+def base_image(distro: str) -> str:
+    return f"{PREFIX}/debian{DISTROS[distro]['version']}:base"
 
 
 def log(msg: str) -> None:
@@ -66,61 +90,69 @@ def client() -> docker.DockerClient:
 
 # ------------------------------------------------------------------ base image
 
-def ensure_base_image(c: docker.DockerClient) -> str:
+def ensure_base_image(c: docker.DockerClient, distro: str = HELPERS_DISTRO) -> str:
+    if distro not in DISTROS:
+        sys.exit(f"unknown distro {distro!r}: choose one of {', '.join(DISTROS)}")
+    image = base_image(distro)
     try:
-        c.images.get(BASE_IMAGE)
-        return BASE_IMAGE
+        c.images.get(image)
+        return image
     except docker.errors.ImageNotFound:
         pass
     try:
-        c.images.get("debian:bookworm")
-        _build_from_debian_image(c)
+        c.images.get(f"debian:{distro}")
+        _build_from_debian_image(c, distro)
     except docker.errors.ImageNotFound:
-        _build_with_debootstrap(c)
-    return BASE_IMAGE
+        _build_with_debootstrap(c, distro)
+    return image
 
 
-def _build_from_debian_image(c: docker.DockerClient) -> None:
-    log("building the base image from debian:bookworm")
-    dockerfile = f"""FROM debian:bookworm
-RUN printf '%s' '{SOURCES}' > /etc/apt/sources.list && rm -f /etc/apt/sources.list.d/debian.sources \\
+def _build_from_debian_image(c: docker.DockerClient, distro: str) -> None:
+    log(f"building the base image from debian:{distro}")
+    d = DISTROS[distro]
+    dockerfile = f"""FROM debian:{distro}
+RUN rm -f /etc/apt/sources.list /etc/apt/sources.list.d/* && printf '%s' '{d["sources"]}' > /{d["file"]} \\
  && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
     {DEBOOTSTRAP_PACKAGES.replace(',', ' ')} && rm -f /etc/apt/apt.conf.d/docker-clean \\
  && : > /etc/machine-id
 STOPSIGNAL SIGRTMIN+3
 CMD ["/lib/systemd/systemd"]
 """
-    c.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=BASE_IMAGE, rm=True)
+    c.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=base_image(distro), rm=True)
 
 
-def _build_with_debootstrap(c: docker.DockerClient) -> None:
+def _build_with_debootstrap(c: docker.DockerClient, distro: str) -> None:
     if not shutil.which("debootstrap"):
         sys.exit("debootstrap is missing: run `make prereqs` (apt-get install debootstrap).")
-    rootfs = CACHE / "rootfs-bookworm"
+    rootfs = CACHE / f"rootfs-{distro}"
     if not (rootfs / "etc" / "debian_version").exists():
         tmp = rootfs.with_name(rootfs.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        logfile = LOCAL / "logs" / "debootstrap-bookworm.log"
+        logfile = LOCAL / "logs" / f"debootstrap-{distro}.log"
         logfile.parent.mkdir(parents=True, exist_ok=True)
-        log(f"debootstrap bookworm (about a minute; its output: {logfile.relative_to(ROOT)})")
+        log(f"debootstrap {distro} (about a minute; its output: {logfile.relative_to(ROOT)})")
         started = time.time()
         with open(logfile, "w") as out:
             done = subprocess.run(
-                ["debootstrap", "--variant=minbase", f"--include={DEBOOTSTRAP_PACKAGES}", "bookworm",
+                ["debootstrap", "--variant=minbase", f"--include={DEBOOTSTRAP_PACKAGES}", distro,
                  str(tmp), "http://deb.debian.org/debian"], stdout=out, stderr=subprocess.STDOUT)
         if done.returncode != 0:
             sys.exit(f"debootstrap failed ({done.returncode}):\n" + "".join(logfile.read_text().splitlines(True)[-15:])
                      + f"see {logfile}")
-        log(f"debootstrap bookworm: done in {time.time() - started:.0f} s")
+        log(f"debootstrap {distro}: done in {time.time() - started:.0f} s")
         shutil.rmtree(rootfs, ignore_errors=True)
         tmp.rename(rootfs)
-    (rootfs / "etc/apt/sources.list").write_text(SOURCES)
+    d = DISTROS[distro]
+    for stale in ("etc/apt/sources.list", "etc/apt/sources.list.d/debian.sources"):
+        (rootfs / stale).unlink(missing_ok=True)
+    (rootfs / d["file"]).parent.mkdir(parents=True, exist_ok=True)
+    (rootfs / d["file"]).write_text(d["sources"])
     (rootfs / "etc/machine-id").write_text("")
     (rootfs / "etc/hostname").write_text("debian\n")
-    log("importing the base image")
+    log(f"importing the base image {base_image(distro)}")
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
     subprocess.run(
-        ["docker", "import", "-c", 'CMD ["/lib/systemd/systemd"]', "-", BASE_IMAGE],
+        ["docker", "import", "-c", 'CMD ["/lib/systemd/systemd"]', "-", base_image(distro)],
         stdin=tar.stdout, check=True, stdout=subprocess.DEVNULL,
     )
     tar.wait()
@@ -353,17 +385,20 @@ def official_release_reachable(timeout: float = 5) -> bool:
 
 
 def start_server(name: str, ssh_port: int, https_port: int | None = None, http_port: int | None = None,
-                 extra_data: dict | None = None, official: bool = False, only_default: bool = False) -> dict:
-    """Start (or reuse) a Debian 12 test server; describe it in .local/hosts/NAME.json.
+                 extra_data: dict | None = None, official: bool = False, only_default: bool = False,
+                 distro: str | None = None) -> dict:
+    """Start (or reuse) a Debian test server (distro: trixie by default, or MMDEPLOY_DISTRO);
+    describe it in .local/hosts/NAME.json.
     official: install Mattermost's official releases (production settings: releases.mattermost.com,
     the real signing key, GitHub's API) instead of the stand-in upstream's builds from source."""
     c = client()
     upstream = {"data": {}} if official else ensure_upstream(c, only_default)
-    image = ensure_base_image(c)
+    distro = distro or DEFAULT_DISTRO
+    image = ensure_base_image(c, distro)
     key = ensure_ssh_key()
     # Downloaded packages kept between runs of the same server; one folder per server, as
     # apt locks its cache folder and servers may install at the same time.
-    apt_cache = CACHE / "apt-archives" / name
+    apt_cache = CACHE / "apt-archives" / f"{name}-{distro}"
     (apt_cache / "partial").mkdir(parents=True, exist_ok=True)
     cname = container_name(name)
     try:
@@ -371,7 +406,7 @@ def start_server(name: str, ssh_port: int, https_port: int | None = None, http_p
         if container.status != "running":
             container.start()
     except docker.errors.NotFound:
-        log(f"starting test server {cname} (ssh on 127.0.0.1:{ssh_port})")
+        log(f"starting test server {cname} (Debian {DISTROS[distro]['version']} {distro}, ssh on 127.0.0.1:{ssh_port})")
         ports = {"22/tcp": ("127.0.0.1", ssh_port)}
         if https_port:
             ports["443/tcp"] = ("127.0.0.1", https_port)
@@ -401,6 +436,7 @@ def start_server(name: str, ssh_port: int, https_port: int | None = None, http_p
         "ssh_key": str(key),
         "https_port": https_port,
         "source": "official" if official else "source",
+        "distro": distro,
         "data": {
             # Only data differs from production: the stand-in upstream and its test key.
             "mattermost_domain": "127.0.0.1",
@@ -464,10 +500,11 @@ def clean(images: bool = False) -> None:
     except docker.errors.NotFound:
         pass
     if images:
-        try:
-            c.images.remove(BASE_IMAGE, force=True)
-        except docker.errors.ImageNotFound:
-            pass
+        for distro in DISTROS:
+            try:
+                c.images.remove(base_image(distro), force=True)
+            except docker.errors.ImageNotFound:
+                pass
     shutil.rmtree(LOCAL / "hosts", ignore_errors=True)
 
 
@@ -521,6 +558,8 @@ def main(argv: list[str]) -> int:
     up.add_argument("name")
     up.add_argument("--ssh-port", type=int, default=2222)
     up.add_argument("--https-port", type=int, default=8443)
+    up.add_argument("--distro", choices=sorted(DISTROS), default=None,
+                    help=f"the Debian release of the server (default {DEFAULT_DISTRO}; MMDEPLOY_DISTRO)")
     up.add_argument("--official", choices=("auto", "yes", "no"), default="no",
                     help="install the official release (auto: when releases.mattermost.com and GitHub answer)")
     down = sub.add_parser("down", help="remove a test server")
@@ -534,7 +573,8 @@ def main(argv: list[str]) -> int:
         official = args.official == "yes" or (args.official == "auto" and official_release_reachable())
         log("the internet is reachable: installing the official release" if official else
             "no internet (or --official no): installing real Mattermost built from source by the stand-in upstream")
-        desc = start_server(args.name, args.ssh_port, args.https_port, official=official, only_default=True)
+        desc = start_server(args.name, args.ssh_port, args.https_port, official=official, only_default=True,
+                            distro=args.distro)
         print(host_file(desc["name"]))
     elif args.cmd == "report":
         return report(args.name)
