@@ -9,6 +9,8 @@
 #   make offboard USER=u | erase USER=u | export  people and data portability
 #   make patch-plan      what patch night would do, changing nothing
 #   make patch-night     OS updates, restarts/reboot, Mattermost upgrade, report (YES=1, BREAK_LOCK=1)
+#   make os-upgrade-plan what the Debian 12 -> 13 release upgrade would do, and whether it is safe
+#   make os-upgrade      Debian 12 -> 13 with Mattermost and its data intact (YES=1, BREAK_LOCK=1)
 #   make test            unit tests, and end-to-end tests of real Mattermost (built from source) on real Debian 12 containers
 #   make bench           benchmarks (bench/), printing numbers
 #   make lint / clean / setup
@@ -27,7 +29,7 @@ USER_ := $(if $(filter command line,$(origin USER)),$(USER),)
 YESFLAG := $(if $(filter 1 yes true,$(YES)),-y,)
 
 .PHONY: setup prereqs mattermost-builds demo diff deploy upgrade status backup fetch-backup restore rollback unhold \
-	patch-plan patch-night channels users archive-stale offboard erase export retention \
+	patch-plan patch-night os-upgrade-plan os-upgrade channels users archive-stale offboard erase export retention \
 	test unit e2e lint bench bench-upgrade bench-security clean
 
 setup: $(VENV)/.installed
@@ -100,6 +102,13 @@ patch-plan: setup
 
 patch-night: setup
 	$(PY) -m tasks.run verbs/patch_night.py $(YESFLAG) \
+		$(if $(filter 1 yes true,$(BREAK_LOCK)),--data patch_break_lock=true,)
+
+os-upgrade-plan: setup
+	$(PY) -m verbs.os_upgrade_plan
+
+os-upgrade: setup
+	$(PY) -m tasks.run verbs/os_upgrade.py $(YESFLAG) \
 		$(if $(filter 1 yes true,$(BREAK_LOCK)),--data patch_break_lock=true,)
 
 test: setup prereqs mattermost-builds

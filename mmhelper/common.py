@@ -116,9 +116,9 @@ def unit_property(unit, prop):
     return systemctl("show", unit, "-p", prop, "--value").stdout.strip()
 
 
-def psql_as_postgres(sql, database="postgres"):
-    return run(["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-t", "-A",
-                "-v", "ON_ERROR_STOP=1", "-d", database], input=sql)
+def psql_as_postgres(sql, database="postgres", port=None):
+    return run(["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
+                "-d", database, *(["-p", str(port)] if port else [])], input=sql)
 
 
 def ident(name):

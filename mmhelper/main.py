@@ -23,6 +23,7 @@ read from root-only files and never printed or put on a command line.
     mmhelper.py rollback SPEC_JSON
     mmhelper.py unhold SPEC_JSON
     mmhelper.py patch-lock|patch-upgrade|patch-restart|patch-mark|patch-finish SPEC_JSON
+    mmhelper.py os-sources|os-packages|os-postgresql|os-finish SPEC_JSON
     mmhelper.py acme-issue SPEC_JSON
     mmhelper.py housekeeping|bot-token|emoji-upload|export|retention SPEC_JSON
 """
@@ -38,6 +39,7 @@ from mmhelper.config import merge_config_file
 from mmhelper.database import database, db_password
 from mmhelper.export import export
 from mmhelper.housekeeping import bot_token, emoji_upload, housekeeping
+from mmhelper.os_release import os_finish, os_packages, os_postgresql, os_sources
 from mmhelper.patching import patch_finish, patch_lock, patch_mark, patch_restart, patch_upgrade
 from mmhelper.release import client_writable, fetch_release, switch
 from mmhelper.restore import restore, rollback, unhold
@@ -69,6 +71,10 @@ COMMANDS = {
     "patch-restart": patch_restart,
     "patch-mark": patch_mark,
     "patch-finish": patch_finish,
+    "os-sources": os_sources,
+    "os-packages": os_packages,
+    "os-postgresql": os_postgresql,
+    "os-finish": os_finish,
 }
 
 

@@ -29,6 +29,7 @@ from mmhelper.common import (
 )
 from mmhelper.config import config_differences, display_value, get_dotted, password_digest, resolve_desired
 from mmhelper.housekeeping import housekeeping_state
+from mmhelper.os_release import os_release_state
 from mmhelper.patching import os_state
 
 
@@ -127,6 +128,9 @@ def state(query):
         out["housekeeping"] = housekeeping_state(query["housekeeping"])
     if query.get("ssh_admin_user"):
         out["ssh"] = ssh_admin_state(query["ssh_admin_user"])
+    if query.get("os_release"):
+        spec = query["os_release"]
+        out["os_release"] = os_release_state({**spec, "target": spec["next"].get(out["os"]["codename"])})
     if query.get("acme_domain"):
         out["acme"] = acme_state(query["acme_domain"])
     names = backup_names(query["backup_dir"]) if query.get("backup_dir") else []

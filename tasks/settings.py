@@ -140,6 +140,14 @@ class Settings:
         return f"{self.deploy_state_dir}/patch-night.json"
 
     @property
+    def os_upgrade_lock_file(self) -> str:
+        return f"{self.deploy_state_dir}/os-upgrade.lock"
+
+    @property
+    def os_upgrade_state_file(self) -> str:
+        return f"{self.deploy_state_dir}/os-upgrade.json"
+
+    @property
     def bot_token_file(self) -> str:
         return f"{self.private_dir}/bot-token"
 

@@ -13,17 +13,20 @@ from tasks import backup, base, firewall, nginx, os_updates, service, ssh_access
 from tasks.common import HELPER, packages, read_state, settings
 from tasks.config import desired_config
 from tasks.housekeeping import declared, helper_spec
+from tasks.os_release import NEXT
 from tasks.settings import Settings
 
 
-def read(os_updates: str | None = None, housekeeping: bool = False) -> dict:
+def read(os_updates: str | None = None, housekeeping: bool = False, os_release: bool = False) -> dict:
     """What the server is now, read once per run; the first call decides what it holds.
 
     os_updates: None (not needed), "cached" (pending upgrades from the server's own package
     lists) or "refresh" (lists refreshed first, into a private folder).
     housekeeping: also read teams, channels, users and emoji (reports); the deploy reads them
-    anyway when housekeeping is declared."""
-    return read_state(query(settings(), os_updates, housekeeping))
+    anyway when housekeeping is declared.
+    os_release: also what a Debian release upgrade would do (simulated against the next
+    release's package lists in a private folder)."""
+    return read_state(query(settings(), os_updates, housekeeping, os_release))
 
 
 def managed_paths(s: Settings) -> list[str]:
@@ -40,7 +43,7 @@ def managed_paths(s: Settings) -> list[str]:
     ]
 
 
-def query(s: Settings, os_updates: str | None = None, housekeeping: bool = False) -> str:
+def query(s: Settings, os_updates: str | None = None, housekeeping: bool = False, os_release: bool = False) -> str:
     read_housekeeping = housekeeping or declared(s)
     return json.dumps({
         "packages": packages(s),
@@ -59,6 +62,9 @@ def query(s: Settings, os_updates: str | None = None, housekeeping: bool = False
         "acme_domain": s.domain if s.acme_email else None,
         "housekeeping": helper_spec(s) if read_housekeeping else None,
         "ssh_admin_user": s.ssh_admin_user,
+        "os_release": os_release and {"next": NEXT, "lock_file": s.os_upgrade_lock_file, "db": s.db_name,
+                                      "state_file": s.os_upgrade_state_file,
+                                      "work_dir": f"{s.deploy_state_dir}/os-upgrade-sim"},
         "os": os_updates and {"refresh": os_updates == "refresh", "lists_dir": f"{s.deploy_state_dir}/apt-lists",
                               "lock_file": s.patch_lock_file, "state_file": s.patch_state_file},
     }, sort_keys=True)

@@ -25,9 +25,7 @@ from tasks.patching import make_plan, operator_id, plan_text, report_text
 from tasks.release import decision, installed_version
 from tasks.service import upgraded
 from tasks.state import read as read_server_state
-from verbs.server_actions import require_deployed
-
-REBOOT_MARKER = "/run/mattermost-deploy.before-reboot"  # /run is emptied by a reboot
+from verbs.server_actions import reboot_and_wait, require_deployed
 
 
 def patch_spec(s, **extra) -> dict:
@@ -61,54 +59,18 @@ def services_restarted(reboot_expected: bool, version: str):
         ping_url=s.ping_url, timeout=s.health_timeout, version=version)))
 
 
-def _run(host_, command, print_output: bool = False) -> tuple[bool, str]:
-    status, output = run_on(host_, command, print_output)
-    return status, output.stdout
-
-
-def reboot_and_wait(state, host, expected: bool, timeout: int, version: str):
-    """Reboot when required (or planned), then wait for SSH, systemd and a healthy
-    Mattermost. A marker in /run tells a rebooted server from one that is not down yet."""
-    s = settings()
-    _, flag = _run(host, "test -e /run/reboot-required && echo required || echo not-required")
-    if not expected and flag.strip() != "required":
-        logger.info(f"    [{host.name}] no reboot required")
-        return True
-    logger.info(f"    [{host.name}] rebooting ({'planned' if expected else 'the upgrade asks for it'})")
-    _run(host, f"touch {REBOOT_MARKER} && (sleep 1 && systemctl reboot) </dev/null >/dev/null 2>&1 &")
-    time.sleep(3)
-    host.disconnect()
-    deadline = time.time() + timeout
-    while True:
-        host.connect(show_errors=False)
-        if host.connected:
-            _, marker = _run(host, f"test -e {REBOOT_MARKER} && echo before || echo after")
-            if marker.strip() == "after":
-                break
-            host.disconnect()
-        if time.time() > deadline:
-            logger.error(f"    [{host.name}] ERROR: the server did not come back within {timeout}s of the reboot: "
-                         "check its console; then re-run `make patch-night` to continue")
-            return False
-        time.sleep(2)
-    logger.info(f"    [{host.name}] back after the reboot; waiting for systemd and Mattermost")
-    _run(host, f"timeout {timeout} systemctl is-system-running --wait >/dev/null 2>&1; true")
-    spec = {"url": s.ping_url, "version": version, "timeout": s.health_timeout, "service": "mattermost"}
-    status, _ = _run(host, helper("wait-healthy", spec), print_output=True)
-    if status:
-        status, _ = _run(host, helper("patch-mark", patch_spec(s, step="reboot", set={"rebooted": True})))
-    return status
-
-
 @operation(is_idempotent=False)
 def rebooted_if_required(expected: bool, version: str):
-    yield FunctionCommand(reboot_and_wait, (), {"expected": expected, "timeout": settings().patch_reboot_timeout,
-                                                "version": version})
+    s = settings()
+    mark = helper("patch-mark", patch_spec(s, step="reboot", set={"rebooted": True}))
+    yield FunctionCommand(reboot_and_wait, (), {"expected": expected, "timeout": s.patch_reboot_timeout,
+                                                "version": version, "mark": mark, "verb": "make patch-night"})
 
 
 def write_report(state, host, plan):
     s = settings()
-    status, stdout = _run(host, helper("patch-finish", patch_spec(s, ping_url=s.ping_url)))
+    status, output = run_on(host, helper("patch-finish", patch_spec(s, ping_url=s.ping_url)))
+    stdout = output.stdout
     if not status:
         logger.error(f"    [{host.name}] ERROR: could not finish the patch night run: see the output above")
         return False

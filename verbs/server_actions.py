@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
+from pyinfra import logger
 from pyinfra.api import operation
 from pyinfra.api.exceptions import DeployError
 
 from tasks.backup import backup_spec
-from tasks.common import HELPER, helper, path_info, settings, streamed
+from tasks.common import HELPER, helper, path_info, run_on, settings, streamed
 from tasks.state import read as read_server_state
 
 
@@ -48,3 +51,47 @@ def rolled_back():
 def hold_lifted():
     """Allow the held (failed) upgrade again."""
     yield streamed(helper("unhold", {"hold_file": settings().hold_file}))
+
+
+REBOOT_MARKER = "/run/mattermost-deploy.before-reboot"  # /run is emptied by a reboot
+
+
+def _run(host_, command, print_output: bool = False) -> tuple[bool, str]:
+    status, output = run_on(host_, command, print_output)
+    return status, output.stdout
+
+
+def reboot_and_wait(state, host, expected: bool, timeout: int, version: str, mark, verb: str):
+    """Reboot when required (or planned), then wait for SSH, systemd and a healthy
+    Mattermost, and record it on the server (`mark`, a helper command). A marker in /run
+    tells a rebooted server from one that is not down yet. For patch night and the
+    release upgrade (`verb` is what the operator re-runs after a failure)."""
+    s = settings()
+    _, flag = _run(host, "test -e /run/reboot-required && echo required || echo not-required")
+    if not expected and flag.strip() != "required":
+        logger.info(f"    [{host.name}] no reboot required")
+        return True
+    logger.info(f"    [{host.name}] rebooting ({'planned' if expected else 'the upgrade asks for it'})")
+    _run(host, f"touch {REBOOT_MARKER} && (sleep 1 && systemctl reboot) </dev/null >/dev/null 2>&1 &")
+    time.sleep(3)
+    host.disconnect()
+    deadline = time.time() + timeout
+    while True:
+        host.connect(show_errors=False)
+        if host.connected:
+            _, marker = _run(host, f"test -e {REBOOT_MARKER} && echo before || echo after")
+            if marker.strip() == "after":
+                break
+            host.disconnect()
+        if time.time() > deadline:
+            logger.error(f"    [{host.name}] ERROR: the server did not come back within {timeout}s of the reboot: "
+                         f"check its console; then re-run `{verb}` to continue")
+            return False
+        time.sleep(2)
+    logger.info(f"    [{host.name}] back after the reboot; waiting for systemd and Mattermost")
+    _run(host, f"timeout {timeout} systemctl is-system-running --wait >/dev/null 2>&1; true")
+    spec = {"url": s.ping_url, "version": version, "timeout": s.health_timeout, "service": "mattermost"}
+    status, _ = _run(host, helper("wait-healthy", spec), print_output=True)
+    if status:
+        status, _ = _run(host, mark)
+    return status

@@ -1,0 +1,151 @@
+"""make os-upgrade: Debian 12 (bookworm) becomes Debian 13 (trixie) with Mattermost and its
+data intact - in one command, under a lock, resumable.
+
+    pyinfra inventory.py verbs/os_upgrade.py          (asks first; YES=1 / -y does not)
+
+The plan (make os-upgrade-plan) is printed first and a refused plan stops here. Then:
+take the lock, back up (the way back), switch the apt sources to Debian 13 (the old and
+third-party ones set aside), upgrade the packages non-interactively keeping local config
+files (Mattermost keeps serving), reboot and wait for a healthy Mattermost, upgrade the
+PostgreSQL cluster with pg_upgradecluster (Mattermost stopped only for that; the old
+cluster kept), check health, write the report to reports/ and release the lock. A failed
+or killed run leaves the lock and its progress on the server; running it again continues.
+"""
+
+import json
+import time
+from pathlib import Path
+
+from pyinfra import host, logger
+from pyinfra.api import FunctionCommand, operation
+from pyinfra.api.exceptions import DeployError
+
+from tasks.backup import backup_spec
+from tasks.common import ROOT, helper, run_on, settings, streamed
+from tasks.os_release import make_os_plan, plan_text, report_text
+from tasks.patching import operator_id
+from tasks.release import installed_version
+from tasks.state import read as read_server_state
+from verbs.server_actions import reboot_and_wait, require_deployed
+
+
+def os_spec(s, **extra) -> dict:
+    return {"lock_file": s.os_upgrade_lock_file, "state_file": s.os_upgrade_state_file, **extra}
+
+
+@operation(is_idempotent=False)
+def locked(holder: str, break_lock: bool, current: str, target: str, mattermost_before: str | None,
+           planned: dict | None):
+    yield streamed(helper("patch-lock", os_spec(settings(), holder=holder, mattermost_before=mattermost_before,
+                                                **{"break": break_lock})))
+    facts = {"target": target, "release_before": current, **({"planned": planned} if planned else {})}
+    yield helper("patch-mark", os_spec(settings(), set=facts))
+
+
+# Shell, not the helper: while an interrupted upgrade's apt still runs (it outlives the SSH
+# session that started it), Python and its libraries may be half replaced.
+SETTLE = ("timeout 1800 sh -c 'while pgrep -x apt-get >/dev/null || pgrep -x dpkg >/dev/null; do sleep 2; done' "
+          "&& DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l dpkg --configure -a --force-confdef --force-confold")
+
+
+@operation(is_idempotent=False)
+def dpkg_settled():
+    """Let the interrupted run's apt and dpkg finish (waiting up to 30 minutes), then finish
+    any half-configured package, before anything else runs on the server."""
+    yield SETTLE
+
+
+@operation(is_idempotent=False)
+def backed_up():
+    s = settings()
+    yield streamed(helper("backup", backup_spec(s, kind="pre-os-upgrade")))
+    yield helper("patch-mark", os_spec(s, step="backup"))
+
+
+@operation(is_idempotent=False)
+def sources_switched(target: str):
+    yield streamed(helper("os-sources", os_spec(settings(), target=target)))
+
+
+@operation(is_idempotent=False)
+def packages_upgraded(target: str):
+    yield streamed(helper("os-packages", os_spec(settings(), target=target)))
+
+
+@operation(is_idempotent=False)
+def rebooted(version: str):
+    s = settings()
+    mark = helper("patch-mark", os_spec(s, step="reboot", set={"rebooted": True}))
+    yield FunctionCommand(reboot_and_wait, (), {"expected": True, "timeout": s.patch_reboot_timeout,
+                                                "version": version, "mark": mark, "verb": "make os-upgrade"})
+
+
+@operation(is_idempotent=False)
+def cluster_upgraded(version: str):
+    s = settings()
+    yield streamed(helper("os-postgresql", os_spec(s, cluster="main", service="mattermost", ping_url=s.ping_url,
+                                                   version=version, timeout=s.health_timeout)))
+
+
+def write_report(state, host, plan):
+    s = settings()
+    status, output = run_on(host, helper("os-finish", os_spec(s, ping_url=s.ping_url)))
+    if not status:
+        logger.error(f"    [{host.name}] ERROR: could not finish the release upgrade run: see the output above")
+        return False
+    record = json.loads(output.stdout.strip().splitlines()[-1])
+    text = report_text(host.name, record, plan)
+    folder = Path(s.reports_dir) if Path(s.reports_dir).is_absolute() else ROOT / s.reports_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(record.get("started", time.time())))
+    path = folder / f"os-upgrade-{host.name}-{stamp}.txt"
+    path.write_text(text + "\n")
+    path.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+    logger.info("\n" + text + f"\n  report: {path}\n")
+    return bool(record.get("healthy"))
+
+
+@operation(is_idempotent=False)
+def finished(plan):
+    yield FunctionCommand(write_report, (plan,), {})
+
+
+@operation()
+def nothing_to_do(reason: str):
+    host.noop(reason)
+    return
+    yield
+
+
+s = settings()
+now = read_server_state(os_release=True)
+require_deployed()
+plan = make_os_plan(host.name, now["os"], now["os_release"], bool(now["health"]["ok"]))
+logger.info(plan_text(plan))
+holder = operator_id()
+if plan.lock and plan.lock.get("holder") != holder and not host.data.get("patch_break_lock"):
+    raise DeployError(f"{host.name}: a release upgrade is already running: held by {plan.lock.get('holder')} since "
+                      f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(plan.lock.get('since', 0)))}; if that run "
+                      "is dead, run `make os-upgrade BREAK_LOCK=1` (nothing was changed)")
+if plan.refusals:
+    raise DeployError(f"{host.name}: the release upgrade is refused: " + "; ".join(plan.refusals)
+                      + " (nothing was changed)")
+
+if plan.nothing_to_do:
+    nothing_to_do(name="Debian release upgrade: nothing to do", reason=plan.notes[0])
+else:
+    version = installed_version(now)
+    if plan.done and "packages" not in plan.done:
+        dpkg_settled(name="Let the interrupted package upgrade finish (apt, dpkg --configure -a)")
+    locked(name="Take the release upgrade lock", holder=holder, break_lock=bool(host.data.get("patch_break_lock")),
+           current=plan.current, target=plan.target, mattermost_before=version,
+           planned=None if plan.done else {"upgraded": plan.upgraded, "new": plan.new, "removed": plan.removed})
+    if "backup" not in plan.done:
+        backed_up(name="Back up before the release upgrade (the way back)")
+    sources_switched(name=f"Switch the apt sources to Debian {plan.target}", target=plan.target)
+    packages_upgraded(name=f"Upgrade the packages to Debian {plan.target} (Mattermost keeps serving)",
+                      target=plan.target)
+    if "reboot" not in plan.done:
+        rebooted(name="Reboot into Debian 13, then wait for SSH and a healthy Mattermost", version=version)
+    cluster_upgraded(name="Upgrade the PostgreSQL cluster (Mattermost stopped only for this)", version=version)
+    finished(name="Write the release upgrade report and release the lock", plan=plan)

@@ -1,0 +1,41 @@
+"""make os-upgrade-plan: what the Debian release upgrade (12 -> 13) would do on each server
+and whether it is safe to start - changing nothing. The new release's package lists are
+fetched into a private folder; the system's own lists and sources stay as they are.
+
+    .venv/bin/python -m verbs.os_upgrade_plan [--data key=value ...]
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pyinfra.api.exceptions import PyinfraError
+
+from tasks.os_release import make_os_plan, plan_text
+from tasks.state import read as read_server_state
+from verbs.session import connected, on
+
+
+def main(argv: list[str]) -> int:
+    failed = False
+    with connected(argv) as (_, hosts):
+        for host, error in hosts:
+            if error:
+                print(f"FAILED: {host.name}: {error}", file=sys.stderr)
+                failed = True
+                continue
+            with on(host):
+                try:
+                    now = read_server_state(os_release=True)
+                    plan = make_os_plan(host.name, now["os"], now["os_release"], bool(now["health"]["ok"]))
+                except PyinfraError as e:
+                    print(f"FAILED: {e}", file=sys.stderr)
+                    failed = True
+                    continue
+            print(plan_text(plan))
+            failed = failed or not plan.safe
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
