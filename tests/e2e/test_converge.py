@@ -69,6 +69,14 @@ def test_layout_ownership_and_modes(converged):
         "/var/lib/mattermost/config/config.json"
 
 
+def test_unattended_upgrades_take_only_this_releases_security_archive(converged):
+    codename = sh("e2e-main", ". /etc/os-release && echo $VERSION_CODENAME").strip()
+    line = sh("e2e-main", "unattended-upgrade --dry-run -d 2>&1 | grep -i 'allowed origins are'")
+    origins = [o.strip() for o in line.split(":", 1)[1].split(", ")]
+    assert f"origin=Debian,codename={codename}-security,label=Debian-Security" in origins
+    assert all("security" in o.lower() for o in origins), origins
+
+
 def test_mattermost_listens_on_loopback_only(converged):
     listeners = sh("e2e-main", "ss -Hltn")
     assert "127.0.0.1:8065" in listeners
