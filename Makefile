@@ -5,6 +5,8 @@
 #   make upgrade         deploy, and fail when the version policy's upgrade is refused
 #   make status          one row per server: versions, action, last backup (JSON=1 for monitoring)
 #   make backup | fetch-backup [BACKUP=name] | restore BACKUP=name | rollback | unhold
+#   make rebuild [BACKUP=name]     restore from the off-server repository alone (a lost server, rebuilt)
+#   make restore-drill TARGET=x    the same on a scratch server, checked against the backup (DRILL_REPLACE=1)
 #   make channels | users [JSON=1]                 reports; make archive-stale | retention [APPLY=1]
 #   make offboard USER=u | erase USER=u | export  people and data portability
 #   make patch-plan      what patch night would do, changing nothing
@@ -28,7 +30,8 @@ export MMDEPLOY_TARGET := $(TARGET)
 USER_ := $(if $(filter command line,$(origin USER)),$(USER),)
 YESFLAG := $(if $(filter 1 yes true,$(YES)),-y,)
 
-.PHONY: setup prereqs mattermost-builds demo diff deploy upgrade status backup fetch-backup restore rollback unhold \
+.PHONY: setup prereqs mattermost-builds demo diff deploy upgrade status backup fetch-backup restore rollback rebuild \
+	restore-drill unhold \
 	patch-plan patch-night os-upgrade-plan os-upgrade channels users archive-stale offboard erase export retention \
 	test unit e2e lint bench bench-upgrade bench-security clean
 
@@ -72,6 +75,14 @@ restore: setup
 
 rollback: setup
 	$(PY) -m tasks.run verbs/rollback.py $(YESFLAG)
+
+rebuild: setup
+	$(PY) -m tasks.run verbs/rebuild.py $(YESFLAG) $(if $(BACKUP),--data restore_backup=$(BACKUP),)
+
+restore-drill: setup
+	@test -n "$(TARGET)" || { echo "name the scratch server: make restore-drill TARGET=<local test server>"; exit 2; }
+	$(PY) -m tasks.run verbs/rebuild.py -y --data restore_drill=true $(if $(BACKUP),--data restore_backup=$(BACKUP),) \
+		$(if $(filter 1 yes true,$(DRILL_REPLACE)),--data drill_replace=true,)
 
 unhold: setup
 	$(PY) -m tasks.run verbs/unhold.py -y

@@ -68,6 +68,15 @@ mattermost_backup_dir = "/var/backups/mattermost"  # database dump, config.json 
 mattermost_backup_keep = 7  # newest backups kept (nightly, manual and pre-upgrade alike)
 mattermost_backup_schedule = "*-*-* 03:15:00"  # systemd OnCalendar of the nightly backup; None: no timer
 fetched_backups_dir = "backups"  # where `make fetch-backup` puts copies on the workstation (git-ignored)
+# Off-server copies with restic (encrypted, deduplicated) after every backup. None: local backups only.
+# SFTP (a storage box): "sftp:u123@u123.your-storagebox.de:/mattermost"; S3: "s3:https://s3.example.com/bucket/mm";
+# REST server: "rest:https://host:8000/mm". The password comes from RESTIC_PASSWORD (environment or secrets.env):
+# keep it OUTSIDE the server too - without it the copies cannot be read. S3 keys: AWS_ACCESS_KEY_ID,
+# AWS_SECRET_ACCESS_KEY; REST: RESTIC_REST_USERNAME, RESTIC_REST_PASSWORD (same places).
+backup_offsite_repository = None
+backup_offsite_keep = {"daily": 7, "weekly": 4, "monthly": 12}  # restic forget --prune policy (also "last", "yearly")
+backup_offsite_ssh_key = None  # SFTP: path ON THIS WORKSTATION of the private key the server logs in with
+backup_offsite_known_hosts = None  # SFTP: the repository host's public key line(s), pinned ("host ssh-ed25519 AAAA...")
 
 # --- OS updates and patch night ------------------------------------------------------------
 unattended_upgrades = True  # install security updates daily with unattended-upgrades (security archive only)

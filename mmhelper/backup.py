@@ -12,6 +12,7 @@ import subprocess
 import time
 
 from mmhelper.common import Failure, literal, psql_as_postgres
+from mmhelper.offsite import offsite_copy
 
 BACKUP_NAME = re.compile(r"^\d{8}-\d{6}-\d+\.\d+\.\d+-[a-z-]+$")
 
@@ -45,6 +46,23 @@ def prune_releases(releases_dir, keep, in_use):
 def database_size(name):
     out = psql_as_postgres(f"SELECT pg_database_size({literal(name)});").stdout.strip()
     return int(out or 0)
+
+
+# What a restore must bring back, counted when the dump is taken (Mattermost's tables).
+COUNTED = {"posts": "deleteat = 0", "fileinfo": "deleteat = 0", "users": "true", "teams": "deleteat = 0",
+           "channels": "deleteat = 0", "emoji": "deleteat = 0", "reactions": "deleteat = 0"}
+
+
+def content_counts(database_name):
+    """Rows of the tables above that Mattermost shows (not deleted), for restore checks."""
+    tables = set(psql_as_postgres("SELECT tablename FROM pg_tables WHERE schemaname = 'public';",
+                                  database_name).stdout.split())
+    parts = [f"SELECT '{table}', count(*) FROM {table} WHERE {where}" for table, where in COUNTED.items()
+             if table in tables]
+    if not parts:
+        return {}
+    out = psql_as_postgres(" UNION ALL ".join(parts) + ";", database_name).stdout
+    return {name: int(count) for name, count in (line.split("|") for line in out.splitlines() if "|" in line)}
 
 
 def pg_dump(database_name, dest):
@@ -137,6 +155,7 @@ class BackupWriter:
 
     def database(self, database_name):
         pg_dump(database_name, os.path.join(self.partial, "database.dump"))
+        self.manifest["counts"] = content_counts(database_name)
 
     def publish(self, **extra):
         self.manifest.update(extra)
@@ -154,7 +173,9 @@ class BackupWriter:
 def backup(spec):
     """A backup while Mattermost keeps serving: pg_dump (a consistent snapshot of the
     database), config.json, then the data folder - taken after the dump, so it holds
-    every file the dump refers to. Published complete or not at all; old ones pruned."""
+    every file the dump refers to. Published complete or not at all; old ones pruned;
+    then sent off the server when a repository is configured (a failed copy is reported,
+    the local backup stays)."""
     version = spec.get("version") or os.path.basename(os.path.realpath(spec["install_dir"]))
     writer = BackupWriter(spec["backup_dir"], version, spec.get("kind", "manual"))
     try:
@@ -167,7 +188,14 @@ def backup(spec):
         writer.discard()
         raise
     prune_backups(spec["backup_dir"], spec["keep"])
-    print(f"backup {writer.name} written to {final}")
+    print(f"backup {writer.name} written to {final}", flush=True)
+    if spec.get("offsite"):
+        try:
+            offsite_copy(spec["offsite"], final, writer.name)
+        except Failure as e:
+            if spec.get("offsite_required", True):
+                raise
+            print(f"  warning: {e}", flush=True)  # recorded: make status and the report show it
 
 
 def find_backup(backup_dir, wanted):

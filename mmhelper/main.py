@@ -18,6 +18,7 @@ read from root-only files and never printed or put on a command line.
     mmhelper.py switch SPEC_JSON
     mmhelper.py wait-healthy SPEC_JSON
     mmhelper.py backup SPEC_JSON|@FILE
+    mmhelper.py offsite-fetch|restore-check SPEC_JSON
     mmhelper.py upgrade SPEC_JSON
     mmhelper.py restore SPEC_JSON
     mmhelper.py rollback SPEC_JSON
@@ -39,10 +40,11 @@ from mmhelper.config import merge_config_file
 from mmhelper.database import database, db_password
 from mmhelper.export import export
 from mmhelper.housekeeping import bot_token, emoji_upload, housekeeping
+from mmhelper.offsite import offsite_fetch
 from mmhelper.os_release import os_finish, os_packages, os_postgresql, os_sources
 from mmhelper.patching import patch_finish, patch_lock, patch_mark, patch_restart, patch_upgrade
 from mmhelper.release import client_writable, fetch_release, switch
-from mmhelper.restore import restore, rollback, unhold
+from mmhelper.restore import restore, restore_check, rollback, unhold
 from mmhelper.retention import retention
 from mmhelper.state import state
 from mmhelper.upgrade import upgrade
@@ -75,6 +77,8 @@ COMMANDS = {
     "os-packages": os_packages,
     "os-postgresql": os_postgresql,
     "os-finish": os_finish,
+    "offsite-fetch": offsite_fetch,
+    "restore-check": restore_check,
 }
 
 

@@ -12,6 +12,7 @@ import subprocess
 import time
 
 from mmhelper.common import Failure, free_bytes, ping, read_json, run, systemctl, wait_healthy, write_private
+from mmhelper.offsite import offsite_state
 
 
 def parse_apt_simulation(text):
@@ -231,7 +232,8 @@ def patch_finish(spec):
     """End the run: print its record as JSON (for the report) and release the lock."""
     run_state = _run_state(spec)
     health = ping(spec["ping_url"])
-    run_state.update(finished=time.time(), mattermost_after=health["version"], healthy=health["ok"],
+    offsite = offsite_state({"status_file": spec["offsite_status_file"]}) if spec.get("offsite_status_file") else None
+    run_state.update(finished=time.time(), mattermost_after=health["version"], healthy=health["ok"], offsite=offsite,
                      reboot_still_required=os.path.exists("/run/reboot-required"))
     print(json.dumps(run_state))
     for path in (spec["state_file"], spec["lock_file"]):

@@ -8,12 +8,13 @@ import shutil
 import subprocess
 import time
 
-from mmhelper.backup import backup_names, find_backup, snapshot_data
+from mmhelper.backup import backup_names, content_counts, find_backup, snapshot_data
 from mmhelper.common import (
     Failure,
     database_exists,
     ident,
     link_release,
+    ping,
     psql_as_postgres,
     put_database_back,
     read_json,
@@ -24,6 +25,7 @@ from mmhelper.common import (
     write_hold,
     write_private,
 )
+from mmhelper.upgrade import check_config_with
 
 
 def restore(spec):
@@ -122,3 +124,36 @@ def unhold(spec):
         return
     os.unlink(path)
     print(f"the hold on {hold.get('version')} is lifted: the next deploy may upgrade to it again")
+
+
+def restore_check(spec):
+    """After a restore: the database holds what was counted when the backup was taken, the
+    data folder every file of the backup, the release's own binary accepts the config, and
+    Mattermost is healthy. One line per check; a mismatch fails."""
+    name = find_backup(spec["backup_dir"], spec.get("backup"))
+    folder = os.path.join(spec["backup_dir"], name)
+    manifest = read_json(os.path.join(folder, "manifest.json")) or {}
+    problems, rows = [], []
+    live = content_counts(spec["db"]["name"])
+    for table, expected in sorted((manifest.get("counts") or {}).items()):
+        rows.append(f"  {table:10} backup {expected:8}  restored {live.get(table, 0):8}")
+        if live.get(table) != expected:
+            problems.append(f"{table}: {live.get(table)} restored, {expected} in the backup")
+    backup_files = sum(len(files) for _, _, files in os.walk(os.path.join(folder, "data")))
+    live_files = sum(len(files) for _, _, files in os.walk(spec["data_dir"]))
+    rows.append(f"  {'files':10} backup {backup_files:8}  restored {live_files:8}")
+    if live_files < backup_files:
+        problems.append(f"data: {live_files} files restored, {backup_files} in the backup")
+    release = os.path.realpath(spec["install_dir"])
+    problem = check_config_with(release, spec["config_file"], spec["user"])
+    rows.append(f"  config     {'accepted by ' + os.path.basename(release) if not problem else 'REJECTED: ' + problem}")
+    if problem:
+        problems.append(f"config.json: {problem}")
+    health = ping(spec["ping_url"])
+    rows.append(f"  health     {'OK, ' + str(health['version']) if health['ok'] else health['error']}")
+    if not health["ok"]:
+        problems.append(f"Mattermost is not healthy: {health['error']}")
+    print(f"restore check of {name} (taken {manifest.get('created')}):\n" + "\n".join(rows), flush=True)
+    if problems:
+        raise Failure("the restored server differs from the backup: " + "; ".join(problems))
+    print("restore check: everything the backup holds is back")

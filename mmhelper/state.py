@@ -29,6 +29,7 @@ from mmhelper.common import (
 )
 from mmhelper.config import config_differences, display_value, get_dotted, password_digest, resolve_desired
 from mmhelper.housekeeping import housekeeping_state
+from mmhelper.offsite import offsite_state
 from mmhelper.os_release import os_release_state
 from mmhelper.patching import os_state
 
@@ -78,6 +79,9 @@ def state(query):
     salt = secrets.token_hex(16)
     out["password"] = {"exists": password is not None, "salt": salt,
                        "digest": password_digest(password, salt) if password else None}
+    # Other root-only secrets the deploy places (off-server backup credentials): the same
+    # salted digest of each whole file, so the workstation can tell without reading it.
+    out["secrets"] = {path: secret_digest(path, salt) for path in query.get("secret_files", [])}
     config_file = query["config_file"]
     config_out = {"exists": os.path.exists(config_file), "differs": [], "current": {}}
     if config_out["exists"]:
@@ -128,6 +132,8 @@ def state(query):
         out["housekeeping"] = housekeeping_state(query["housekeeping"])
     if query.get("ssh_admin_user"):
         out["ssh"] = ssh_admin_state(query["ssh_admin_user"])
+    if query.get("offsite_status_file"):
+        out["offsite"] = offsite_state({"status_file": query["offsite_status_file"]})
     if query.get("os_release"):
         spec = query["os_release"]
         out["os_release"] = os_release_state({**spec, "target": spec["next"].get(out["os"]["codename"])})
@@ -140,6 +146,14 @@ def state(query):
     out["health"] = ping(query["ping_url"]) if out["service"]["active"] == "active" else {
         "ok": False, "error": "service not running", "version": None}
     return out
+
+
+def secret_digest(path, salt):
+    try:
+        with open(path) as f:
+            return password_digest(f.read(), salt)
+    except FileNotFoundError:
+        return None
 
 
 def package_version(package):

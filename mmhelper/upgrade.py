@@ -20,6 +20,7 @@ from mmhelper.common import (
     systemctl,
     write_hold,
 )
+from mmhelper.offsite import offsite_copy
 
 # A database address nothing answers on: `db migrate --dry-run` then loads and checks the
 # config and stops when it tries to connect - the live database is never touched.
@@ -121,7 +122,12 @@ def upgrade(spec):
     psql_as_postgres(f"DROP DATABASE {ident(snapshot)};")
     prune_backups(spec["backup"]["backup_dir"], spec["backup"]["keep"])
     prune_releases(releases, spec["keep_releases"], {old, new})
-    print(f"upgraded {old} -> {new}; pre-upgrade backup {final}")
+    print(f"upgraded {old} -> {new}; pre-upgrade backup {final}", flush=True)
+    if spec["backup"].get("offsite"):
+        try:
+            offsite_copy(spec["backup"]["offsite"], final, writer.name)
+        except Failure as e:  # the upgrade is done; the failed copy shows in make status
+            print(f"  warning: {e}", flush=True)
 
 
 def _roll_back(spec, old, new, db, snapshot, reason, writer):

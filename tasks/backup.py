@@ -1,5 +1,7 @@
 """Backups beyond upgrades: the backup folder (root only), the spec the helper reads,
-and a nightly systemd timer with retention (`mattermost_backup_schedule`)."""
+a nightly systemd timer with retention (`mattermost_backup_schedule`), and the off-server
+copies with restic (`backup_offsite_*`): its credentials placed root-only on the server,
+the repository host's key pinned."""
 
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ import json
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
+from mmhelper.config import password_digest
 from tasks.base import folders
-from tasks.common import HELPER, current, managed_file, path_info, render, settings
+from tasks.common import HELPER, current, managed_file, path_info, render, settings, upload_secret
 
 SPEC_FILE = "/etc/mattermost/backup.json"
 SERVICE = "/etc/systemd/system/mattermost-backup.service"
@@ -18,7 +21,49 @@ TIMER = "/etc/systemd/system/mattermost-backup.timer"
 
 def backup_spec(s, kind: str = "nightly") -> dict:
     return {"kind": kind, "backup_dir": s.backup_dir, "keep": s.backup_keep, "install_dir": s.install_dir,
-            "config_file": s.config_file, "data_dir": s.data_dir, "db": {"name": s.db_name}}
+            "config_file": s.config_file, "data_dir": s.data_dir, "db": {"name": s.db_name},
+            "offsite": offsite_spec(s)}
+
+
+def offsite_spec(s) -> dict | None:
+    """How the server reaches the off-server repository: paths of root-only files, never
+    their contents."""
+    if not s.offsite_repository:
+        return None
+    sftp = s.offsite_repository.startswith("sftp:")
+    return {"repository": s.offsite_repository, "password_file": s.offsite_password_file,
+            "ssh_key": s.offsite_key_file if sftp else None, "known_hosts": s.offsite_known_hosts_file if sftp else None,
+            "env_file": s.offsite_env_file if s.offsite_env else None, "keep": s.offsite_keep, "host": s.host,
+            "status_file": s.offsite_status_file, "cache_dir": "/var/cache/restic"}
+
+
+def offsite_secrets(s) -> dict[str, str]:
+    """Root-only files the off-server copies need: path -> content (secret)."""
+    if not s.offsite_repository:
+        return {}
+    files = {s.offsite_password_file: str(s.offsite_password) + "\n"}
+    if s.offsite_ssh_key:
+        files[s.offsite_key_file] = s.offsite_ssh_key if s.offsite_ssh_key.endswith("\n") else s.offsite_ssh_key + "\n"
+    if s.offsite_env:
+        files[s.offsite_env_file] = "".join(f"{k}={v}\n" for k, v in sorted(s.offsite_env.items()))
+    return files
+
+
+def secret_paths(s) -> list[str]:
+    return sorted(offsite_secrets(s))
+
+
+@operation()
+def secret_in_place(path: str, what: str):
+    """A secret file (root, 0600), uploaded only when the server's differs from this
+    workstation's (compared by a salted slow digest, the content never read back)."""
+    s, now = settings(), current()
+    content = offsite_secrets(s)[path]
+    digest = (now.get("secrets") or {}).get(path)
+    if digest and digest == password_digest(content, now["password"]["salt"]):
+        host.noop(f"{what} is in place")
+        return
+    yield from upload_secret(content, path, s.private_dir)
 
 
 @operation()
@@ -47,6 +92,14 @@ def configure():
             wanted=[(s.backup_dir, "root", "root", 0o700)])
     spec = managed_file(name="Write the nightly backup's settings", path=SPEC_FILE,
                         content=json.dumps(backup_spec(s), indent=2, sort_keys=True) + "\n")
+    if s.offsite_repository:
+        names = {s.offsite_password_file: "the restic repository password", s.offsite_key_file: "the SFTP key",
+                 s.offsite_env_file: "the repository's credentials (restic.env)"}
+        for path in secret_paths(s):
+            secret_in_place(name=f"Keep {names[path]} on the server (root only)", path=path, what=names[path])
+        if s.offsite_known_hosts:
+            managed_file(name="Pin the SFTP repository host's key", path=s.offsite_known_hosts_file,
+                         content=s.offsite_known_hosts)
     if not s.backup_schedule:
         timer_removed(name="Remove the nightly backup timer (mattermost_backup_schedule is None)")
         return

@@ -32,7 +32,8 @@ PACKAGES = ["postgresql", "nginx", "gpg", "openssl", "ca-certificates", "python3
 
 def packages(s: Settings) -> list[str]:
     return (PACKAGES + (["unattended-upgrades"] if s.unattended_upgrades else []) + (["nftables"] if s.firewall else [])
-            + (["certbot"] if s.acme_email else []) + (["sudo"] if s.ssh_admin_user else []))
+            + (["certbot"] if s.acme_email else []) + (["sudo"] if s.ssh_admin_user else [])
+            + (["restic", "openssh-client"] if s.offsite_repository else []))
 
 
 def settings() -> Settings:

@@ -113,4 +113,21 @@ def report_text(host: str, record: dict, plan: PatchPlan) -> str:
     ]
     if record.get("reboot_still_required"):
         lines.append("  a reboot is still required (/run/reboot-required)")
+    offsite = record.get("offsite")
+    if offsite:
+        lines.append(f"  off-server copy: {offsite['state']}" + (f" ({offsite.get('error')})" if offsite.get("error") else ""))
+    problems = all_good_problems(record)
+    lines.append("  all good: " + ("yes" if not problems else "NO - " + "; ".join(problems)))
     return "\n".join(lines)
+
+
+def all_good_problems(record: dict) -> list[str]:
+    """What keeps a patch night from being all good."""
+    problems = []
+    if not record.get("healthy"):
+        problems.append("Mattermost is not healthy")
+    if (record.get("offsite") or {}).get("state") in ("failed", "stale"):
+        problems.append(f"the off-server copy is {record['offsite']['state']}")
+    if record.get("reboot_still_required"):
+        problems.append("a reboot is still required")
+    return problems

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
+from tasks.backup import offsite_spec
 from tasks.common import current, helper, managed_file, path_info, render, settings, streamed
 from tasks.release import decision, installed_version
 
@@ -88,7 +89,8 @@ def upgrade_spec(s, old: str, new: str) -> dict:
         "releases_dir": s.releases_dir, "install_dir": s.install_dir,
         "config_file": s.config_file, "user": s.user, "service": "mattermost",
         "db": {"name": s.db_name, "owner": s.db_user},
-        "backup": {"backup_dir": s.backup_dir, "keep": s.backup_keep, "data_dir": s.data_dir},
+        "backup": {"backup_dir": s.backup_dir, "keep": s.backup_keep, "data_dir": s.data_dir,
+                   "offsite": offsite_spec(s)},
         "ping_url": s.ping_url, "timeout": s.health_timeout, "start_timeout": s.start_timeout,
         "keep_releases": s.keep_releases, "hold_file": s.hold_file,
     }

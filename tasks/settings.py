@@ -18,6 +18,10 @@ from tasks.versions import is_valid_policy
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS_FILE = ROOT / "secrets.env"  # git-ignored: KEY=VALUE lines, read when present
 PASSWORD_ENV = "MATTERMOST_DB_PASSWORD"
+RESTIC_PASSWORD_ENV = "RESTIC_PASSWORD"
+# Credentials a restic repository may need, passed to the server's restic.env (root only).
+RESTIC_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "RESTIC_REST_USERNAME",
+              "RESTIC_REST_PASSWORD")
 
 # Keys the deploy builds itself: the operator's mattermost_config may not set them.
 RESERVED_KEYS = {"SqlSettings.DataSource", "SqlSettings.DriverName"}
@@ -101,6 +105,12 @@ class Settings:
     acme_email: str | None
     acme_directory_url: str
     acme_server_ca: str | None
+    offsite_repository: str | None = None
+    offsite_keep: dict = field(default_factory=dict)
+    offsite_ssh_key: str | None = field(default=None, repr=False)  # the key's content: a secret
+    offsite_known_hosts: str | None = None
+    offsite_password: Secret | None = field(default=None, repr=False)
+    offsite_env: dict = field(default_factory=dict, repr=False)
 
     # ---- derived paths and URLs, one place each
     @property
@@ -146,6 +156,26 @@ class Settings:
     @property
     def os_upgrade_state_file(self) -> str:
         return f"{self.deploy_state_dir}/os-upgrade.json"
+
+    @property
+    def offsite_password_file(self) -> str:
+        return f"{self.private_dir}/restic-password"
+
+    @property
+    def offsite_key_file(self) -> str:
+        return f"{self.private_dir}/restic-ssh-key"
+
+    @property
+    def offsite_env_file(self) -> str:
+        return f"{self.private_dir}/restic.env"
+
+    @property
+    def offsite_known_hosts_file(self) -> str:
+        return "/etc/mattermost/restic-known-hosts"
+
+    @property
+    def offsite_status_file(self) -> str:
+        return f"{self.deploy_state_dir}/offsite.json"
 
     @property
     def bot_token_file(self) -> str:
@@ -313,6 +343,34 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
     if acme_email and "@" not in str(acme_email):
         problems.append(f"acme_email {acme_email!r} is not an e-mail address")
 
+    repository = get("backup_offsite_repository") or None
+    offsite_key, offsite_password, offsite_env = None, None, {}
+    keep = dict(get("backup_offsite_keep") or {})
+    if repository:
+        if not re.match(r"^(sftp|s3|rest|b2|azure|gs|swift|rclone):", str(repository)) and not str(repository).startswith("/"):
+            problems.append(f"backup_offsite_repository {repository!r} is not a restic repository (sftp:user@host:/path, "
+                            "s3:https://..., rest:https://...)")
+        offsite_password = env.get(RESTIC_PASSWORD_ENV) or None
+        if not offsite_password:
+            problems.append(f"backup_offsite_repository is set but {RESTIC_PASSWORD_ENV} is empty on this workstation: "
+                            "export it or put it in secrets.env (and keep a copy outside the server)")
+        elif len(offsite_password) < 16:
+            problems.append(f"{RESTIC_PASSWORD_ENV} is shorter than 16 characters: choose a longer one")
+        if not all(k in ("last", "hourly", "daily", "weekly", "monthly", "yearly") and isinstance(v, int) and v >= 0
+                   for k, v in keep.items()) or not any(keep.values()):
+            problems.append("backup_offsite_keep must map last/daily/weekly/monthly/yearly to numbers, at least one > 0")
+        if str(repository).startswith("sftp:"):
+            key_path = get("backup_offsite_ssh_key")
+            if not key_path or not Path(str(key_path)).expanduser().is_file():
+                problems.append(f"an SFTP repository needs backup_offsite_ssh_key: the path of a private key file on "
+                                f"this workstation (not found: {key_path!r})")
+            else:
+                offsite_key = Path(str(key_path)).expanduser().read_text()
+            if not get("backup_offsite_known_hosts"):
+                problems.append("an SFTP repository needs backup_offsite_known_hosts: the host's key line, pinned "
+                                "(e.g. from `ssh-keyscan -t ed25519 HOST` checked against your provider)")
+        offsite_env = {k: env[k] for k in RESTIC_ENV if env.get(k)}
+
     if problems:
         raise SettingsError(f"settings for {host_name}: " + "; ".join(problems) +
                             " (nothing was changed on the server)")
@@ -383,4 +441,11 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
         acme_email=acme_email,
         acme_directory_url=get("acme_directory_url") or "https://acme-v02.api.letsencrypt.org/directory",
         acme_server_ca=get("acme_server_ca") or None,
+        offsite_repository=repository,
+        offsite_keep=keep,
+        offsite_ssh_key=offsite_key,
+        offsite_known_hosts=(str(get("backup_offsite_known_hosts")).strip() + "\n") if repository and
+        get("backup_offsite_known_hosts") else None,
+        offsite_password=Secret(offsite_password) if offsite_password else None,
+        offsite_env=offsite_env,
     )

@@ -37,7 +37,7 @@ def managed_paths(s: Settings) -> list[str]:
         *(folder for folder, *_ in base.wanted_folders(s)),
         nginx.SITE, nginx.ENABLED, nginx.DEFAULT_SITE, nginx.CACHE_DIR, nginx.WEBROOT, nginx.ACME_CA,
         nginx.CERTBOT_DROPIN, s.self_signed_certificate, s.self_signed_key,
-        s.backup_dir, backup.SPEC_FILE, backup.SERVICE, backup.TIMER,
+        s.backup_dir, backup.SPEC_FILE, backup.SERVICE, backup.TIMER, s.offsite_known_hosts_file,
         os_updates.NEEDRESTART_CONF, os_updates.AUTO_UPGRADES, os_updates.UNATTENDED_CONF,
         firewall.CONF, ssh_access.SUDOERS, ssh_access.SSHD_DROPIN,
     ]
@@ -58,6 +58,8 @@ def query(s: Settings, os_updates: str | None = None, housekeeping: bool = False
         "service": "mattermost",
         "ping_url": s.ping_url,
         "hold_file": s.hold_file,
+        "secret_files": backup.secret_paths(s),
+        "offsite_status_file": s.offsite_status_file if s.offsite_repository else None,
         "backup_dir": s.backup_dir,
         "acme_domain": s.domain if s.acme_email else None,
         "housekeeping": helper_spec(s) if read_housekeeping else None,

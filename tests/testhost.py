@@ -41,6 +41,7 @@ UPSTREAM = f"{PREFIX}-upstream"
 UPSTREAM_PORT = int(os.environ.get("MMDEPLOY_UPSTREAM_PORT", "18080"))
 PEBBLE = f"{PREFIX}-pebble"
 SMTP = f"{PREFIX}-smtp"
+SFTP = f"{PREFIX}-sftp"
 MAILDIR = CACHE / "smtp" / "Maildir"  # what the test SMTP server received, read by the tests
 LABEL = {"org.mmdeploy.test": "1"}
 
@@ -193,8 +194,8 @@ def ensure_network(c: docker.DockerClient):
         return c.networks.create(NETWORK, driver="bridge", labels=LABEL)
 
 
-def ensure_ssh_key() -> Path:
-    key = LOCAL / "ssh" / "id_ed25519"
+def ensure_ssh_key(key: Path | None = None, comment: str = "mmdeploy-test") -> Path:
+    key = key or LOCAL / "ssh" / "id_ed25519"
     if key.exists():
         return key
     from cryptography.hazmat.primitives import serialization
@@ -206,7 +207,7 @@ def ensure_ssh_key() -> Path:
         serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()))
     os.chmod(key, 0o600)
     public = private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    key.with_suffix(".pub").write_text(public.decode() + " mmdeploy-test\n")
+    key.with_suffix(".pub").write_text(public.decode() + f" {comment}\n")
     return key
 
 
@@ -327,6 +328,38 @@ def ensure_smtp(c: docker.DockerClient) -> dict:
     else:
         raise RuntimeError("the test SMTP server does not answer")
     return {"host": SMTP, "port": 25, "maildir": MAILDIR}
+
+
+def ensure_sftp(c: docker.DockerClient) -> dict:
+    """An SFTP server on the test network, as a storage box is one: OpenSSH (Debian's), a
+    storage-box-like user that logs in with a key made here, a folder for restic repositories.
+    Returns the private key's path and the host key line to pin."""
+    key = ensure_ssh_key(LOCAL / "offsite" / "id_ed25519", "mmdeploy-offsite-test")
+    ensure_network(c)
+    user = "u12345"  # a storage box's kind of account name (Debian has a system user "backup" already)
+    command = ["sh", "-c", f"ssh-keygen -A -q && mkdir -p /run/sshd /srv/restic && (id {user} >/dev/null 2>&1 || "
+               f"useradd -m -d /home/{user} -s /bin/sh {user}) && install -d -o {user} -m 700 /home/{user}/.ssh && "
+               f"install -o {user} -m 600 /keys/authorized_keys /home/{user}/.ssh/authorized_keys && "
+               f"chown {user} /srv/restic && exec /usr/sbin/sshd -D -e"]
+    fingerprint = hashlib.sha256(key.with_suffix(".pub").read_bytes() + json.dumps(command).encode()).hexdigest()[:16]
+    if running_container(c, SFTP, fingerprint) is None:
+        log("starting the test SFTP server (OpenSSH)")
+        c.containers.run(
+            ensure_base_image(c), command,
+            name=SFTP, hostname=SFTP, network=NETWORK, detach=True,
+            labels={**LABEL, FINGERPRINT: fingerprint}, restart_policy={"Name": "unless-stopped"},
+            volumes={str(key.with_suffix(".pub")): {"bind": "/keys/authorized_keys", "mode": "ro"}},
+        )
+    for _ in range(60):
+        code, host_key = exec_on_container(SFTP, "cat /etc/ssh/ssh_host_ed25519_key.pub")
+        if code == 0 and host_key.startswith("ssh-ed25519") and exec_on_container(
+                UPSTREAM, f"python3 -c \"import socket; socket.create_connection(('{SFTP}', 22), 2)\"")[0] == 0:
+            break
+        time.sleep(0.5)
+    else:
+        raise RuntimeError("the test SFTP server does not answer")
+    return {"key": key, "known_hosts": f"{SFTP} {' '.join(host_key.split()[:2])}", "user": user,
+            "root": "/srv/restic"}
 
 
 def clear_mail() -> None:

@@ -21,7 +21,7 @@ from pyinfra.api.exceptions import DeployError
 
 from tasks.backup import backup_spec
 from tasks.common import ROOT, helper, run_on, settings, streamed
-from tasks.patching import make_plan, operator_id, plan_text, report_text
+from tasks.patching import all_good_problems, make_plan, operator_id, plan_text, report_text
 from tasks.release import decision, installed_version
 from tasks.service import upgraded
 from tasks.state import read as read_server_state
@@ -42,7 +42,8 @@ def locked(holder: str, break_lock: bool, mattermost_before: str | None):
 @operation(is_idempotent=False)
 def backed_up():
     s = settings()
-    yield streamed(helper("backup", backup_spec(s, kind="patch-night")))
+    # A failed off-server copy does not stop the security updates: the report says it.
+    yield streamed(helper("backup", {**backup_spec(s, kind="patch-night"), "offsite_required": False}))
     yield helper("patch-mark", patch_spec(s, step="backup"))
 
 
@@ -69,7 +70,8 @@ def rebooted_if_required(expected: bool, version: str):
 
 def write_report(state, host, plan):
     s = settings()
-    status, output = run_on(host, helper("patch-finish", patch_spec(s, ping_url=s.ping_url)))
+    status, output = run_on(host, helper("patch-finish", patch_spec(
+        s, ping_url=s.ping_url, offsite_status_file=s.offsite_status_file if s.offsite_repository else None)))
     stdout = output.stdout
     if not status:
         logger.error(f"    [{host.name}] ERROR: could not finish the patch night run: see the output above")
@@ -83,7 +85,8 @@ def write_report(state, host, plan):
     path.write_text(text + "\n")
     path.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     logger.info("\n" + text + f"\n  report: {path}\n")
-    return bool(record.get("healthy"))
+    # The run fails (after writing its report) when Mattermost is unhealthy or the off-server copy failed.
+    return not [p for p in all_good_problems(record) if "reboot" not in p]
 
 
 @operation(is_idempotent=False)

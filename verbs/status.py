@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 from pyinfra.api.exceptions import PyinfraError
 
@@ -17,7 +18,16 @@ from tasks.release import decision, installed_version, lookup_releases
 from tasks.state import read as read_server_state
 from verbs.session import connected, on
 
-COLUMNS = ["host", "installed", "running", "target", "latest", "action", "os_updates", "last_backup"]
+COLUMNS = ["host", "installed", "running", "target", "latest", "action", "os_updates", "last_backup", "offsite"]
+
+
+def offsite_text(state: dict | None) -> str | None:
+    """The off-server copy in one cell: ok (when), stale (since when) or FAILED (why)."""
+    if not state:
+        return None
+    since = time.strftime("%Y-%m-%d %H:%M", time.gmtime(state["last_ok"])) if state.get("last_ok") else "never"
+    return {"ok": f"ok {since}", "stale": f"STALE: last ok {since}", "none": "no copy yet",
+            "failed": f"FAILED: {state.get('error')}"}.get(state["state"], state["state"])
 
 
 def latest_known(s) -> tuple[str | None, str | None]:
@@ -50,6 +60,8 @@ def row_for(host) -> dict:
             "os_updates": (now.get("os_updates") or {}).get("count"),
             "last_backup": manifest.get("created"),
             "last_backup_name": backups.get("newest"),
+            "offsite": offsite_text(now.get("offsite")),
+            "offsite_state": (now.get("offsite") or {}).get("state"),
         }
         if error:
             row["latest_error"] = error
@@ -78,7 +90,8 @@ def main(argv: list[str]) -> int:
     with connected(argv) as (_, hosts):
         rows = [row_for(h) if error is None else {"host": h.name, "action": f"error: {error}"} for h, error in hosts]
     print(json.dumps(rows, indent=2) if as_json else table(rows))
-    return 1 if any(str(r.get("action", "")).startswith("error") for r in rows) else 0
+    return 1 if any(str(r.get("action", "")).startswith("error") or r.get("offsite_state") in ("failed", "stale")
+                    for r in rows) else 0
 
 
 if __name__ == "__main__":
