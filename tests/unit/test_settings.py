@@ -71,3 +71,22 @@ def test_secrets_file_is_read(tmp_path):
     f.write_text("# comment\nexport MATTERMOST_DB_PASSWORD='from-the-file-123'\nOTHER=1\n")
     assert read_secrets_file(f) == {"MATTERMOST_DB_PASSWORD": "from-the-file-123", "OTHER": "1"}
     assert read_secrets_file(tmp_path / "missing") == {}
+
+
+def test_offsite_backups_need_their_password_key_and_pinned_host(tmp_path):
+    key = tmp_path / "id_ed25519"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n-----END OPENSSH PRIVATE KEY-----\n")
+    sftp = {"backup_offsite_repository": "sftp:u1@box.example:/mm", "backup_offsite_ssh_key": str(key),
+            "backup_offsite_known_hosts": "box.example ssh-ed25519 AAAAC3Nz"}
+    with pytest.raises(SettingsError, match="RESTIC_PASSWORD is empty on this workstation"):
+        load_settings({**DEFAULTS, **sftp}, "chat.example.org", environ={})
+    with pytest.raises(SettingsError, match="backup_offsite_known_hosts"):
+        load_settings({**DEFAULTS, **sftp, "backup_offsite_known_hosts": None}, "chat.example.org",
+                      environ={"RESTIC_PASSWORD": "a-long-enough-password"})
+    with pytest.raises(SettingsError, match="is not a restic repository"):
+        load_settings({**DEFAULTS, **sftp, "backup_offsite_repository": "ftp://nope"}, "chat.example.org",
+                      environ={"RESTIC_PASSWORD": "a-long-enough-password"})
+    s = load_settings({**DEFAULTS, **sftp}, "chat.example.org",
+                      environ={"RESTIC_PASSWORD": "a-long-enough-password", "AWS_ACCESS_KEY_ID": "not-for-sftp"})
+    assert s.offsite_ssh_key.startswith("-----BEGIN") and "secret" not in repr(s) and "a-long" not in repr(s)
+    assert s.offsite_env == {"AWS_ACCESS_KEY_ID": "not-for-sftp"}
