@@ -33,7 +33,7 @@ YESFLAG := $(if $(filter 1 yes true,$(YES)),-y,)
 .PHONY: setup prereqs mattermost-builds demo diff deploy upgrade status backup fetch-backup restore rollback rebuild \
 	restore-drill unhold \
 	patch-plan patch-night os-upgrade-plan os-upgrade channels users archive-stale offboard erase export retention \
-	test unit e2e lint bench bench-upgrade bench-security clean
+	test unit e2e lint bench bench-upgrade bench-scale bench-security clean
 
 setup: $(VENV)/.installed
 
@@ -145,6 +145,9 @@ bench: setup prereqs
 
 bench-security: setup prereqs
 	$(PY) -m bench.security
+
+bench-scale: setup prereqs mattermost-builds
+	$(PY) -m bench.scale
 
 bench-upgrade: setup prereqs
 	$(PY) -m bench.upgrade_downtime

@@ -180,7 +180,7 @@ def ping(url, timeout=5.0):
     return {"ok": ok, "error": error, "version": version}
 
 
-def run_release_binary(release_dir, config, user, *args, env=None, in_release=False):
+def run_release_binary(release_dir, config, user, *args, env=None, in_release=False, timeout=120):
     """Run `bin/mattermost ARGS` of a release as the service user (never root), on a
     private copy of `config` so nothing in the install or state folders is touched."""
     tmp = tempfile.mkdtemp(prefix="mm-run-")
@@ -198,7 +198,7 @@ def run_release_binary(release_dir, config, user, *args, env=None, in_release=Fa
         # in_release: run from the release folder (read-only for the user), where the binary
         # finds its i18n/ and so explains itself in words rather than message ids.
         return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=release_dir if in_release else tmp,
-                              timeout=120)
+                              timeout=timeout)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

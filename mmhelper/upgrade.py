@@ -2,22 +2,23 @@
 """
 
 import os
+import re
+import shutil
+import subprocess
 import time
 
 from mmhelper.backup import BackupWriter, database_size, prune_backups, prune_releases
 from mmhelper.common import (
     Failure,
-    database_exists,
     dir_size,
     free_bytes,
     ident,
     link_release,
-    literal,
     psql_as_postgres,
-    put_database_back,
     run_release_binary,
     start_and_verify,
     systemctl,
+    terminate_connections,
     write_hold,
 )
 from mmhelper.offsite import offsite_copy
@@ -49,24 +50,80 @@ def check_config_with(release_dir, config_file, user):
     return parse_config_check(result.stdout + "\n" + result.stderr)
 
 
+# Mattermost's own way to reverse its schema migrations (server/cmd/mattermost/commands/db.go):
+# `db migrate --save-plan --dry-run` writes the plan into the file store without migrating,
+# `db downgrade <plan>` run by the NEWER binary reverses it. Local mode is switched off for
+# these runs: its socket folder exists only while the service runs, and the config check
+# refuses a socket path whose folder is missing.
+OFFLINE_ENV = {"MM_SERVICESETTINGS_ENABLELOCALMODE": "false"}
+
+
+def parse_plan_file(output):
+    match = re.search(r'The migration plan has been saved\. File: "([^"]+)"', output)
+    return match.group(1) if match else None
+
+
+def save_migration_plan(release_dir, spec):
+    """The migrations the new release will run, saved as a plan (None: none to run)."""
+    result = run_release_binary(release_dir, spec["config_file"], spec["user"], "db", "migrate", "--save-plan",
+                                "--dry-run", env=OFFLINE_ENV, in_release=True)
+    text = result.stdout + result.stderr
+    if "No migrations to apply" in text:
+        return None
+    plan = parse_plan_file(text)
+    if result.returncode != 0 or not plan:
+        raise Failure(f"Mattermost's migration plan could not be saved ({text.strip()[-300:]}); nothing was changed")
+    return plan
+
+
+def downgrade_schema(release_dir, spec, plan):
+    """Reverse the plan's migrations with the new release's binary. Returns an error or None."""
+    result = run_release_binary(release_dir, spec["config_file"], spec["user"], "db", "downgrade", plan,
+                                env=OFFLINE_ENV, in_release=True, timeout=spec.get("start_timeout", 3600))
+    text = result.stdout + result.stderr
+    if result.returncode == 0 and "successfully downgraded" in text:
+        return None
+    return text.strip()[-300:] or f"exit status {result.returncode}"
+
+
+def restore_dump(dump, db, owner):
+    """The last resort: the database as the pre-upgrade dump has it (the failed one kept)."""
+    fresh, failed = f"{db}_restoring"[:63], f"{db}_failed_upgrade"[:63]
+    psql_as_postgres(f"DROP DATABASE IF EXISTS {ident(fresh)};")
+    psql_as_postgres(f"CREATE DATABASE {ident(fresh)} WITH OWNER {ident(owner)} ENCODING 'UTF8' "
+                     "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' TEMPLATE template0;")
+    with open(dump, "rb") as f:
+        result = subprocess.run(["runuser", "-u", "postgres", "--", "pg_restore", "--no-owner", f"--role={owner}",
+                                 "--exit-on-error", "-d", fresh], stdin=f, capture_output=True)
+    if result.returncode != 0:
+        raise Failure(f"pg_restore failed: {result.stderr.decode(errors='replace').strip()[-300:]}")
+    terminate_connections(db)
+    psql_as_postgres(f"DROP DATABASE IF EXISTS {ident(failed)};")
+    psql_as_postgres(f"ALTER DATABASE {ident(db)} RENAME TO {ident(failed)};")
+    psql_as_postgres(f"ALTER DATABASE {ident(fresh)} RENAME TO {ident(db)};")
+    return failed
+
+
 def upgrade(spec):
-    """Upgrade with a short outage and an automatic way back.
+    """Upgrade with an outage of about a restart, whatever the database's size, and an
+    automatic way back.
 
     While the old version serves: preflight (folders, disk), the new binary checks the
-    config, the data folder and config.json are snapshotted. Then: stop, copy the
-    database inside PostgreSQL (CREATE DATABASE ... TEMPLATE: no dump during the outage),
-    switch /opt/mattermost, start, wait for a healthy ping of the new version. On success
-    the pre-upgrade database copy is dumped (pg_dump -Fc) into the backup while the new
-    version serves. On failure: stop, put the pre-upgrade database back (a rename), switch
-    back, start, verify the old version, hold the failed version, exit 1 with a report."""
+    config and saves Mattermost's migration plan, and the pre-upgrade backup is taken
+    (pg_dump - a consistent snapshot - config.json, data). Then the outage: stop, switch
+    /opt/mattermost, start (the migrations run), wait for a healthy ping of the new
+    version. On failure: stop, reverse the migrations with Mattermost's own `db downgrade`
+    of the saved plan (the data stays as it was, writes included), switch back, start,
+    verify the old version, hold the failed version, exit 1 with a report. Only when the
+    downgrade itself fails is the pre-upgrade dump restored (writes made after it are then
+    lost, and said so); the failed database is kept."""
     old, new = spec["from"], spec["to"]
-    db, owner = spec["db"]["name"], spec["db"]["owner"]
+    db = spec["db"]["name"]
     releases, link = spec["releases_dir"], spec["install_dir"]
     old_dir, new_dir = os.path.join(releases, old), os.path.join(releases, new)
     for folder in (old_dir, new_dir):
         if not os.path.isdir(folder):
             raise Failure(f"release folder {folder} is missing: nothing was changed")
-    snapshot = f"{db}_before_{new.replace('.', '_')}"[:63]
 
     # Preflight: Mattermost asks for twice the install size plus the database.
     need = 2 * dir_size(new_dir) + database_size(db)
@@ -80,10 +137,18 @@ def upgrade(spec):
     if problem:
         raise Failure(f"Mattermost {new} rejects the current config.json ({problem}); fix the setting "
                       "first - nothing was changed")
+    plan = save_migration_plan(new_dir, spec)
+    print(f"  migration plan: {plan or 'no migrations to run'}", flush=True)
 
     writer = BackupWriter(spec["backup"]["backup_dir"], old, "upgrade")
-    writer.config(spec["config_file"])
-    writer.data(spec["backup"]["data_dir"])
+    try:
+        print(f"  pre-upgrade backup while {old} serves (database dump, config.json, data)", flush=True)
+        writer.database(db)
+        writer.config(spec["config_file"])
+        writer.data(spec["backup"]["data_dir"])
+    except BaseException:
+        writer.discard()
+        raise
     print(f"  stopping Mattermost {old}", flush=True)
     t0 = time.time()
     stopped = False
@@ -91,13 +156,7 @@ def upgrade(spec):
         systemctl("stop", spec["service"])
         stopped = True
         t_stopped = time.time()
-        # One psql session for the whole snapshot: every process start here is outage.
-        psql_as_postgres(
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {literal(db)};\n"
-            f"DROP DATABASE IF EXISTS {ident(snapshot)};\n"
-            f"CREATE DATABASE {ident(snapshot)} WITH TEMPLATE {ident(db)} OWNER {ident(owner)};\n")
         link_release(link, new_dir)
-        t_snapshot = time.time()
         print(f"  starting Mattermost {new} (database migrations run now)", flush=True)
         start_and_verify(spec, new)
     except BaseException as e:
@@ -106,20 +165,14 @@ def upgrade(spec):
         if not stopped:
             writer.discard()
             raise
-        _roll_back(spec, old, new, db, snapshot, reason, writer)
-        raise Failure(f"upgrade {old} -> {new} failed ({reason}); rolled back: the database was restored "
-                      f"to its state before the upgrade, Mattermost {old} runs and is healthy; {new} is held "
-                      "until `make unhold`") from None
+        how = _roll_back(spec, old, new, plan, reason, writer)
+        raise Failure(f"upgrade {old} -> {new} failed ({reason}); rolled back: {how}, Mattermost {old} runs and is "
+                      f"healthy; {new} is held until `make unhold`") from None
     now = time.time()
-    print(f"  Mattermost {new} is serving: stop {t_stopped - t0:.2f}s, database snapshot {t_snapshot - t_stopped:.2f}s, "
-          f"start and health {now - t_snapshot:.2f}s; saving the pre-upgrade backup", flush=True)
-    try:
-        writer.database(snapshot)
-        final = writer.publish(upgraded_to=new)
-    except BaseException:
-        writer.discard()
-        raise
-    psql_as_postgres(f"DROP DATABASE {ident(snapshot)};")
+    print(f"  Mattermost {new} is serving: stop {t_stopped - t0:.2f}s, start with migrations and health "
+          f"{now - t_stopped:.2f}s", flush=True)
+    final = writer.publish(upgraded_to=new, migration_plan=plan)
+    _keep_plan(spec, plan, final)
     prune_backups(spec["backup"]["backup_dir"], spec["backup"]["keep"])
     prune_releases(releases, spec["keep_releases"], {old, new})
     print(f"upgraded {old} -> {new}; pre-upgrade backup {final}", flush=True)
@@ -130,19 +183,40 @@ def upgrade(spec):
             print(f"  warning: {e}", flush=True)
 
 
-def _roll_back(spec, old, new, db, snapshot, reason, writer):
+def _keep_plan(spec, plan, folder):
+    """The plan goes into the backup (the way back from this upgrade), out of the file store."""
+    if not plan:
+        return
+    source = os.path.join(spec["backup"]["data_dir"], plan)
+    if os.path.exists(source):
+        shutil.copy2(source, os.path.join(folder, "migration-plan.json"))
+        os.unlink(source)
+
+
+def _roll_back(spec, old, new, plan, reason, writer):
+    """Back to the old release with the database as before; returns what was done."""
     print(f"  rolling back to {old}", flush=True)
+    db, owner = spec["db"]["name"], spec["db"]["owner"]
+    new_dir = os.path.join(spec["releases_dir"], new)
     try:
         systemctl("stop", spec["service"])
-        if database_exists(snapshot):
-            put_database_back(snapshot, db)
-            print(f"  database {db} restored to its state before the upgrade", flush=True)
+        how = "no migrations had to be reversed"
+        if plan:
+            error = downgrade_schema(new_dir, spec, plan)
+            if error is None:
+                how = "Mattermost reversed its migrations (db downgrade), the data is as it was"
+                print(f"  {how}", flush=True)
+            else:
+                print(f"  the schema downgrade failed ({error}); restoring the pre-upgrade dump", flush=True)
+                failed = restore_dump(os.path.join(writer.partial, "database.dump"), db, owner)
+                how = (f"the schema downgrade failed, so the database was restored from the pre-upgrade dump (writes "
+                       f"made after it are lost; the failed database is kept as {failed})")
         link_release(spec["install_dir"], os.path.join(spec["releases_dir"], old))
         start_and_verify(spec, old)
-        writer.database(db)
         writer.publish(upgrade_failed=new, reason=reason)
     except BaseException as e:
-        raise Failure(f"upgrade {old} -> {new} failed ({reason}) AND the rollback failed ({e}): the "
-                      f"pre-upgrade database is kept as {snapshot} if it was made; config and data are in "
-                      f"{writer.partial}; see `journalctl -u {spec['service']}`") from None
+        raise Failure(f"upgrade {old} -> {new} failed ({reason}) AND the rollback failed ({e}): the pre-upgrade "
+                      f"dump, config and data are in {writer.partial}; see `journalctl -u {spec['service']}`") from None
     write_hold(spec["hold_file"], new, f"the upgrade from {old} failed: {reason}")
+    _keep_plan(spec, plan, os.path.join(spec["backup"]["backup_dir"], writer.name))
+    return how

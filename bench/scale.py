@@ -1,0 +1,169 @@
+"""Benchmark: how backups, off-server copies, restores and the upgrade outage grow with the
+data - real Mattermost (10.3.0 -> 11.4.0, real migrations) on fresh Debian 13 test servers,
+a restic repository on the test SFTP container.
+
+    make bench-scale   (or: .venv/bin/python -m bench.scale [--sizes 0.1,1,4] [--files-gb 2])
+
+For each database size: a fresh server deployed with 10.3.0; a team and a user made by the
+server; posts copied in SQL from a real post the server wrote (every column as Mattermost
+wrote it, only ids, times and message changed) until the database has the size; uploaded
+files (1 MB, random) for --files-gb. Then, each timed: the nightly backup (pg_dump, config,
+data snapshot) and its first off-server copy; a second backup and its incremental copy;
+the upgrade to 11.4.0 with a ping every 50 ms inside the server (the outage), against a
+plain restart; what the previous upgrade design would have added to the outage (copying the
+database inside PostgreSQL, CREATE DATABASE ... TEMPLATE, both strategies); and the rebuild
+of a fresh server from the off-server repository alone (restic fetch, restore, checks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+from bench.upgrade_downtime import longest_outage, start_poller, stop_poller
+from tests import testhost
+from tests.standin import build
+
+SERVER, FRESH = "bench-scale", "bench-scale-fresh"
+A, B = build.OLDER_ESR, build.ESR_VERSION
+PASSWORD = "bench-scale-restic-password"
+SEED = ("mmctl() { cd /opt/mattermost && MMCTL_LOCAL_SOCKET_PATH=/run/mattermost/local.socket "
+        "runuser -u mattermost -- bin/mmctl --local \"$@\"; }")
+
+
+def sh(name: str, command: str) -> str:
+    code, out = testhost.exec_on(name, command)
+    if code != 0:
+        raise RuntimeError(f"{command[:80]!r} failed on {name}: {out[-1500:]}")
+    return out
+
+
+def deploy(name: str, *args: str) -> tuple[float, str]:
+    env = dict(os.environ, MMDEPLOY_TARGET=name, PYINFRA_PROGRESS="off", RESTIC_PASSWORD=PASSWORD)
+    verb = [args[0]] if args and args[0].endswith(".py") else []
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "tasks.run", *verb, "-y", *args[len(verb):]],
+                          env=env, capture_output=True, text=True, timeout=7200)
+    took = time.monotonic() - started
+    if proc.returncode != 0:
+        sys.exit(f"deploy {' '.join(args)} on {name} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+    return took, proc.stdout
+
+
+def start(name: str, sftp: dict, port: int) -> None:
+    testhost.stop_server(name)
+    testhost.start_server(name, ssh_port=port, https_port=port + 2000, extra_data={
+        "backup_offsite_repository": f"sftp:{sftp['user']}@{testhost.SFTP}:{sftp['root']}/{SERVER}",
+        "backup_offsite_ssh_key": str(sftp["key"]), "backup_offsite_known_hosts": sftp["known_hosts"],
+        "backup_offsite_keep": {"last": 10}, "mattermost_backup_keep": 3})
+
+
+def db_bytes(name: str) -> int:
+    return int(sh(name, "runuser -u postgres -- psql -XAt -d mattermost -c \"SELECT pg_database_size('mattermost')\"")
+               .strip())
+
+
+def seed(name: str, gigabytes: float, files_gb: float) -> None:
+    sh(name, f"{SEED}; mmctl team create --name bench --display-name Bench >/dev/null && "
+             "mmctl user create --username bencher --email bencher@example.org --password Bench-Password-1 >/dev/null && "
+             "mmctl team users add bench bencher >/dev/null")
+    target, batch, n = int(gigabytes * 1e9), 100_000, 0
+    while db_bytes(name) < target:
+        sh(name, "runuser -u postgres -- psql -XAtq -d mattermost -c \"INSERT INTO posts SELECT (jsonb_populate_record(p, "
+                 f"jsonb_build_object('id', substr(md5('bench' || {n} || '-' || g), 1, 26), 'createat', p.createat - g, "
+                 "'updateat', p.createat - g, 'type', '', 'message', repeat(md5(g::text), 24)))).* "
+                 f"FROM posts p, generate_series(1, {batch}) g WHERE p.id = (SELECT id FROM posts ORDER BY createat LIMIT 1)\"")
+        n += 1
+    sh(name, "runuser -u postgres -- psql -XAtq -d mattermost -c 'VACUUM ANALYZE posts'")
+    count = int(files_gb * 1000)
+    sh(name, f"install -d -o mattermost -g mattermost /var/lib/mattermost/data/bench && for i in $(seq 1 {count}); "
+             "do head -c 1000000 /dev/urandom > /var/lib/mattermost/data/bench/upload-$i.bin; done && "
+             "chown -R mattermost:mattermost /var/lib/mattermost/data/bench")
+
+
+def offsite(name: str) -> dict:
+    return json.loads(sh(name, "cat /var/lib/mattermost-deploy/offsite.json"))
+
+
+def template_copy_seconds(name: str) -> dict:
+    """What the previous design put into the outage: a copy of the database in PostgreSQL."""
+    sh(name, "systemctl stop mattermost")
+    out = {}
+    try:
+        for strategy in ("WAL_LOG", "FILE_COPY"):
+            started = time.monotonic()
+            sh(name, "runuser -u postgres -- psql -XAtq -c \"CREATE DATABASE bench_copy WITH TEMPLATE mattermost "
+                     f"STRATEGY {strategy}\" -c 'DROP DATABASE bench_copy'")
+            out[strategy] = time.monotonic() - started
+    finally:
+        sh(name, "systemctl start mattermost")
+    return out
+
+
+def measure(size: float, files_gb: float, sftp: dict) -> dict:
+    testhost.exec_on_container(testhost.SFTP, f"rm -rf {sftp['root']}/{SERVER}")
+    start(SERVER, sftp, 22321)
+    deploy(SERVER, "--data", f"mattermost_version={A}")
+    seed(SERVER, size, files_gb)
+    row = {"db_gb": db_bytes(SERVER) / 1e9, "files_gb": files_gb}
+    took, _ = deploy(SERVER, "verbs/backup.py")
+    first = offsite(SERVER)
+    name = first["last_ok_backup"]
+    row["backup_s"] = took - first["seconds"]
+    row["backup_gb"] = int(sh(SERVER, f"du -sb /var/backups/mattermost/{name} | cut -f1")) / 1e9
+    row["offsite_first_s"], row["offsite_first_gb"] = first["seconds"], (first.get("added_bytes") or 0) / 1e9
+    sh(SERVER, "runuser -u postgres -- psql -XAtq -d mattermost -c \"UPDATE posts SET message = message || ' edited' "
+               "WHERE id IN (SELECT id FROM posts ORDER BY createat DESC LIMIT 1000)\"")
+    deploy(SERVER, "verbs/backup.py")
+    second = offsite(SERVER)
+    row["offsite_second_s"], row["offsite_second_gb"] = second["seconds"], (second.get("added_bytes") or 0) / 1e9
+    copies = template_copy_seconds(SERVER)
+    row["template_wal_s"], row["template_file_s"] = copies["WAL_LOG"], copies["FILE_COPY"]
+    start_poller(SERVER)
+    testhost.exec_on(SERVER, "systemctl restart mattermost")
+    time.sleep(3)
+    row["restart_s"] = longest_outage(stop_poller(SERVER))
+    start_poller(SERVER)
+    deploy(SERVER, "--data", f"mattermost_version={B}")
+    time.sleep(3)
+    row["upgrade_outage_s"] = longest_outage(stop_poller(SERVER))
+    deploy(SERVER, "verbs/backup.py", "--data", f"mattermost_version={B}")
+    start(FRESH, sftp, 22323)
+    deploy(FRESH, "--data", f"mattermost_version={B}")
+    took, _ = deploy(FRESH, "verbs/rebuild.py", "--data", f"mattermost_version={B}")
+    row["rebuild_s"] = took
+    if os.environ.get("MMDEPLOY_KEEP_TEST_SERVERS") != "1":
+        for name in (SERVER, FRESH):
+            testhost.stop_server(name)
+    return row
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.scale")
+    parser.add_argument("--sizes", default="0.1,1,4", help="database sizes in GB")
+    parser.add_argument("--files-gb", type=float, default=2.0, help="uploaded files in GB")
+    args = parser.parse_args(argv)
+    testhost.ensure_upstream(testhost.client())
+    sftp = testhost.ensure_sftp(testhost.client())
+    rows = []
+    for size in (float(x) for x in args.sizes.split(",")):
+        print(f"database of {size} GB and {args.files_gb} GB of files ...", flush=True)
+        rows.append(measure(size, args.files_gb, sftp))
+        print(json.dumps(rows[-1]), flush=True)
+    columns = [("db_gb", "DB GB"), ("backup_s", "backup s"), ("backup_gb", "backup GB"),
+               ("offsite_first_s", "1st copy s"), ("offsite_second_s", "2nd copy s"), ("offsite_second_gb", "2nd new GB"),
+               ("rebuild_s", "rebuild s"), ("restart_s", "restart s"), ("upgrade_outage_s", "upgrade outage s"),
+               ("template_wal_s", "DB copy WAL_LOG s"), ("template_file_s", "DB copy FILE_COPY s")]
+    print(f"\nreal Mattermost {A} -> {B}, {args.files_gb} GB of uploaded files, restic over SFTP; one round per size")
+    print("  ".join(f"{label:>12}" for _, label in columns))
+    for row in rows:
+        print("  ".join(f"{row[key]:12.2f}" for key, _ in columns))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
