@@ -31,6 +31,19 @@ mattermost_config = {}
 mattermost_health_timeout = 180  # seconds to wait for a healthy ping once the service reports ready
 mattermost_start_timeout = 3600  # seconds an upgraded server may take to start (database migrations run then)
 
+# --- E-mail (password and invitation mails, notifications; see README "E-mail") -----------------
+smtp_server = None  # e.g. "smtp.example.org"; None: the deploy leaves EmailSettings alone
+smtp_port = 587  # 587 with STARTTLS, 465 with TLS, 25 plain (inside a trusted network only)
+smtp_security = "STARTTLS"  # "STARTTLS", "TLS" (implicit) or "" (none)
+smtp_user = None  # login name; None: no SMTP authentication. Its password: MATTERMOST_SMTP_PASSWORD (env/secrets.env)
+smtp_sender = None  # From: address (EmailSettings.FeedbackEmail), e.g. "chat@example.org"
+smtp_sender_name = "Mattermost"  # From: name (EmailSettings.FeedbackName)
+smtp_skip_certificate_check = False  # True only for a relay with a self-signed certificate you trust
+
+# --- Privacy: each outbound flow of Mattermost, True = allowed (see PRIVACY.md) ------------------
+mattermost_privacy_strict = False  # True closes every optional flow below, whatever it says
+mattermost_privacy = {}  # overrides of tasks/privacy.py DEFAULTS, e.g. {"gif_picker": False}
+
 # --- Security ------------------------------------------------------------------------------------
 mattermost_open_server = False  # TeamSettings.EnableOpenServer: sign-up without an invitation
 mattermost_signup_domains = ""  # TeamSettings.RestrictCreationToDomains, e.g. "example.org,example.net"

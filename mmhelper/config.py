@@ -6,6 +6,9 @@ import hashlib
 import json
 import os
 import pwd
+import re
+import smtplib
+import ssl
 import urllib.parse
 
 from mmhelper.common import MASK, Failure, read_password, write_private
@@ -48,8 +51,11 @@ def mask_datasource(value):
                                                  parts["database"], parts["params"])
 
 
-def resolve_desired(desired, password):
-    """Replace {"$datasource": {...}} markers with the real DataSource."""
+def resolve_desired(desired, password, missing_secret=None):
+    """Replace {"$datasource": {...}} markers with the real DataSource and
+    {"$secret_file": path} markers with that root-only file's content (the SMTP password):
+    secrets reach config.json on the server only. A secret file not there yet resolves to
+    `missing_secret` when given (the state query: the key then differs), else fails."""
     resolved = {}
     for key, value in desired.items():
         if isinstance(value, dict) and "$datasource" in value:
@@ -57,13 +63,25 @@ def resolve_desired(desired, password):
                 raise Failure("no database password on the server yet: run the full deploy "
                               "(it creates one), or set MATTERMOST_DB_PASSWORD")
             value = build_datasource(value["$datasource"], password)
+        elif isinstance(value, dict) and "$secret_file" in value:
+            secret = read_password(value["$secret_file"])
+            if secret is None and missing_secret is None:
+                raise Failure(f"{value['$secret_file']} is missing on the server: run the full deploy")
+            value = missing_secret if secret is None else secret
         resolved[key] = value
     return resolved
 
 
+def split_key(dotted):
+    """"A.B.C" -> [A, B, C]; a part in brackets keeps its dots, for map keys such as plugin
+    ids: "PluginSettings.PluginStates[com.mattermost.calls].Enable"."""
+    parts = re.findall(r"\[([^\]]+)\]|([^.\[\]]+)", dotted)
+    return [a or b for a, b in parts]
+
+
 def get_dotted(config, dotted):
     node = config
-    for part in dotted.split("."):
+    for part in split_key(dotted):
         if not isinstance(node, dict) or part not in node:
             return None, False
         node = node[part]
@@ -71,7 +89,7 @@ def get_dotted(config, dotted):
 
 
 def set_dotted(config, dotted, value):
-    parts = dotted.split(".")
+    parts = split_key(dotted)
     node = config
     for part in parts[:-1]:
         node = node.setdefault(part, {})
@@ -149,6 +167,13 @@ def merge_config_file(spec):
             config = json.load(f)
         print(f"  new {path} from the release defaults", flush=True)
     changed = merge_config(config, desired)
+    if any(key.startswith("EmailSettings.") for key in changed) and get_dotted(config, "EmailSettings.SMTPServer")[0]:
+        # The e-mail settings are enabled only once their server takes them: connection,
+        # TLS as configured and the login (no message is sent).
+        problem = smtp_check(config, login=True)
+        if problem:
+            raise Failure(f"the SMTP settings do not work: {problem} - check smtp_* and MATTERMOST_SMTP_PASSWORD; "
+                          "config.json was not changed")
     user = pwd.getpwnam(spec["user"])
     if changed or not os.path.exists(path):
         write_private(path, json.dumps(config, indent=4) + "\n", user.pw_uid, user.pw_gid)
@@ -156,3 +181,35 @@ def merge_config_file(spec):
         os.chown(path, user.pw_uid, user.pw_gid)
         os.chmod(path, 0o600)
     print("config.json: set " + (", ".join(changed) if changed else "nothing"))
+
+
+def smtp_check(config, login=False, timeout=10):
+    """None when the SMTP server config.json names accepts a session the way Mattermost
+    opens it, else the reason. ConnectionSecurity: "" (plain), "STARTTLS" or "TLS" (implicit),
+    certificates verified unless SkipServerCertificateVerification (public/model/config.go
+    EmailSettings; the sending side is server/v8/channels/app/mail). With login, the
+    SMTPUsername/SMTPPassword are tried when EnableSMTPAuth is on."""
+    def get(key):
+        return get_dotted(config, f"EmailSettings.{key}")[0]
+
+    server, port, security = get("SMTPServer") or "", str(get("SMTPPort") or "25"), get("ConnectionSecurity") or ""
+    context = ssl._create_unverified_context() if get("SkipServerCertificateVerification") else ssl.create_default_context()
+    try:
+        if security == "TLS":
+            session = smtplib.SMTP_SSL(server, int(port), timeout=timeout, context=context)
+        else:
+            session = smtplib.SMTP(server, int(port), timeout=timeout)
+        with session:
+            session.ehlo("mattermost-deploy-check")
+            if security == "STARTTLS":
+                session.starttls(context=context)
+                session.ehlo("mattermost-deploy-check")
+            if login and get("EnableSMTPAuth"):
+                session.login(get("SMTPUsername") or "", get("SMTPPassword") or "")
+    except smtplib.SMTPAuthenticationError as e:
+        return f"{server}:{port} refused the login of {get('SMTPUsername')!r} ({e.smtp_code})"
+    except smtplib.SMTPNotSupportedError as e:
+        return f"{server}:{port} does not offer {'STARTTLS' if 'STARTTLS' in str(e) else 'this'} ({e})"
+    except (OSError, smtplib.SMTPException, ValueError) as e:
+        return f"{server}:{port} ({security or 'no TLS'}): {e.__class__.__name__}: {e}"
+    return None

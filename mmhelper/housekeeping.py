@@ -13,7 +13,7 @@ import urllib.parse
 import urllib.request
 
 from mmhelper.common import Failure, psql_as_postgres, read_json, read_password, write_private
-from mmhelper.config import get_dotted
+from mmhelper.config import get_dotted, smtp_check
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -135,23 +135,7 @@ def email_configured(spec):
     Mattermost saves its config - public/model/config.go SetDefaults - so the setting
     alone says nothing.) Without it no password e-mail can reach a new user."""
     config = read_json(spec.get("config_file") or "") or {}
-    return smtp_answers(config)
-
-
-def smtp_answers(config, timeout=5):
-    server = get_dotted(config, "EmailSettings.SMTPServer")[0] or ""
-    port = get_dotted(config, "EmailSettings.SMTPPort")[0] or "25"
-    if not server:
-        return False
-    try:
-        with socket.create_connection((server, int(port)), timeout=timeout) as sock:
-            if get_dotted(config, "EmailSettings.ConnectionSecurity")[0] == "TLS":  # implicit TLS
-                import ssl
-                sock = ssl._create_unverified_context().wrap_socket(sock, server_hostname=server)
-            sock.settimeout(timeout)
-            return sock.recv(512).startswith(b"220")
-    except (OSError, ValueError):
-        return False
+    return bool(get_dotted(config, "EmailSettings.SMTPServer")[0]) and smtp_check(config, timeout=5) is None
 
 
 def find_user(spec, username):

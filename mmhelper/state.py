@@ -27,7 +27,7 @@ from mmhelper.common import (
     systemctl,
     unit_property,
 )
-from mmhelper.config import config_differences, display_value, get_dotted, password_digest, resolve_desired
+from mmhelper.config import config_differences, display_value, get_dotted, password_digest, resolve_desired, smtp_check
 from mmhelper.housekeeping import housekeeping_state
 from mmhelper.offsite import offsite_state
 from mmhelper.os_release import os_release_state
@@ -88,12 +88,16 @@ def state(query):
         try:
             with open(config_file) as f:
                 config = json.load(f)
-            desired = resolve_desired(query.get("desired_config", {}), password or "")
+            desired = resolve_desired(query.get("desired_config", {}), password or "", missing_secret="\0missing")
             config_out["differs"] = config_differences(config, desired)
             config_out["current"] = {k: display_value(k, get_dotted(config, k)[0]) for k in config_out["differs"]}
         except ValueError as e:
             config_out["error"] = f"{config_file} is not valid JSON: {e}"
     out["config"] = config_out
+    # The SMTP server the settings name: does it answer as configured (connection and TLS;
+    # the login is tried when the settings are merged, with the password on the server)?
+    if query.get("smtp_probe"):
+        out["smtp"] = {"problem": smtp_check(query["smtp_probe"], login=False)}
 
     # PostgreSQL: role, database, and whether the password in the file logs in.
     db = query["db"]

@@ -10,9 +10,9 @@ import json
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
-from mmhelper.config import password_digest
 from tasks.base import folders
-from tasks.common import HELPER, current, managed_file, path_info, render, settings, upload_secret
+from tasks.common import HELPER, current, managed_file, path_info, render, settings
+from tasks.secrets import offsite_secrets, secret_in_place
 
 SPEC_FILE = "/etc/mattermost/backup.json"
 SERVICE = "/etc/systemd/system/mattermost-backup.service"
@@ -35,35 +35,6 @@ def offsite_spec(s) -> dict | None:
             "ssh_key": s.offsite_key_file if sftp else None, "known_hosts": s.offsite_known_hosts_file if sftp else None,
             "env_file": s.offsite_env_file if s.offsite_env else None, "keep": s.offsite_keep, "host": s.host,
             "status_file": s.offsite_status_file, "cache_dir": "/var/cache/restic"}
-
-
-def offsite_secrets(s) -> dict[str, str]:
-    """Root-only files the off-server copies need: path -> content (secret)."""
-    if not s.offsite_repository:
-        return {}
-    files = {s.offsite_password_file: str(s.offsite_password) + "\n"}
-    if s.offsite_ssh_key:
-        files[s.offsite_key_file] = s.offsite_ssh_key if s.offsite_ssh_key.endswith("\n") else s.offsite_ssh_key + "\n"
-    if s.offsite_env:
-        files[s.offsite_env_file] = "".join(f"{k}={v}\n" for k, v in sorted(s.offsite_env.items()))
-    return files
-
-
-def secret_paths(s) -> list[str]:
-    return sorted(offsite_secrets(s))
-
-
-@operation()
-def secret_in_place(path: str, what: str):
-    """A secret file (root, 0600), uploaded only when the server's differs from this
-    workstation's (compared by a salted slow digest, the content never read back)."""
-    s, now = settings(), current()
-    content = offsite_secrets(s)[path]
-    digest = (now.get("secrets") or {}).get(path)
-    if digest and digest == password_digest(content, now["password"]["salt"]):
-        host.noop(f"{what} is in place")
-        return
-    yield from upload_secret(content, path, s.private_dir)
 
 
 @operation()
@@ -95,7 +66,7 @@ def configure():
     if s.offsite_repository:
         names = {s.offsite_password_file: "the restic repository password", s.offsite_key_file: "the SFTP key",
                  s.offsite_env_file: "the repository's credentials (restic.env)"}
-        for path in secret_paths(s):
+        for path in sorted(offsite_secrets(s)):
             secret_in_place(name=f"Keep {names[path]} on the server (root only)", path=path, what=names[path])
         if s.offsite_known_hosts:
             managed_file(name="Pin the SFTP repository host's key", path=s.offsite_known_hosts_file,

@@ -9,9 +9,11 @@ import json
 from pyinfra import host, logger, state
 from pyinfra.api import operation
 
+from tasks import email, privacy
 from tasks.common import current, helper, managed_file, settings
 from tasks.housekeeping import emoji_files, emoji_folder
 from tasks.release import decision
+from tasks.secrets import secret_in_place, smtp_secrets
 from tasks.settings import Settings
 
 
@@ -33,8 +35,6 @@ def desired_config(s: Settings) -> dict:
         "NotificationLogSettings.FileLocation": {"$if_section": s.log_dir},
         "PluginSettings.Directory": f"{s.state_dir}/plugins",
         "PluginSettings.ClientDirectory": f"{s.state_dir}/client-plugins",
-        # Privacy: no error reports to Mattermost's Sentry.
-        "LogSettings.EnableDiagnostics": False,
         # Security: invitations only unless chosen otherwise, longer passwords, MFA offered,
         # permanent deletion through the API off (housekeeping uses the local socket).
         "TeamSettings.EnableOpenServer": s.open_server,
@@ -51,6 +51,9 @@ def desired_config(s: Settings) -> dict:
         # 10.3 server refused the converted bot a token with EnableUserAccessTokens off
         # ("Personal access tokens are disabled", HTTP 501) where 11.4 allowed it: owned on.
         owned.update({"ServiceSettings.EnableCustomEmoji": True, "ServiceSettings.EnableUserAccessTokens": True})
+    # Privacy: each outbound flow as chosen (tasks/privacy.py, PRIVACY.md); e-mail (tasks/email.py).
+    owned.update(privacy.owned_keys(s.privacy, s.privacy_strict))
+    owned.update(email.owned_keys(s))
     owned.update(s.config)
     return owned
 
@@ -71,7 +74,8 @@ def owned_keys_merged(force: bool = False):
             value = wanted[key]
             if isinstance(value, dict) and "$if_section" in value:
                 value = value["$if_section"]
-            shown = "postgres://...:********@..." if isinstance(value, dict) else json.dumps(value)
+            shown = ("postgres://...:********@..." if isinstance(value, dict) and "$datasource" in value
+                     else "********" if isinstance(value, dict) else json.dumps(value))
             logger.info(f"    {key}: {json.dumps(config['current'].get(key))} -> {shown}")
     yield helper("merge-config", {
         "desired_file": s.managed_config_file,
@@ -84,9 +88,12 @@ def owned_keys_merged(force: bool = False):
 
 def configure(password_op):
     s = settings()
+    email.preflight(s, current())
+    secret_ops = [secret_in_place(name="Keep the SMTP password on the server (root only)", path=path,
+                                  what="the SMTP password") for path in smtp_secrets(s)]
     managed_file(
         name="Write the settings the deploy owns (/etc/mattermost/managed-config.json)",
         path=s.managed_config_file, content=json.dumps(desired_config(s), indent=2, sort_keys=True) + "\n")
     return owned_keys_merged(
         name="Merge the owned settings into config.json (System Console changes are kept)",
-        force=password_op.will_change)
+        force=password_op.will_change or any(op.will_change for op in secret_ops))

@@ -220,7 +220,7 @@ def declared(s: Settings) -> bool:
 def email_configured(s: Settings, state: dict | None) -> bool:
     """An SMTP server named in the settings (checked again on the server before a user is
     created), or the one in config.json (set in the System Console) answering."""
-    return bool(s.config.get("EmailSettings.SMTPServer") or (state or {}).get("email_configured"))
+    return bool(s.smtp_server or s.config.get("EmailSettings.SMTPServer") or (state or {}).get("email_configured"))
 
 
 def check_email(s: Settings, state: dict | None, actions: list[Action]) -> None:
@@ -231,8 +231,8 @@ def check_email(s: Settings, state: dict | None, actions: list[Action]) -> None:
     if new and not email_configured(s, state):
         raise DeployError(
             f"{s.host}: creating {', '.join(new)} needs e-mail: Mattermost sends each new user the link to set "
-            "a password, and no SMTP server is configured - set EmailSettings.SMTPServer (and SMTPPort, "
-            "ConnectionSecurity, FeedbackEmail...) in mattermost_config or the System Console "
+            "a password, and no SMTP server is configured - set smtp_server (and smtp_port, smtp_security, "
+            "smtp_sender, smtp_user...) or configure e-mail in the System Console "
             "(nothing was changed on the server)")
 
 

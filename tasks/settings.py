@@ -13,11 +13,13 @@ from pathlib import Path
 
 from pyinfra.api.exceptions import DeployError
 
+from tasks import privacy
 from tasks.versions import is_valid_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS_FILE = ROOT / "secrets.env"  # git-ignored: KEY=VALUE lines, read when present
 PASSWORD_ENV = "MATTERMOST_DB_PASSWORD"
+SMTP_PASSWORD_ENV = "MATTERMOST_SMTP_PASSWORD"
 RESTIC_PASSWORD_ENV = "RESTIC_PASSWORD"
 # Credentials a restic repository may need, passed to the server's restic.env (root only).
 RESTIC_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "RESTIC_REST_USERNAME",
@@ -111,6 +113,16 @@ class Settings:
     offsite_known_hosts: str | None = None
     offsite_password: Secret | None = field(default=None, repr=False)
     offsite_env: dict = field(default_factory=dict, repr=False)
+    smtp_server: str | None = None
+    smtp_port: int = 587
+    smtp_security: str = "STARTTLS"
+    smtp_user: str | None = None
+    smtp_password: Secret | None = field(default=None, repr=False)
+    smtp_sender: str | None = None
+    smtp_sender_name: str = "Mattermost"
+    smtp_skip_certificate_check: bool = False
+    privacy_strict: bool = False
+    privacy: dict = field(default_factory=dict)
 
     # ---- derived paths and URLs, one place each
     @property
@@ -160,6 +172,10 @@ class Settings:
     @property
     def offsite_password_file(self) -> str:
         return f"{self.private_dir}/restic-password"
+
+    @property
+    def smtp_password_file(self) -> str:
+        return f"{self.private_dir}/smtp-password"
 
     @property
     def offsite_key_file(self) -> str:
@@ -371,6 +387,35 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
                                 "(e.g. from `ssh-keyscan -t ed25519 HOST` checked against your provider)")
         offsite_env = {k: env[k] for k in RESTIC_ENV if env.get(k)}
 
+    smtp_server = get("smtp_server") or None
+    smtp_port, smtp_security = get("smtp_port") or 587, get("smtp_security") or ""
+    smtp_user, smtp_sender = get("smtp_user") or None, get("smtp_sender") or None
+    smtp_password = env.get(SMTP_PASSWORD_ENV) or None
+    if smtp_server:
+        if not HOST_RE.match(str(smtp_server)):
+            problems.append(f"smtp_server {smtp_server!r} is not a host name")
+        if not isinstance(smtp_port, int) or not 0 < smtp_port < 65536:
+            problems.append(f"smtp_port must be a port number, not {smtp_port!r}")
+        if smtp_security not in ("STARTTLS", "TLS", ""):
+            problems.append(f"smtp_security must be \"STARTTLS\", \"TLS\" or \"\" (none), not {smtp_security!r}")
+        if not smtp_sender or "@" not in str(smtp_sender):
+            problems.append("smtp_sender must be the From: address of Mattermost's mails, e.g. chat@example.org")
+        if smtp_user and not smtp_password:
+            problems.append(f"smtp_user is set but {SMTP_PASSWORD_ENV} is empty on this workstation: export it or "
+                            "put it in secrets.env (git-ignored), then re-run")
+        if smtp_user and smtp_security == "":
+            problems.append("smtp_user without TLS would send the SMTP password in clear: set smtp_security")
+        clash = sorted(k for k in config if k.startswith("EmailSettings.") and k.split(".")[1] in (
+            "SMTPServer", "SMTPPort", "ConnectionSecurity", "EnableSMTPAuth", "SMTPUsername", "SMTPPassword",
+            "FeedbackEmail", "FeedbackName", "SkipServerCertificateVerification"))
+        if clash:
+            problems.append(f"mattermost_config sets {', '.join(clash)} while smtp_server is set: use the smtp_* "
+                            "settings only")
+    if any(k.endswith("SMTPPassword") for k in config):
+        problems.append(f"no SMTP password in mattermost_config: set smtp_user and {SMTP_PASSWORD_ENV}")
+    privacy_overrides = dict(get("mattermost_privacy") or {})
+    problems += privacy.problems(privacy_overrides)
+
     if problems:
         raise SettingsError(f"settings for {host_name}: " + "; ".join(problems) +
                             " (nothing was changed on the server)")
@@ -448,4 +493,14 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
         get("backup_offsite_known_hosts") else None,
         offsite_password=Secret(offsite_password) if offsite_password else None,
         offsite_env=offsite_env,
+        smtp_server=smtp_server,
+        smtp_port=smtp_port,
+        smtp_security=smtp_security,
+        smtp_user=smtp_user,
+        smtp_password=Secret(smtp_password) if smtp_server and smtp_user and smtp_password else None,
+        smtp_sender=smtp_sender,
+        smtp_sender_name=str(get("smtp_sender_name") or "Mattermost"),
+        smtp_skip_certificate_check=bool(get("smtp_skip_certificate_check")),
+        privacy_strict=bool(get("mattermost_privacy_strict")),
+        privacy=privacy_overrides,
     )

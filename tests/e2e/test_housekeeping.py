@@ -14,6 +14,8 @@ import zipfile
 
 import pytest
 
+from mmhelper.config import get_dotted
+from tasks import privacy
 from tests import testhost
 from tests.e2e import chat
 from tests.e2e.conftest import KEEP, ROOT, deploy, planned_changes, sh
@@ -22,9 +24,10 @@ from tests.images import GIF_1X1, png
 TARGET = "e2e-hk"
 PORT = 24436
 OLD = int((time.time() - 400 * 86400) * 1000)  # 400 days ago
-EMAIL = {"EmailSettings.SMTPServer": testhost.SMTP, "EmailSettings.SMTPPort": "25",
-         "EmailSettings.FeedbackEmail": "chat@example.org", "EmailSettings.SendEmailNotifications": True}
-SMTP = ["--data", f"mattermost_config={json.dumps(EMAIL)}"]
+# The test SMTP server takes plain SMTP on port 25 without a login (a trusted relay).
+SMTP = ["--data", f"smtp_server={testhost.SMTP}", "--data", "smtp_port=25", "--data", 'smtp_security=""',
+        "--data", "smtp_sender=chat@example.org"]
+CONFIG = "/var/lib/mattermost/config/config.json"
 DECLARED = [
     *SMTP,
     "--data", 'mattermost_channels_archive=["acme:old-project"]',
@@ -103,6 +106,17 @@ def test_creating_users_without_email_is_refused_with_the_reason():
     failed = [line for line in run.output.splitlines() if line.startswith("FAILED:")]
     assert len(failed) == 1 and "creating dave needs e-mail" in failed[0] and "nothing was changed" in failed[0]
     assert "dave" not in chat.mmctl(TARGET, "user list --all")
+
+
+def test_a_relay_that_does_not_answer_is_refused_before_any_change():
+    before = sh(TARGET, f"sha256sum {CONFIG}")
+    wrong = [*SMTP, "--data", "smtp_port=2525"]
+    for run in (deploy(TARGET, *wrong, "--dry"), deploy(TARGET, *wrong)):
+        failed = [line for line in run.output.splitlines() if line.startswith("FAILED:")]
+        assert len(failed) == 1, run.output[-3000:]
+        assert f"cannot use the SMTP relay: {testhost.SMTP}:2525" in failed[0] and "nothing was changed" in failed[0]
+    assert sh(TARGET, f"sha256sum {CONFIG}") == before
+    assert '"SMTPServer": ""' in sh(TARGET, f"grep SMTPServer {CONFIG}")
 
 
 def test_nothing_permanent_without_the_confirmation_setting():
@@ -232,3 +246,17 @@ def test_retention_counts_first_then_removes_exactly_the_old_rows():
     assert db(f"SELECT count(*) FROM fileinfo WHERE postid = '{IDS['old'][1]}'") == "0"
     sh(TARGET, f"test ! -e /var/lib/mattermost/data/{old_file} && test -e /var/lib/mattermost/data/{kept_file}")
     assert "pre-retention" in sh(TARGET, "ls /var/backups/mattermost")
+
+
+def test_strict_privacy_closes_every_flow_and_the_real_server_serves_it():
+    run = deploy(TARGET, *SMTP, "--data", "mattermost_privacy_strict=true")
+    assert run.ok, run.output[-4000:]
+    config = json.loads(sh(TARGET, f"cat {CONFIG}"))
+    for flow, (_, _, closed) in privacy.FLOWS.items():
+        for key, value in closed.items():
+            assert get_dotted(config, key) == (value, True), f"{flow}: {key}"
+    # The running server took them: its client config (config/client.go) says so.
+    client = chat.login(PORT, "boss").client.get("/config/client", params={"format": "old"})
+    assert (client["DiagnosticsEnabled"], client["EnableLinkPreviews"], client["EnableGifPicker"],
+            client["SendPushNotifications"]) == ("false", "false", "false", "false")
+    assert planned_changes(TARGET, *SMTP, "--data", "mattermost_privacy_strict=true") == []

@@ -1,0 +1,50 @@
+"""Root-only secret files the deploy places on the server from the workstation's
+environment or secrets.env: the off-server backup credentials and the SMTP password.
+Each is compared by a salted slow digest the state query reports (the content is never
+read back) and uploaded only when it differs - never printed, never in an operation name."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import operation
+
+from mmhelper.config import password_digest
+from tasks.common import current, settings, upload_secret
+
+
+def offsite_secrets(s) -> dict[str, str]:
+    """Root-only files the off-server copies need: path -> content (secret)."""
+    if not s.offsite_repository:
+        return {}
+    files = {s.offsite_password_file: str(s.offsite_password) + "\n"}
+    if s.offsite_ssh_key:
+        files[s.offsite_key_file] = s.offsite_ssh_key if s.offsite_ssh_key.endswith("\n") else s.offsite_ssh_key + "\n"
+    if s.offsite_env:
+        files[s.offsite_env_file] = "".join(f"{k}={v}\n" for k, v in sorted(s.offsite_env.items()))
+    return files
+
+
+def smtp_secrets(s) -> dict[str, str]:
+    """The SMTP password, merged into config.json on the server (EmailSettings.SMTPPassword)."""
+    return {s.smtp_password_file: str(s.smtp_password) + "\n"} if s.smtp_server and s.smtp_password else {}
+
+
+def all_secrets(s) -> dict[str, str]:
+    return {**offsite_secrets(s), **smtp_secrets(s)}
+
+
+def secret_paths(s) -> list[str]:
+    return sorted(all_secrets(s))
+
+
+@operation()
+def secret_in_place(path: str, what: str):
+    """A secret file (root, 0600), uploaded only when the server's differs from this
+    workstation's (compared by a salted slow digest, the content never read back)."""
+    s, now = settings(), current()
+    content = all_secrets(s)[path]
+    digest = (now.get("secrets") or {}).get(path)
+    if digest and digest == password_digest(content, now["password"]["salt"]):
+        host.noop(f"{what} is in place")
+        return
+    yield from upload_secret(content, path, s.private_dir)
