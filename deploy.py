@@ -6,8 +6,8 @@
 Reads the server's state once and decides the version (policy vs GitHub's releases),
 then, in order: base packages and folders, the verified release(s), adoption of a hand
 install, PostgreSQL, config.json, the service (or the upgrade), nginx, backups, the
-declared channels, users and emoji, OS
-update settings (needrestart, unattended-upgrades), the firewall, SSH access.
+declared channels, users and emoji, the operations notices,
+OS update settings (needrestart, unattended-upgrades), the firewall, SSH access.
 Releases are downloaded and verified before anything touches the running service.
 """
 
@@ -20,6 +20,7 @@ from tasks import (
     firewall,
     housekeeping,
     nginx,
+    notices,
     os_updates,
     release,
     service,
@@ -41,6 +42,7 @@ service.configure([adopted, password, merged])
 nginx.configure()
 backup.configure()
 housekeeping.configure()
+notices.configure()
 os_updates.configure()
 firewall.configure()
 ssh_access.configure()

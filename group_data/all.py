@@ -40,6 +40,15 @@ smtp_sender = None  # From: address (EmailSettings.FeedbackEmail), e.g. "chat@ex
 smtp_sender_name = "Mattermost"  # From: name (EmailSettings.FeedbackName)
 smtp_skip_certificate_check = False  # True only for a relay with a self-signed certificate you trust
 
+# --- Operations notices (see README "Notices"): checks on the server every few minutes -------------
+notices_channel = None  # "team:channel" the deploy's bot posts to (made private if missing), e.g. "acme:ops"
+notices_email = None  # alerts by e-mail when Mattermost cannot post (needs smtp_server), e.g. "ops@example.org"
+notices_digest_time = "08:00"  # the daily digest, server time
+notices_every_minutes = 15  # how often the server checks itself
+notices_cert_days = 14  # warn when the TLS certificate expires within this many days
+notices_disk_percent = 90  # warn above this disk use (data, backups, /)
+notices_restart_limit = 3  # warn when systemd restarted Mattermost this often in a day
+
 # --- Privacy: each outbound flow of Mattermost, True = allowed (see PRIVACY.md) ------------------
 mattermost_privacy_strict = False  # True closes every optional flow below, whatever it says
 mattermost_privacy = {}  # overrides of tasks/privacy.py DEFAULTS, e.g. {"gif_picker": False}

@@ -183,29 +183,44 @@ def merge_config_file(spec):
     print("config.json: set " + (", ".join(changed) if changed else "nothing"))
 
 
-def smtp_check(config, login=False, timeout=10):
-    """None when the SMTP server config.json names accepts a session the way Mattermost
-    opens it, else the reason. ConnectionSecurity: "" (plain), "STARTTLS" or "TLS" (implicit),
-    certificates verified unless SkipServerCertificateVerification (public/model/config.go
-    EmailSettings; the sending side is server/v8/channels/app/mail). With login, the
-    SMTPUsername/SMTPPassword are tried when EnableSMTPAuth is on."""
+def smtp_session(config, login=False, timeout=10):
+    """An SMTP session opened the way Mattermost opens it from config.json's EmailSettings:
+    ConnectionSecurity "" (plain), "STARTTLS" or "TLS" (implicit), certificates verified
+    unless SkipServerCertificateVerification (public/model/config.go EmailSettings; the
+    sending side is server/v8/channels/app/mail). With login, SMTPUsername/SMTPPassword
+    are tried when EnableSMTPAuth is on. The caller closes it (a context manager)."""
     def get(key):
         return get_dotted(config, f"EmailSettings.{key}")[0]
 
     server, port, security = get("SMTPServer") or "", str(get("SMTPPort") or "25"), get("ConnectionSecurity") or ""
     context = ssl._create_unverified_context() if get("SkipServerCertificateVerification") else ssl.create_default_context()
+    if security == "TLS":
+        session = smtplib.SMTP_SSL(server, int(port), timeout=timeout, context=context)
+    else:
+        session = smtplib.SMTP(server, int(port), timeout=timeout)
     try:
-        if security == "TLS":
-            session = smtplib.SMTP_SSL(server, int(port), timeout=timeout, context=context)
-        else:
-            session = smtplib.SMTP(server, int(port), timeout=timeout)
-        with session:
-            session.ehlo("mattermost-deploy-check")
-            if security == "STARTTLS":
-                session.starttls(context=context)
-                session.ehlo("mattermost-deploy-check")
-            if login and get("EnableSMTPAuth"):
-                session.login(get("SMTPUsername") or "", get("SMTPPassword") or "")
+        session.ehlo("mattermost-deploy")
+        if security == "STARTTLS":
+            session.starttls(context=context)
+            session.ehlo("mattermost-deploy")
+        if login and get("EnableSMTPAuth"):
+            session.login(get("SMTPUsername") or "", get("SMTPPassword") or "")
+    except BaseException:
+        session.close()
+        raise
+    return session
+
+
+def smtp_check(config, login=False, timeout=10):
+    """None when the SMTP server config.json names accepts a session (see smtp_session),
+    else the reason, for the operator."""
+    def get(key):
+        return get_dotted(config, f"EmailSettings.{key}")[0]
+
+    server, port, security = get("SMTPServer") or "", str(get("SMTPPort") or "25"), get("ConnectionSecurity") or ""
+    try:
+        with smtp_session(config, login=login, timeout=timeout):
+            pass
     except smtplib.SMTPAuthenticationError as e:
         return f"{server}:{port} refused the login of {get('SMTPUsername')!r} ({e.smtp_code})"
     except smtplib.SMTPNotSupportedError as e:
@@ -213,3 +228,19 @@ def smtp_check(config, login=False, timeout=10):
     except (OSError, smtplib.SMTPException, ValueError) as e:
         return f"{server}:{port} ({security or 'no TLS'}): {e.__class__.__name__}: {e}"
     return None
+
+
+def smtp_send(config, to, subject, body, timeout=20):
+    """One plain-text mail through the relay config.json names, From: its FeedbackEmail."""
+    import email.message
+    import email.utils
+
+    message = email.message.EmailMessage()
+    sender = get_dotted(config, "EmailSettings.FeedbackEmail")[0] or "mattermost@localhost"
+    name = get_dotted(config, "EmailSettings.FeedbackName")[0] or ""
+    message["From"] = email.utils.formataddr((name, sender))
+    message["To"], message["Subject"] = to, subject
+    message["Date"], message["Message-ID"] = email.utils.formatdate(), email.utils.make_msgid()
+    message.set_content(body)
+    with smtp_session(config, login=True, timeout=timeout) as session:
+        session.send_message(message)

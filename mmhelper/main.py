@@ -27,6 +27,7 @@ read from root-only files and never printed or put on a command line.
     mmhelper.py os-sources|os-packages|os-postgresql|os-finish SPEC_JSON
     mmhelper.py acme-issue SPEC_JSON
     mmhelper.py housekeeping|bot-token|emoji-upload|export|retention SPEC_JSON
+    mmhelper.py notices|notices-setup|notify SPEC_JSON|@FILE
 """
 
 import json
@@ -40,6 +41,7 @@ from mmhelper.config import merge_config_file
 from mmhelper.database import database, db_password
 from mmhelper.export import export
 from mmhelper.housekeeping import bot_token, emoji_upload, housekeeping
+from mmhelper.notices import notices_setup, notify, run_notices
 from mmhelper.offsite import offsite_fetch
 from mmhelper.os_release import os_finish, os_packages, os_postgresql, os_sources
 from mmhelper.patching import patch_finish, patch_lock, patch_mark, patch_restart, patch_upgrade
@@ -79,6 +81,9 @@ COMMANDS = {
     "os-finish": os_finish,
     "offsite-fetch": offsite_fetch,
     "restore-check": restore_check,
+    "notices": run_notices,
+    "notices-setup": notices_setup,
+    "notify": notify,
 }
 
 

@@ -9,6 +9,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import time
 
 from mmhelper.acme import acme_state
 from mmhelper.adopt import adoption_facts
@@ -29,6 +30,7 @@ from mmhelper.common import (
 )
 from mmhelper.config import config_differences, display_value, get_dotted, password_digest, resolve_desired, smtp_check
 from mmhelper.housekeeping import housekeeping_state
+from mmhelper.notices import notices_state
 from mmhelper.offsite import offsite_state
 from mmhelper.os_release import os_release_state
 from mmhelper.patching import os_state
@@ -149,6 +151,11 @@ def state(query):
                       if names else None}
     out["health"] = ping(query["ping_url"]) if out["service"]["active"] == "active" else {
         "ok": False, "error": "service not running", "version": None}
+    if query.get("notices"):
+        out["notices"] = notices_state(query["notices"])
+        out["notices_timer"] = {"enabled": systemctl("is-enabled", "mattermost-notices.timer").stdout.strip(),
+                                "active": systemctl("is-active", "mattermost-notices.timer").stdout.strip()}
+    out["now"] = time.time()
     return out
 
 

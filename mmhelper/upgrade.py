@@ -21,6 +21,7 @@ from mmhelper.common import (
     terminate_connections,
     write_hold,
 )
+from mmhelper.notices import event
 from mmhelper.offsite import offsite_copy
 
 # A database address nothing answers on: `db migrate --dry-run` then loads and checks the
@@ -166,6 +167,9 @@ def upgrade(spec):
             writer.discard()
             raise
         how = _roll_back(spec, old, new, plan, reason, writer)
+        event(f"rolled-back-{new}", f"upgrade to {new} ROLLED BACK",
+              f"The upgrade {old} -> {new} failed ({reason}).\nRolled back: {how}. Mattermost {old} runs; {new} is "
+              "held until `make unhold`.")
         raise Failure(f"upgrade {old} -> {new} failed ({reason}); rolled back: {how}, Mattermost {old} runs and is "
                       f"healthy; {new} is held until `make unhold`") from None
     now = time.time()
@@ -176,6 +180,8 @@ def upgrade(spec):
     prune_backups(spec["backup"]["backup_dir"], spec["backup"]["keep"])
     prune_releases(releases, spec["keep_releases"], {old, new})
     print(f"upgraded {old} -> {new}; pre-upgrade backup {final}", flush=True)
+    event(f"upgraded-{new}", f"Mattermost upgraded to {new}",
+          f"{old} -> {new}; users waited {now - t0:.1f} s; pre-upgrade backup {final}")
     if spec["backup"].get("offsite"):
         try:
             offsite_copy(spec["backup"]["offsite"], final, writer.name)

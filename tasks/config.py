@@ -45,12 +45,15 @@ def desired_config(s: Settings) -> dict:
         "ServiceSettings.EnableAPIChannelDeletion": False,
         "ServiceSettings.EnableAPITeamDeletion": False,
     }
-    if emoji_files(emoji_folder(s)):
+    if emoji_files(emoji_folder(s)) or s.notices_channel:
         # Custom emoji go through the REST API with the deploy's bot and its token (the bot
         # is made over the local socket, so EnableBotAccountCreation stays off). The real
         # 10.3 server refused the converted bot a token with EnableUserAccessTokens off
         # ("Personal access tokens are disabled", HTTP 501) where 11.4 allowed it: owned on.
-        owned.update({"ServiceSettings.EnableCustomEmoji": True, "ServiceSettings.EnableUserAccessTokens": True})
+        # The notices' bot posts with the same token.
+        owned["ServiceSettings.EnableUserAccessTokens"] = True
+    if emoji_files(emoji_folder(s)):
+        owned["ServiceSettings.EnableCustomEmoji"] = True
     # Privacy: each outbound flow as chosen (tasks/privacy.py, PRIVACY.md); e-mail (tasks/email.py).
     owned.update(privacy.owned_keys(s.privacy, s.privacy_strict))
     owned.update(email.owned_keys(s))

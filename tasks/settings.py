@@ -122,6 +122,13 @@ class Settings:
     smtp_sender_name: str = "Mattermost"
     smtp_skip_certificate_check: bool = False
     privacy_strict: bool = False
+    notices_channel: str | None = None
+    notices_email: str | None = None
+    notices_digest_time: str = "08:00"
+    notices_every_minutes: int = 15
+    notices_cert_days: int = 14
+    notices_disk_percent: int = 90
+    notices_restart_limit: int = 3
     privacy: dict = field(default_factory=dict)
 
     # ---- derived paths and URLs, one place each
@@ -413,6 +420,20 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
                             "settings only")
     if any(k.endswith("SMTPPassword") for k in config):
         problems.append(f"no SMTP password in mattermost_config: set smtp_user and {SMTP_PASSWORD_ENV}")
+    notices_channel, notices_email = get("notices_channel") or None, get("notices_email") or None
+    if notices_channel and not re.fullmatch(r"[a-z0-9_-]+:[a-z0-9_-]+", str(notices_channel)):
+        problems.append(f"notices_channel {notices_channel!r} must be team:channel (their URL names)")
+    if notices_email and "@" not in str(notices_email):
+        problems.append(f"notices_email {notices_email!r} is not an e-mail address")
+    if notices_email and not smtp_server and not config.get("EmailSettings.SMTPServer"):
+        problems.append("notices_email needs smtp_server: the alert mail goes through that relay")
+    digest_time = str(get("notices_digest_time") or "08:00")
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", digest_time):
+        problems.append(f"notices_digest_time must be HH:MM, not {digest_time!r}")
+    for key, low, high in (("notices_every_minutes", 1, 59), ("notices_cert_days", 1, 90),
+                           ("notices_disk_percent", 1, 99), ("notices_restart_limit", 1, 1000)):
+        if get(key) is not None and (not isinstance(get(key), int) or not low <= get(key) <= high):
+            problems.append(f"{key} must be a number from {low} to {high}, not {get(key)!r}")
     privacy_overrides = dict(get("mattermost_privacy") or {})
     problems += privacy.problems(privacy_overrides)
 
@@ -503,4 +524,11 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
         smtp_skip_certificate_check=bool(get("smtp_skip_certificate_check")),
         privacy_strict=bool(get("mattermost_privacy_strict")),
         privacy=privacy_overrides,
+        notices_channel=notices_channel,
+        notices_email=notices_email,
+        notices_digest_time=digest_time,
+        notices_every_minutes=get("notices_every_minutes") or 15,
+        notices_cert_days=get("notices_cert_days") or 14,
+        notices_disk_percent=get("notices_disk_percent") or 90,
+        notices_restart_limit=get("notices_restart_limit") or 3,
     )

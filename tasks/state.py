@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from tasks import backup, base, email, firewall, nginx, os_updates, secrets, service, ssh_access
+from tasks import backup, base, email, firewall, nginx, notices, os_updates, secrets, service, ssh_access
 from tasks.common import HELPER, packages, read_state, settings
 from tasks.config import desired_config
 from tasks.housekeeping import declared, helper_spec
@@ -60,6 +60,7 @@ def query(s: Settings, os_updates: str | None = None, housekeeping: bool = False
         "hold_file": s.hold_file,
         "secret_files": secrets.secret_paths(s),
         "smtp_probe": email.probe(s),
+        "notices": {"checks": notices.checks_spec(s), "full": notices.spec(s) if s.notices_channel else None},
         "offsite_status_file": s.offsite_status_file if s.offsite_repository else None,
         "backup_dir": s.backup_dir,
         "acme_domain": s.domain if s.acme_email else None,

@@ -19,6 +19,7 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.exceptions import DeployError
 
+from tasks import notices
 from tasks.backup import backup_spec
 from tasks.common import ROOT, helper, run_on, settings, streamed
 from tasks.patching import all_good_problems, make_plan, operator_id, plan_text, report_text
@@ -85,8 +86,13 @@ def write_report(state, host, plan):
     path.write_text(text + "\n")
     path.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     logger.info("\n" + text + f"\n  report: {path}\n")
+    problems = all_good_problems(record)
+    if notices.enabled(s):  # the summary in the notices channel (mail when Mattermost cannot post)
+        run_on(host, helper("notify", {
+            "key": f"patch-night-{stamp}", "spec_file": notices.SPEC_FILE, "text": text,
+            "subject": "patch night: " + ("all good" if not problems else f"{len(problems)} problem(s)")}))
     # The run fails (after writing its report) when Mattermost is unhealthy or the off-server copy failed.
-    return not [p for p in all_good_problems(record) if "reboot" not in p]
+    return not [p for p in problems if "reboot" not in p]
 
 
 @operation(is_idempotent=False)

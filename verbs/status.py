@@ -1,6 +1,8 @@
 """make status: one row per server - installed and running versions, the version the
 policy wants, the newest release, the action a deploy would take, pending OS updates
-(when known) and the last backup. `--json` for monitoring.
+(when known), the last backup, the off-server copy and the server's health checks (the
+ones the notices timer runs; each problem on a line below). `--json` for monitoring;
+exit status 1 when something needs the operator.
 
     .venv/bin/python -m verbs.status [--json] [--data key=value ...]
 """
@@ -18,7 +20,8 @@ from tasks.release import decision, installed_version, lookup_releases
 from tasks.state import read as read_server_state
 from verbs.session import connected, on
 
-COLUMNS = ["host", "installed", "running", "target", "latest", "action", "os_updates", "last_backup", "offsite"]
+COLUMNS = ["host", "installed", "running", "target", "latest", "action", "os_updates", "last_backup", "offsite",
+           "checks"]
 
 
 def offsite_text(state: dict | None) -> str | None:
@@ -63,6 +66,10 @@ def row_for(host) -> dict:
             "offsite": offsite_text(now.get("offsite")),
             "offsite_state": (now.get("offsite") or {}).get("state"),
         }
+        # The server's own health checks, the same the notices timer runs (mmhelper/notices.py).
+        checks = (now.get("notices") or {}).get("checks") or []
+        row["problems"] = [c["text"] for c in checks if not c["ok"]]
+        row["checks"] = f"{len(row['problems'])} problem(s)" if row["problems"] else "ok"
         if error:
             row["latest_error"] = error
         return row
@@ -82,6 +89,7 @@ def table(rows: list[dict]) -> str:
     lines = ["  ".join(k.ljust(w) for k, w in zip(COLUMNS, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     notes = [f"note: {r['host']}: latest release unknown: {r['latest_error']}" for r in rows if r.get("latest_error")]
+    notes += [f"problem: {r['host']}: {text}" for r in rows for text in r.get("problems") or []]
     return "\n".join(lines + notes)
 
 
@@ -91,7 +99,7 @@ def main(argv: list[str]) -> int:
         rows = [row_for(h) if error is None else {"host": h.name, "action": f"error: {error}"} for h, error in hosts]
     print(json.dumps(rows, indent=2) if as_json else table(rows))
     return 1 if any(str(r.get("action", "")).startswith("error") or r.get("offsite_state") in ("failed", "stale")
-                    for r in rows) else 0
+                    or r.get("problems") for r in rows) else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,104 @@
+"""Operations notices: the server checks itself from a systemd timer and tells the operator
+in a Mattermost channel (`notices_channel`), by e-mail when Mattermost cannot post
+(`notices_email`). The checks and the delivery are mmhelper/notices.py; this module writes
+their settings and units, readies the bot and the channel, and tells the channel when the
+deploy refuses an upgrade the version policy wants.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pyinfra import host
+from pyinfra.api import StringCommand, operation
+
+from tasks.common import HELPER, current, helper, managed_file, path_info, render, settings, streamed
+from tasks.housekeeping import helper_spec
+from tasks.release import decision
+from tasks.settings import Settings
+
+SPEC_FILE = "/etc/mattermost/notices.json"
+SERVICE = "/etc/systemd/system/mattermost-notices.service"
+TIMER = "/etc/systemd/system/mattermost-notices.timer"
+
+
+def enabled(s: Settings) -> bool:
+    return bool(s.notices_channel or s.notices_email)
+
+
+def checks_spec(s: Settings) -> dict:
+    """What the server's health checks look at (also read by `make status`)."""
+    return {
+        "host": s.domain, "ping_url": s.ping_url, "service": "mattermost", "backup_dir": s.backup_dir,
+        "backup_max_age_hours": 26 if s.backup_schedule else None,
+        "offsite_status_file": s.offsite_status_file if s.offsite_repository else None,
+        "certificate": s.certificate, "cert_days": s.notices_cert_days, "disk_percent": s.notices_disk_percent,
+        "disk_paths": [s.data_dir, s.backup_dir, "/"], "restart_limit": s.notices_restart_limit,
+        "hold_file": s.hold_file, "state_file": f"{s.deploy_state_dir}/notices.json",
+    }
+
+
+def spec(s: Settings) -> dict:
+    return {**helper_spec(s), **checks_spec(s), "channel": s.notices_channel, "email_to": s.notices_email,
+            "digest_time": s.notices_digest_time}
+
+
+@operation()
+def channel_ready(changed: bool):
+    """The deploy's bot, its token and the channel, the bot a member of it."""
+    if not changed and (current().get("notices") or {}).get("ready"):
+        host.noop(f"notices reach {settings().notices_channel}")
+        return
+    yield streamed(helper("notices-setup", spec(settings())))
+
+
+@operation()
+def timer_enabled(reload_units: bool):
+    timer = current().get("notices_timer") or {}
+    if not reload_units and timer.get("enabled") == "enabled" and timer.get("active") == "active":
+        host.noop("the notices timer is enabled")
+        return
+    yield "systemctl daemon-reload && systemctl enable -q --now mattermost-notices.timer"
+
+
+@operation()
+def timer_removed():
+    if not path_info(TIMER):
+        host.noop("no notices timer")
+        return
+    yield StringCommand("systemctl", "disable", "--now", "mattermost-notices.timer", "2>/dev/null;",
+                        "rm", "-f", TIMER, SERVICE, SPEC_FILE, "&&", "systemctl", "daemon-reload")
+
+
+@operation()
+def refusal_told(key: str, subject: str, text: str):
+    """An upgrade the policy wants and the deploy refuses: told once a day."""
+    sent = ((current().get("notices") or {}).get("sent") or {}).get(f"event:{key}")
+    if sent and current().get("now", 0) - sent < 86400:
+        host.noop("the refusal was told today")
+        return
+    yield helper("notify", {"key": key, "subject": subject, "text": text, "spec_file": SPEC_FILE})
+
+
+def configure():
+    s = settings()
+    if not enabled(s):
+        timer_removed(name="Remove the notices timer (no notices_channel or notices_email)")
+        return
+    written = managed_file(name=f"Write the notices' settings ({SPEC_FILE})", path=SPEC_FILE, mode=0o600,
+                           content=json.dumps(spec(s), indent=2, sort_keys=True) + "\n")
+    if s.notices_channel:
+        channel_ready(name=f"Ready the deploy's bot in {s.notices_channel}", changed=written.will_change)
+    units = [
+        managed_file(name="Install the notices service unit", path=SERVICE,
+                     content=render("etc/systemd/system/mattermost-notices.service.j2", s=s, helper=HELPER)),
+        managed_file(name="Install the notices timer", path=TIMER,
+                     content=render("etc/systemd/system/mattermost-notices.timer.j2", s=s)),
+    ]
+    timer_enabled(name=f"Enable the notices timer (every {s.notices_every_minutes} minutes)",
+                  reload_units=any(op.will_change for op in [written, *units]))
+    d = decision()
+    if d.blocked and d.candidate:
+        refusal_told(name=f"Tell the notices channel: upgrade to {d.candidate} refused", key=f"refused-{d.candidate}",
+                     subject=f"upgrade to {d.candidate} refused",
+                     text=f"The version policy wants {d.candidate}; the deploy refused it: {d.blocked}")
