@@ -430,10 +430,10 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
     digest_time = str(get("notices_digest_time") or "08:00")
     if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", digest_time):
         problems.append(f"notices_digest_time must be HH:MM, not {digest_time!r}")
-    for key, low, high in (("notices_every_minutes", 1, 59), ("notices_cert_days", 1, 90),
-                           ("notices_disk_percent", 1, 99), ("notices_restart_limit", 1, 1000)):
-        if get(key) is not None and (not isinstance(get(key), int) or not low <= get(key) <= high):
-            problems.append(f"{key} must be a number from {low} to {high}, not {get(key)!r}")
+    for name, low, high in (("notices_every_minutes", 1, 59), ("notices_cert_days", 1, 90),
+                            ("notices_disk_percent", 1, 99), ("notices_restart_limit", 1, 1000)):
+        if get(name) is not None and (not isinstance(get(name), int) or not low <= get(name) <= high):
+            problems.append(f"{name} must be a number from {low} to {high}, not {get(name)!r}")
     privacy_overrides = dict(get("mattermost_privacy") or {})
     problems += privacy.problems(privacy_overrides)
 

@@ -38,6 +38,7 @@ def managed_paths(s: Settings) -> list[str]:
         nginx.SITE, nginx.ENABLED, nginx.DEFAULT_SITE, nginx.CACHE_DIR, nginx.WEBROOT, nginx.ACME_CA,
         nginx.CERTBOT_DROPIN, s.self_signed_certificate, s.self_signed_key,
         s.backup_dir, backup.SPEC_FILE, backup.SERVICE, backup.TIMER, s.offsite_known_hosts_file,
+        notices.SPEC_FILE, notices.SERVICE, notices.TIMER,
         os_updates.NEEDRESTART_CONF, os_updates.AUTO_UPGRADES, os_updates.UNATTENDED_CONF,
         firewall.CONF, ssh_access.SUDOERS, ssh_access.SSHD_DROPIN,
     ]

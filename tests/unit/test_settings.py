@@ -23,6 +23,7 @@ def test_defaults_are_valid_and_derive_urls():
     assert s.signing_key_fingerprint == "A1B31D46F0F3A10B02CF2D44F8F2C31744774B28"
     assert s.db_password is None
     assert s.self_signed and s.certificate.endswith("chat.example.org.selfsigned.crt")
+    assert s.certificate_key.endswith("chat.example.org.selfsigned.key") and s.tls_certificate_key == ""
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -41,6 +42,10 @@ def test_defaults_are_valid_and_derive_urls():
     ({"mattermost_config": {"SiteName": "x"}}, "must look like Section.Key"),
     ({"mattermost_state_dir": "var/lib/mattermost"}, "must be an absolute path"),
     ({"nginx_tls_certificate": "/etc/ssl/x.crt"}, "set both nginx_tls_certificate"),
+    ({"notices_channel": "ops"}, "notices_channel 'ops' must be team:channel"),
+    ({"notices_email": "ops@example.org"}, "notices_email needs smtp_server"),
+    ({"notices_digest_time": "8:00"}, "notices_digest_time must be HH:MM"),
+    ({"notices_disk_percent": 100}, "notices_disk_percent must be a number from 1 to 99"),
 ])
 def test_bad_settings_are_refused(overrides, message):
     with pytest.raises(SettingsError, match=message) as err:
