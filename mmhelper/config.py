@@ -167,7 +167,12 @@ def merge_config_file(spec):
             config = json.load(f)
         print(f"  new {path} from the release defaults", flush=True)
     changed = merge_config(config, desired)
-    if any(key.startswith("EmailSettings.") for key in changed) and get_dotted(config, "EmailSettings.SMTPServer")[0]:
+    # Only when the deploy owns the relay (smtp_server) and a key of the connection changed:
+    # a privacy key in EmailSettings (PushNotificationContents) must not try Mattermost's
+    # default relay (localhost:10025).
+    smtp_keys = {f"EmailSettings.{k}" for k in ("SMTPServer", "SMTPPort", "ConnectionSecurity", "EnableSMTPAuth",
+                                                "SMTPUsername", "SMTPPassword", "SkipServerCertificateVerification")}
+    if "EmailSettings.SMTPServer" in desired and smtp_keys & set(changed):
         # The e-mail settings are enabled only once their server takes them: connection,
         # TLS as configured and the login (no message is sent).
         problem = smtp_check(config, login=True)

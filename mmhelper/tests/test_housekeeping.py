@@ -119,3 +119,16 @@ def test_email_counts_for_new_users_only_when_the_server_answers(mmhelper, smtp_
     assert mmhelper.email_configured({"config_file": str(config)}) is False
     config.write_text(json.dumps({"EmailSettings": {"SMTPServer": ""}}))
     assert mmhelper.email_configured({"config_file": str(config)}) is False
+
+
+def test_a_privacy_key_in_email_settings_does_not_try_the_default_relay(mmhelper, tmp_path):
+    # An adopted config has Mattermost's default relay (localhost:10025, nothing listens);
+    # merging PushNotificationContents alone must not check it (the real adoption failed so).
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"EmailSettings": {"SMTPServer": "localhost", "SMTPPort": "10025",
+                                                    "PushNotificationContents": "full"}}))
+    (tmp_path / "db-password").write_text("db-password-123\n")
+    (tmp_path / "desired.json").write_text(json.dumps({"EmailSettings.PushNotificationContents": "generic"}))
+    mmhelper.merge_config_file({"desired_file": str(tmp_path / "desired.json"), "config_file": str(config),
+                                "seed_file": "", "password_file": str(tmp_path / "db-password"), "user": "root"})
+    assert json.loads(config.read_text())["EmailSettings"]["PushNotificationContents"] == "generic"
