@@ -48,6 +48,7 @@ notices_every_minutes = 15  # how often the server checks itself
 notices_cert_days = 14  # warn when the TLS certificate expires within this many days
 notices_disk_percent = 90  # warn above this disk use (data, backups, /)
 notices_restart_limit = 3  # warn when systemd restarted Mattermost this often in a day
+notices_github_api_url = None  # where the SERVER reads the release list; None: github_api_url
 
 # --- Privacy: each outbound flow of Mattermost, True = allowed (see PRIVACY.md) ------------------
 mattermost_privacy_strict = False  # True closes every optional flow below, whatever it says

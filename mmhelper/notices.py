@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import time
 import urllib.parse
+import urllib.request
 
 from mmhelper.backup import backup_names
 from mmhelper.common import Failure, journal_tail, ping, read_json, systemctl, unit_property, write_private
@@ -50,10 +51,49 @@ def restarts_today(spec, state, now):
     return count - base, {"day": day, "base": base}
 
 
-def checks(spec, state=None, now=None):
+def version_key(version):
+    return tuple(int(x) for x in version.split("."))
+
+
+def policy_candidate(releases, policy, esr_lines):
+    """The release the version policy points at, from a GitHub release list: the same rule
+    as the deploy's (tasks/versions.py), in the standard library: vX.Y.Z tags only, no
+    drafts or prereleases."""
+    found = sorted({r["tag_name"][1:] for r in releases if not r.get("draft") and not r.get("prerelease")
+                    and re.fullmatch(r"v\d+\.\d+\.\d+", r.get("tag_name") or "")}, key=version_key)
+    if policy == "latest":
+        return found[-1] if found else None
+    lines = sorted(esr_lines, key=version_key, reverse=True) if policy == "esr" else [policy]
+    for line in lines:
+        in_line = [v for v in found if v.rsplit(".", 1)[0] == line]
+        if in_line:
+            return in_line[-1]
+    return None
+
+
+def release_lookup(release, state, now):
+    """{"at", "candidate"|"error"}: GitHub's first page of releases, read at most every six
+    hours (the unauthenticated limit is 60 requests an hour)."""
+    cached = (state or {}).get("release") or {}
+    if cached.get("policy") == release["policy"] and now - cached.get("at", 0) < 6 * 3600:
+        return cached
+    url = f"{release['api_url'].rstrip('/')}/repos/{release['repository']}/releases?per_page=100"
+    out = {"at": now, "policy": release["policy"]}
+    try:
+        request = urllib.request.Request(url, headers={"Accept": "application/vnd.github+json",
+                                                       "User-Agent": "mattermost-deploy-notices"})
+        with urllib.request.urlopen(request, timeout=20) as response:
+            out["candidate"] = policy_candidate(json.loads(response.read()), release["policy"], release["esr_lines"])
+    except (OSError, ValueError) as e:
+        out["error"] = f"{url.split('/repos/')[0]}: {e}"
+    return out
+
+
+def checks(spec, state=None, now=None, network=False):
     """[{key, ok, text}] for: the service and its health, the nightly backup (failed or
     old), the off-server copy, the TLS certificate, disk use, repeated restarts, a held
-    upgrade. Reads only."""
+    upgrade; with network (the timer, not the state query), a release the version policy
+    points at. Reads only (the release lookup is returned in the state by run_notices)."""
     now = now or time.time()
     host, out = spec.get("host", "this server"), []
 
@@ -112,6 +152,20 @@ def checks(spec, state=None, now=None):
     if hold:
         add(f"hold:{hold.get('version')}", False,
             f"upgrades are held at {hold.get('version')}: {hold.get('reason')} (make unhold once fixed)")
+
+    if network and spec.get("release") and health["ok"] and health.get("version"):
+        found = release_lookup(spec["release"], state, now)
+        if state is not None:
+            state["release"] = found
+        candidate, running = found.get("candidate"), health["version"]
+        if found.get("error"):
+            add("release", True, f"the release list could not be read: {found['error']}")
+        elif candidate and version_key(candidate) > version_key(running) and candidate != (hold or {}).get("version"):
+            add(f"release:{candidate}", False, f"Mattermost {candidate} is out and the version policy "
+                f"({spec['release']['policy']}) points at it; {running} runs: `make diff` shows the upgrade, "
+                "`make deploy` or patch night does it")
+        else:
+            add("release", True, f"Mattermost {running} is what the version policy wants")
     return out
 
 
@@ -222,7 +276,7 @@ def run_notices(spec, now=None):
     now = now or time.time()
     state = load_state(spec)
     state.setdefault("sent", {})
-    results = checks(spec, state, now)
+    results = checks(spec, state, now, network=True)
     _, state["restarts"] = restarts_today(spec, state, now)
     problems = [r for r in results if not r["ok"]]
     keys = {r["key"] for r in problems}

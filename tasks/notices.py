@@ -16,6 +16,7 @@ from tasks.common import HELPER, current, helper, managed_file, path_info, rende
 from tasks.housekeeping import helper_spec
 from tasks.release import decision
 from tasks.settings import Settings
+from tasks.versions import PINNED
 
 SPEC_FILE = "/etc/mattermost/notices.json"
 SERVICE = "/etc/systemd/system/mattermost-notices.service"
@@ -39,8 +40,13 @@ def checks_spec(s: Settings) -> dict:
 
 
 def spec(s: Settings) -> dict:
+    """The timer's settings: the checks, where notices go, and - unless the version is
+    pinned - where the server reads the release list to see a release the policy wants."""
+    release = None if PINNED.match(s.version_policy) else {
+        "api_url": s.notices_github_api_url or s.github_api_url, "repository": s.github_repository,
+        "policy": s.version_policy, "esr_lines": s.esr_lines}
     return {**helper_spec(s), **checks_spec(s), "channel": s.notices_channel, "email_to": s.notices_email,
-            "digest_time": s.notices_digest_time}
+            "digest_time": s.notices_digest_time, "release": release}
 
 
 @operation()

@@ -129,6 +129,7 @@ class Settings:
     notices_cert_days: int = 14
     notices_disk_percent: int = 90
     notices_restart_limit: int = 3
+    notices_github_api_url: str | None = None
     privacy: dict = field(default_factory=dict)
 
     # ---- derived paths and URLs, one place each
@@ -531,4 +532,5 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
         notices_cert_days=get("notices_cert_days") or 14,
         notices_disk_percent=get("notices_disk_percent") or 90,
         notices_restart_limit=get("notices_restart_limit") or 3,
+        notices_github_api_url=get("notices_github_api_url") or None,
     )

@@ -20,7 +20,7 @@ def world(tmp_path, monkeypatch):
     """The checks and the delivery replaced by a recorder; state in a temporary file."""
     found, sent = {"problems": []}, []
 
-    def checks(spec, state=None, now=None):
+    def checks(spec, state=None, now=None, network=False):
         return [{"key": "down", "ok": True, "text": "Mattermost answers"}] + [
             {"key": key, "ok": False, "text": f"problem {key}"} for key in found["problems"]]
 
@@ -118,3 +118,62 @@ def test_disk_and_backup_checks_on_real_folders(tmp_path, monkeypatch):
     assert not results[f"disk:{tmp_path}"]["ok"]  # any real disk is above 1%
     spec["disk_percent"] = 100.01  # nothing is above 100%
     assert {r["key"]: r for r in notices.checks(spec)}[f"disk:{tmp_path}"]["ok"]
+
+
+RELEASES = [{"tag_name": t, "draft": d, "prerelease": p} for t, d, p in [
+    ("v11.6.0", True, False), ("v11.6.0-rc1", False, True), ("server/public/v0.4.3", False, False),
+    ("v11.5.0", False, False), ("v11.4.2", False, False), ("v11.4.10", False, False), ("v10.11.9", False, False)]]
+
+
+def test_the_policy_candidate_follows_the_deploys_rules():
+    assert notices.policy_candidate(RELEASES, "latest", []) == "11.5.0"
+    assert notices.policy_candidate(RELEASES, "esr", ["10.11", "11.4"]) == "11.4.10"  # 10 > 2
+    assert notices.policy_candidate(RELEASES, "10.11", []) == "10.11.9"
+    assert notices.policy_candidate(RELEASES, "12.0", []) is None
+
+
+@pytest.fixture
+def github(tmp_path):
+    """A local HTTP server answering the GitHub releases route with RELEASES."""
+    import http.server
+    import threading
+
+    asked = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            body = json.dumps(RELEASES).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/api", asked
+    server.shutdown()
+
+
+def test_a_release_the_policy_wants_is_a_problem_until_installed_and_read_every_six_hours(github, tmp_path,
+                                                                                             monkeypatch):
+    url, asked = github
+    running = {"version": "11.4.2"}
+    monkeypatch.setattr(notices, "ping", lambda u: {"ok": True, "version": running["version"], "error": None})
+    monkeypatch.setattr(notices, "systemctl", lambda *a: subprocess.CompletedProcess(a, 0, "active\n", ""))
+    spec = {"ping_url": "x", "backup_dir": str(tmp_path), "disk_paths": [], "restart_limit": 1000,
+            "release": {"api_url": url, "repository": "mattermost/mattermost", "policy": "11.4", "esr_lines": []}}
+    state, now = {}, time.time()
+    found = {r["key"]: r for r in notices.checks(spec, state, now, network=True)}
+    assert not found["release:11.4.10"]["ok"] and "policy (11.4) points at it; 11.4.2 runs" in \
+        found["release:11.4.10"]["text"]
+    assert asked == ["/api/repos/mattermost/mattermost/releases?per_page=100"]
+    notices.checks(spec, state, now + 3600, network=True)
+    assert len(asked) == 1  # cached
+    running["version"] = "11.4.10"
+    found = {r["key"]: r for r in notices.checks(spec, state, now + 7 * 3600, network=True)}
+    assert len(asked) == 2 and found["release"]["ok"]
+    assert "release" not in {r["key"] for r in notices.checks(spec, {}, now)}  # the state query asks no one

@@ -18,6 +18,7 @@ from tests import testhost
 from tests.e2e import chat
 from tests.e2e.conftest import KEEP, ROOT, deploy, planned_changes, sh
 from tests.standin import build
+from tests.testhost import UPSTREAM_ROOT
 
 TARGET = "e2e-notices"
 PORT = 24440
@@ -103,6 +104,26 @@ def test_a_certificate_close_to_expiry_is_posted():
                           text=True, env={**os.environ, "MMDEPLOY_TARGET": TARGET}, timeout=300)
     [row] = json.loads(proc.stdout)
     assert proc.returncode == 1 and any("TLS certificate" in p for p in row["problems"]), row
+
+
+def test_a_release_the_policy_wants_is_posted_once_by_the_timer():
+    line = A.rsplit(".", 1)[0]
+    new = f"{line}.99"
+    # The policy follows the line A is the newest of; the server reads the stand-in GitHub API.
+    on_line = [*SETTINGS, "--data", f"mattermost_version={line}", "--data",
+               f"notices_github_api_url={build.UPSTREAM_HOST}/api"]
+    run = deploy(TARGET, *on_line)
+    assert run.ok and "up to date" in run.output, run.output[-3000:]
+    listing = UPSTREAM_ROOT / "github" / "releases.json"
+    original = listing.read_text()
+    try:  # a new release of the line appears upstream
+        listing.write_text(json.dumps([build.github_release(f"v{new}", day=30), *json.loads(original)]))
+        notices_run()
+        notices_run()
+        told = [p for p in posts() if f"Mattermost {new} is out" in p]
+        assert len(told) == 1 and f"policy ({line}) points at it; {A} runs" in told[0], told
+    finally:
+        listing.write_text(original)
 
 
 def test_a_rolled_back_upgrade_is_posted_by_the_upgrade():
