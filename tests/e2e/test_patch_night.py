@@ -24,7 +24,17 @@ from tests.testhost import UPSTREAM_ROOT
 
 TARGET = "e2e-patch"
 PORT = 24434
-REBOOT_PKGS = ["--data", 'patch_reboot_packages=["linux-image-*", "mmdeploy-testpkg"]']
+OPS = "ops@example.org"
+# Notices by e-mail only (no channel): patch night's summary goes to the test SMTP server.
+NOTICES = ["--data", f"smtp_server={testhost.SMTP}", "--data", "smtp_port=25", "--data", 'smtp_security=""',
+           "--data", "smtp_sender=chat@example.org", "--data", f"notices_email={OPS}"]
+REBOOT_PKGS = ["--data", 'patch_reboot_packages=["linux-image-*", "mmdeploy-testpkg"]', *NOTICES]
+
+
+def deploy_state_files() -> list[str]:
+    """The deploy's state on the server, without the notices timer's own file (it may run
+    any time)."""
+    return [f for f in sh(TARGET, "ls /var/lib/mattermost-deploy").split() if f != "notices.json"]
 
 
 def offer(versions: dict) -> None:
@@ -45,9 +55,10 @@ def patch_night(*args: str, env: dict | None = None):
 
 @pytest.fixture(scope="module", autouse=True)
 def server():
+    testhost.ensure_smtp(testhost.client())
     testhost.stop_server(TARGET)
     testhost.start_server(TARGET, ssh_port=22304, https_port=PORT)
-    run = deploy(TARGET)
+    run = deploy(TARGET, *NOTICES)
     assert run.ok, run.output[-4000:]
     offer({"1.0": None})
     sh(TARGET, f"echo '{apt_repo.SOURCE_LINE}' > /etc/apt/sources.list.d/standin.list && apt-get update -q >/dev/null "
@@ -67,12 +78,13 @@ def test_plan_lists_the_package_and_the_reboot_and_changes_nothing():
     assert "reboot: yes - upgrading mmdeploy-testpkg" in proc.stdout
     assert installed_version() == "1.0 installed"
     assert sh(TARGET, "ls -l --time-style=+%s /var/lib/apt/lists | md5sum") == lists_before
-    assert sh(TARGET, "ls /var/lib/mattermost-deploy").split() == ["apt-lists"]  # no lock, no run
+    assert deploy_state_files() == ["apt-lists"]  # no lock, no run
 
 
 def test_patch_night_upgrades_reboots_and_reports():
     started = container_started_at()
     reports = set((ROOT / "reports").glob(f"patch-night-local-{TARGET}-*.txt"))
+    testhost.clear_mail()
     run = patch_night()
     assert run.ok, run.output[-5000:]
     assert installed_version() == "1.1 installed"
@@ -86,7 +98,10 @@ def test_patch_night_upgrades_reboots_and_reports():
     assert record["rebooted"] is True and record["healthy"] is True
     assert "backup" in record["done"] and "packages" in record["done"]
     assert "patch-night" in sh(TARGET, "ls /var/backups/mattermost")
-    assert sh(TARGET, "ls /var/lib/mattermost-deploy").split() == ["apt-lists"]  # lock released
+    assert deploy_state_files() == ["apt-lists"]  # lock released
+    # The summary reached the operator (by e-mail: no notices channel is named here).
+    [mail] = [m for m in testhost.received_mail(OPS) if "patch night" in str(m["Subject"])]
+    assert f"{apt_repo.PACKAGE} 1.0 -> 1.1" in mail.get_body(preferencelist=("plain",)).get_content()
     report.unlink()
     report.with_suffix(".json").unlink()
 
@@ -135,6 +150,6 @@ def test_a_run_killed_mid_upgrade_completes_when_run_again():
     assert run.ok, run.output[-4000:]
     assert "continuing the unfinished run" in run.output
     assert installed_version() == "1.3 installed"
-    assert sh(TARGET, "ls /var/lib/mattermost-deploy").split() == ["apt-lists"]
+    assert deploy_state_files() == ["apt-lists"]
     status, _, _ = https_get(PORT)
     assert status == 200
