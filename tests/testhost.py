@@ -302,32 +302,64 @@ def ensure_pebble(c: docker.DockerClient) -> dict:
             "server_ca": files["ca"].read_text()}
 
 
+# The test relay's login on port 587 (test-only credentials, never a real secret).
+SMTP_AUTH_USER, SMTP_AUTH_PASSWORD = "mailer", "relay-test-password-4711"
+SMTP_SERVER_SCRIPT = f"""
+import asyncio, ssl
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+box = Mailbox("/srv/Maildir")
+tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+tls.load_cert_chain("/srv/tls/cert.pem", "/srv/tls/key.pem")
+def login(server, session, envelope, mechanism, data):
+    ok = isinstance(data, LoginPassword) and data.login == b"{SMTP_AUTH_USER}" and data.password == b"{SMTP_AUTH_PASSWORD}"
+    return AuthResult(success=ok, handled=False)
+loop = asyncio.new_event_loop()
+loop.run_until_complete(loop.create_server(lambda: SMTP(box), "0.0.0.0", 25))
+loop.run_until_complete(loop.create_server(lambda: SMTP(box, tls_context=tls, require_starttls=True,
+    authenticator=login, auth_require_tls=True, auth_required=True), "0.0.0.0", 587))
+loop.run_forever()
+"""
+
+
 def ensure_smtp(c: docker.DockerClient) -> dict:
     """A real SMTP server on the test network (Debian's python3-aiosmtpd, a standards-
     compliant asyncio SMTP server) that keeps every message it receives in a Maildir on this
-    workstation, for the tests to read."""
+    workstation, for the tests to read. Port 25: plain, no login (a trusted relay); port
+    587: STARTTLS (a self-signed certificate made here) and a required login, as a
+    provider's relay is."""
     MAILDIR.mkdir(parents=True, exist_ok=True)
     for sub in ("cur", "new", "tmp"):
         (MAILDIR / sub).mkdir(exist_ok=True)
+    tls = LOCAL / "smtp-tls"
+    if not (tls / "cert.pem").exists():
+        tls.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+                        "-subj", f"/CN={SMTP}", "-keyout", tls / "key.pem", "-out", tls / "cert.pem"],
+                       check=True, capture_output=True)
+        (tls / "key.pem").chmod(0o644)  # read by the container's user; a test-only key
     ensure_network(c)
-    fingerprint = hashlib.sha256(str(MAILDIR).encode()).hexdigest()[:16]
+    fingerprint = hashlib.sha256(str(MAILDIR).encode() + SMTP_SERVER_SCRIPT.encode() +
+                                 (tls / "cert.pem").read_bytes()).hexdigest()[:16]
     if running_container(c, SMTP, fingerprint) is None:
-        log("starting the test SMTP server (aiosmtpd)")
+        log("starting the test SMTP server (aiosmtpd: 25 plain, 587 STARTTLS + login)")
         c.containers.run(
             ensure_image_with(c, "smtp:test", ["python3-aiosmtpd"]),
-            ["python3", "-m", "aiosmtpd", "-n", "-l", "0.0.0.0:25", "-c", "aiosmtpd.handlers.Mailbox", "/srv/Maildir"],
+            ["python3", "-c", SMTP_SERVER_SCRIPT],
             name=SMTP, hostname=SMTP, network=NETWORK, detach=True,
             labels={**LABEL, FINGERPRINT: fingerprint}, restart_policy={"Name": "unless-stopped"},
-            volumes={str(MAILDIR): {"bind": "/srv/Maildir", "mode": "rw"}},
+            volumes={str(MAILDIR): {"bind": "/srv/Maildir", "mode": "rw"},
+                     str(tls): {"bind": "/srv/tls", "mode": "ro"}},
         )
     for _ in range(60):
-        code, _ = exec_on_container(UPSTREAM, f"python3 -c \"import socket; socket.create_connection(('{SMTP}', 25), 2)\"")
+        code, _ = exec_on_container(UPSTREAM, "python3 -c \"import socket; [socket.create_connection(('"
+                                              f"{SMTP}', p), 2) for p in (25, 587)]\"")
         if code == 0:
             break
         time.sleep(0.5)
     else:
         raise RuntimeError("the test SMTP server does not answer")
-    return {"host": SMTP, "port": 25, "maildir": MAILDIR}
+    return {"host": SMTP, "port": 25, "maildir": MAILDIR, "auth_port": 587}
 
 
 def ensure_sftp(c: docker.DockerClient) -> dict:

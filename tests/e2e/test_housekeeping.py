@@ -24,8 +24,10 @@ from tests.images import GIF_1X1, png
 TARGET = "e2e-hk"
 PORT = 24436
 OLD = int((time.time() - 400 * 86400) * 1000)  # 400 days ago
-# The test SMTP server takes plain SMTP on port 25 without a login (a trusted relay).
-SMTP = ["--data", f"smtp_server={testhost.SMTP}", "--data", "smtp_port=25", "--data", 'smtp_security=""',
+# The test relay as a provider's: port 587, STARTTLS (its certificate self-signed), a login
+# whose password comes from the environment (MATTERMOST_SMTP_PASSWORD, set by the fixture).
+SMTP = ["--data", f"smtp_server={testhost.SMTP}", "--data", "smtp_port=587", "--data", "smtp_security=STARTTLS",
+        "--data", f"smtp_user={testhost.SMTP_AUTH_USER}", "--data", "smtp_skip_certificate_check=true",
         "--data", "smtp_sender=chat@example.org"]
 CONFIG = "/var/lib/mattermost/config/config.json"
 DECLARED = [
@@ -63,6 +65,7 @@ def post(client, channel: str, message: str, create_at: int | None = None, file:
 def server():
     testhost.ensure_smtp(testhost.client())
     testhost.clear_mail()
+    os.environ["MATTERMOST_SMTP_PASSWORD"] = testhost.SMTP_AUTH_PASSWORD
     testhost.stop_server(TARGET)
     testhost.start_server(TARGET, ssh_port=22306, https_port=PORT)
     run = deploy(TARGET)  # no e-mail yet: see test_creating_users_without_email_is_refused_with_the_reason
@@ -82,6 +85,7 @@ def server():
     post(chat.login(PORT, "mallory"), "recent", "mallory wrote this")
     post(chat.login(PORT, "bob"), "recent", "still here", file=("minutes.txt", b"minutes\n"))
     yield
+    os.environ.pop("MATTERMOST_SMTP_PASSWORD", None)
     if not KEEP:
         testhost.stop_server(TARGET)
 
@@ -120,6 +124,17 @@ def test_a_relay_that_does_not_answer_is_refused_before_any_change():
     assert '"SMTPServer": "localhost"' in sh(TARGET, f"grep SMTPServer {CONFIG}")
 
 
+def test_a_refused_login_leaves_config_json_unchanged_and_no_password_is_shown():
+    before = sh(TARGET, f"sha256sum {CONFIG}")
+    run = deploy(TARGET, *SMTP, env={"MATTERMOST_SMTP_PASSWORD": "wrong-relay-password"})
+    failed = [line for line in run.output.splitlines() if line.startswith("FAILED:")]
+    assert len(failed) == 1 and "refused the login of 'mailer'" in run.output, run.output[-3000:]
+    assert "config.json was not changed" in run.output
+    assert sh(TARGET, f"sha256sum {CONFIG}") == before
+    assert "wrong-relay-password" not in run.output
+    assert sh(TARGET, "stat -c '%U %a' /etc/mattermost/private/smtp-password").strip() == "root 600"
+
+
 def test_nothing_permanent_without_the_confirmation_setting():
     run = deploy(TARGET, *DECLARED)
     assert not run.ok
@@ -152,6 +167,10 @@ def test_declared_state_applied_then_nothing_changes():
     # erasure works on the real server with API deletion left off; mallory's posts are gone
     config = json.loads(sh(TARGET, "cat /var/lib/mattermost/config/config.json"))
     assert config["ServiceSettings"]["EnableAPIUserDeletion"] is False
+    # The relay's password reached config.json on the server only (Mattermost needs it there).
+    email = config["EmailSettings"]
+    assert (email["ConnectionSecurity"], email["EnableSMTPAuth"], email["SMTPPort"]) == ("STARTTLS", True, "587")
+    assert email["SMTPPassword"] == testhost.SMTP_AUTH_PASSWORD and testhost.SMTP_AUTH_PASSWORD not in run.output
     assert db("SELECT count(*) FROM posts WHERE message = 'mallory wrote this'") == "0"
     assert "pre-deletion" in sh(TARGET, "ls /var/backups/mattermost")
     assert planned_changes(TARGET, *CONFIRMED) == []
