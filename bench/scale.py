@@ -6,8 +6,9 @@ a restic repository on the test SFTP container.
 
 For each database size: a fresh server deployed with 10.3.0; a team and a user made by the
 server; posts copied in SQL from a real post the server wrote (every column as Mattermost
-wrote it, only ids, times and message changed) until the database has the size; uploaded
-files (1 MB, random) for --files-gb. Then, each timed: the nightly backup (pg_dump, config,
+wrote it, only ids, times and message changed; each message 24 random words of 32 hex
+digits, so dumps compress no better than real text) until the database has the size;
+uploaded files (1 MB, random) for --files-gb. Then, each timed: the nightly backup (pg_dump, config,
 data snapshot) and its first off-server copy; a second backup and its incremental copy;
 the upgrade to 11.4.0 with a ping every 50 ms inside the server (the outage), against a
 plain restart; what the previous upgrade design would have added to the outage (copying the
@@ -75,7 +76,8 @@ def seed(name: str, gigabytes: float, files_gb: float) -> None:
     while db_bytes(name) < target:
         sh(name, "runuser -u postgres -- psql -XAtq -d mattermost -c \"INSERT INTO posts SELECT (jsonb_populate_record(p, "
                  f"jsonb_build_object('id', substr(md5('bench' || {n} || '-' || g), 1, 26), 'createat', p.createat - g, "
-                 "'updateat', p.createat - g, 'type', '', 'message', repeat(md5(g::text), 24)))).* "
+                 "'updateat', p.createat - g, 'type', '', 'message', (SELECT string_agg(md5(random()::text || g), ' ') "
+                 "FROM generate_series(1, 24))))).* "
                  f"FROM posts p, generate_series(1, {batch}) g WHERE p.id = (SELECT id FROM posts ORDER BY createat LIMIT 1)\"")
         n += 1
     sh(name, "runuser -u postgres -- psql -XAtq -d mattermost -c 'VACUUM ANALYZE posts'")
