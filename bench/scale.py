@@ -76,8 +76,8 @@ def seed(name: str, gigabytes: float, files_gb: float) -> None:
     while db_bytes(name) < target:
         sh(name, "runuser -u postgres -- psql -XAtq -d mattermost -c \"INSERT INTO posts SELECT (jsonb_populate_record(p, "
                  f"jsonb_build_object('id', substr(md5('bench' || {n} || '-' || g), 1, 26), 'createat', p.createat - g, "
-                 "'updateat', p.createat - g, 'type', '', 'message', (SELECT string_agg(md5(random()::text || g), ' ') "
-                 "FROM generate_series(1, 24))))).* "
+                 "'updateat', p.createat - g, 'type', '', 'message', "
+                 "(SELECT string_agg(md5(random()::text || g || '-' || w), ' ') FROM generate_series(1, 24) w)))).* "
                  f"FROM posts p, generate_series(1, {batch}) g WHERE p.id = (SELECT id FROM posts ORDER BY createat LIMIT 1)\"")
         n += 1
     sh(name, "runuser -u postgres -- psql -XAtq -d mattermost -c 'VACUUM ANALYZE posts'")
