@@ -226,6 +226,13 @@ def _put_file(container, path: str, data: bytes, mode: int = 0o644) -> None:
 FINGERPRINT = "org.mmdeploy.fingerprint"
 
 
+def mount_fingerprint(folder: Path) -> str:
+    """A folder a helper container mounts, by path AND inode: a checkout deleted and cloned
+    again at the same path must not reuse a container whose mount points at the deleted
+    folder (it answered 404 for every file)."""
+    return hashlib.sha256(f"{folder}:{folder.stat().st_ino}".encode()).hexdigest()[:16]
+
+
 def running_container(c: docker.DockerClient, name: str, fingerprint: str):
     """The named helper container if it was made with this fingerprint (started when
     stopped); None when it is missing or was made by another checkout or configuration,
@@ -250,7 +257,7 @@ def ensure_upstream(c: docker.DockerClient, only_default: bool = False) -> dict:
 
     info = build.ensure_default_releases(UPSTREAM_ROOT, only_default=only_default)
     ensure_network(c)
-    fingerprint = hashlib.sha256(str(UPSTREAM_ROOT).encode()).hexdigest()[:16]  # this checkout's files
+    fingerprint = mount_fingerprint(UPSTREAM_ROOT)  # this checkout's files
     if running_container(c, UPSTREAM, fingerprint) is None:
         log("starting the stand-in upstream")
         c.containers.run(
@@ -339,7 +346,7 @@ def ensure_smtp(c: docker.DockerClient) -> dict:
                        check=True, capture_output=True)
         (tls / "key.pem").chmod(0o644)  # read by the container's user; a test-only key
     ensure_network(c)
-    fingerprint = hashlib.sha256(str(MAILDIR).encode() + SMTP_SERVER_SCRIPT.encode() +
+    fingerprint = hashlib.sha256(mount_fingerprint(MAILDIR).encode() + SMTP_SERVER_SCRIPT.encode() +
                                  (tls / "cert.pem").read_bytes()).hexdigest()[:16]
     if running_container(c, SMTP, fingerprint) is None:
         log("starting the test SMTP server (aiosmtpd: 25 plain, 587 STARTTLS + login)")
