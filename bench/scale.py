@@ -11,9 +11,12 @@ digits, so dumps compress no better than real text) until the database has the s
 uploaded files (1 MB, random) for --files-gb. Then, each timed: the nightly backup (pg_dump, config,
 data snapshot) and its first off-server copy; a second backup and its incremental copy;
 the upgrade to 11.4.0 with a ping every 50 ms inside the server (the outage), against a
-plain restart; what the previous upgrade design would have added to the outage (copying the
-database inside PostgreSQL, CREATE DATABASE ... TEMPLATE, both strategies); and the rebuild
-of a fresh server from the off-server repository alone (restic fetch, restore, checks).
+plain restart; the baseline of the dump's form: the dump as pg_dump compresses it itself
+(-Fc), sent before and after the edit to the same repository - its size and what its second
+copy adds, against ours (-Fc -Z0 through gzip --rsyncable); what the previous upgrade design
+would have added to the outage (copying the database inside PostgreSQL, CREATE DATABASE ...
+TEMPLATE, both strategies); and the rebuild of a fresh server from the off-server repository
+alone (restic fetch, restore, checks).
 """
 
 from __future__ import annotations
@@ -91,6 +94,27 @@ def offsite(name: str) -> dict:
     return json.loads(sh(name, "cat /var/lib/mattermost-deploy/offsite.json"))
 
 
+# The baseline, in the same run and repository: the dump as it was made before (pg_dump's own
+# compression, -Fc), sent to the repository with `restic backup --stdin` through the server's own
+# restic settings (the installed helper's restic_command/restic_env and /etc/mattermost/backup.json).
+OLD_DUMP = """
+import json, subprocess
+exec(open("/usr/local/lib/mattermost-deploy/mmhelper.py").read(), {"__name__": "bundle"})
+from mmhelper.offsite import restic_command, restic_env
+spec = json.load(open("/etc/mattermost/backup.json"))["offsite"]
+dump = subprocess.Popen(["runuser", "-u", "postgres", "--", "pg_dump", "-Fc", "-d", "mattermost"], stdout=subprocess.PIPE)
+out = subprocess.run(restic_command(spec, "backup", "--json", "--stdin", "--stdin-filename", "old-format.dump",
+                     "--tag", "bench-old-format", "--host", "bench-old-format"), stdin=dump.stdout,
+                     env=restic_env(spec), capture_output=True, text=True, check=True).stdout
+assert dump.wait() == 0
+print(json.dumps([json.loads(line) for line in out.splitlines() if '"summary"' in line][-1]))
+"""
+
+
+def old_format_copy(name: str) -> dict:
+    return json.loads(sh(name, f"python3 - <<'EOF'\n{OLD_DUMP}\nEOF").strip().splitlines()[-1])
+
+
 def template_copy_seconds(name: str) -> dict:
     """What the previous design put into the outage: a copy of the database in PostgreSQL."""
     sh(name, "systemctl stop mattermost")
@@ -118,11 +142,14 @@ def measure(size: float, files_gb: float, sftp: dict) -> dict:
     row["backup_s"] = took - first["seconds"]
     row["backup_gb"] = int(sh(SERVER, f"du -sb /var/backups/mattermost/{name} | cut -f1")) / 1e9
     row["offsite_first_s"], row["offsite_first_gb"] = first["seconds"], (first.get("added_bytes") or 0) / 1e9
+    row["dump_gb"] = json.loads(sh(SERVER, f"cat /var/backups/mattermost/{name}/manifest.json"))["database_dump_bytes"] / 1e9
+    row["old_dump_gb"] = old_format_copy(SERVER)["total_bytes_processed"] / 1e9
     sh(SERVER, "runuser -u postgres -- psql -XAtq -d mattermost -c \"UPDATE posts SET message = message || ' edited' "
                "WHERE id IN (SELECT id FROM posts ORDER BY createat DESC LIMIT 1000)\"")
     deploy(SERVER, "verbs/backup.py")
     second = offsite(SERVER)
     row["offsite_second_s"], row["offsite_second_gb"] = second["seconds"], (second.get("added_bytes") or 0) / 1e9
+    row["old_second_gb"] = old_format_copy(SERVER)["data_added"] / 1e9
     copies = template_copy_seconds(SERVER)
     row["template_wal_s"], row["template_file_s"] = copies["WAL_LOG"], copies["FILE_COPY"]
     start_poller(SERVER)
@@ -158,6 +185,7 @@ def main(argv: list[str]) -> int:
         print(json.dumps(rows[-1]), flush=True)
     columns = [("db_gb", "DB GB"), ("backup_s", "backup s"), ("backup_gb", "backup GB"),
                ("offsite_first_s", "1st copy s"), ("offsite_second_s", "2nd copy s"), ("offsite_second_gb", "2nd new GB"),
+               ("dump_gb", "dump GB"), ("old_dump_gb", "-Fc dump GB"), ("old_second_gb", "-Fc 2nd new GB"),
                ("rebuild_s", "rebuild s"), ("restart_s", "restart s"), ("upgrade_outage_s", "upgrade outage s"),
                ("template_wal_s", "DB copy WAL_LOG s"), ("template_file_s", "DB copy FILE_COPY s")]
     print(f"\nreal Mattermost {A} -> {B}, {args.files_gb} GB of uploaded files, restic over SFTP; one round per size")

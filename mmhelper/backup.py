@@ -65,14 +65,68 @@ def content_counts(database_name):
     return {name: int(count) for name, count in (line.split("|") for line in out.splitlines() if "|" in line)}
 
 
+# The dump: pg_dump's custom format, uncompressed, piped through `gzip --rsyncable`. pg_dump's
+# own compression (-Fc -Z6) makes one zlib stream per table, so one row that moves (an edit, a
+# row filling space VACUUM freed) changes every compressed byte after it: restic then re-sent
+# most of the dump each night (541 MB of a 4 GB database after editing 1,000 posts, bench/scale).
+# --rsyncable restarts the compressor at points chosen by the content, so the compressed bytes
+# resynchronise a few KB after a change and restic's content-defined chunks dedupe the rest.
+# Same zlib level, about the same size on disk. Backups made before keep their database.dump.
+DUMP = "database.dump.gz"
+DUMP_NAMES = (DUMP, "database.dump")
+
+
+def dump_in(folder):
+    """The database dump of a backup folder (either name), or None."""
+    for name in DUMP_NAMES:
+        path = os.path.join(folder, name)
+        if os.path.exists(path):
+            return path
+    return None
+
+
 def pg_dump(database_name, dest):
-    """pg_dump -Fc as the postgres user, written by root into a root-only file."""
+    """pg_dump -Fc -Z0 | gzip --rsyncable, as the postgres user, written by root into a
+    root-only file; both ends of the pipe must succeed."""
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        result = subprocess.run(["runuser", "-u", "postgres", "--", "pg_dump", "-Fc", "-d", database_name],
-                                stdout=f, stderr=subprocess.PIPE, text=False)
-    if result.returncode != 0:
-        raise Failure(f"pg_dump of {database_name} failed: {result.stderr.decode(errors='replace').strip()[-300:]}")
+        dump = subprocess.Popen(["runuser", "-u", "postgres", "--", "pg_dump", "-Fc", "-Z0", "-d", database_name],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        gzip = subprocess.Popen(["gzip", "--rsyncable", "-6", "-c"], stdin=dump.stdout, stdout=f,
+                                stderr=subprocess.PIPE)
+        dump.stdout.close()
+        _, gzip_err = gzip.communicate()
+        dump_err = dump.stderr.read()
+        dump.wait()
+    if dump.returncode != 0:
+        raise Failure(f"pg_dump of {database_name} failed: {dump_err.decode(errors='replace').strip()[-300:]}")
+    if gzip.returncode != 0:
+        raise Failure(f"compressing the dump of {database_name} failed: "
+                      f"{gzip_err.decode(errors='replace').strip()[-300:]}")
+
+
+def pg_restore(dump, database_name, owner):
+    """Load a dump (either form) into an empty database, stopping at the first error."""
+    restore = ["runuser", "-u", "postgres", "--", "pg_restore", "--no-owner", f"--role={owner}",
+               "--exit-on-error", "-d", database_name]
+    if not dump.endswith(".gz"):
+        with open(dump, "rb") as f:
+            result = subprocess.run(restore, stdin=f, capture_output=True)
+        error = result.stderr if result.returncode != 0 else None
+    else:
+        with open(dump, "rb") as f:
+            gunzip = subprocess.Popen(["gzip", "-dc"], stdin=f, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            load = subprocess.Popen(restore, stdin=gunzip.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            gunzip.stdout.close()
+            _, load_err = load.communicate()
+            gunzip_err = gunzip.stderr.read()
+            gunzip.wait()
+        if gunzip.returncode != 0:  # the cause, whatever pg_restore made of the short input
+            raise Failure(f"pg_restore failed: the dump {dump} does not decompress: "
+                          f"{gunzip_err.decode(errors='replace').strip()[-300:]}")
+        error = load_err if load.returncode != 0 else None
+    if error is not None:
+        raise Failure(f"pg_restore failed: {error.decode(errors='replace').strip()[-300:]}")
 
 
 def snapshot_data(data_dir, dest, previous=None):
@@ -154,12 +208,13 @@ class BackupWriter:
         self.manifest["data_files"] = counts
 
     def database(self, database_name):
-        pg_dump(database_name, os.path.join(self.partial, "database.dump"))
+        pg_dump(database_name, os.path.join(self.partial, DUMP))
         self.manifest["counts"] = content_counts(database_name)
 
     def publish(self, **extra):
         self.manifest.update(extra)
-        self.manifest["database_dump_bytes"] = os.path.getsize(os.path.join(self.partial, "database.dump"))
+        dump = dump_in(self.partial)
+        self.manifest["database_dump_bytes"] = os.path.getsize(dump) if dump else 0
         with open(os.path.join(self.partial, "manifest.json"), "w") as f:
             json.dump(self.manifest, f, indent=1)
         final = os.path.join(self.backup_dir, self.name)

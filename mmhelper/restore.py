@@ -5,10 +5,9 @@ import json
 import os
 import pwd
 import shutil
-import subprocess
 import time
 
-from mmhelper.backup import backup_names, content_counts, find_backup, snapshot_data
+from mmhelper.backup import backup_names, content_counts, dump_in, find_backup, pg_restore, snapshot_data
 from mmhelper.common import (
     Failure,
     database_exists,
@@ -42,8 +41,9 @@ def restore(spec):
     if not os.path.isdir(release):
         raise Failure(f"backup {name} is of Mattermost {version}, whose release folder is gone: run the deploy "
                       f"with mattermost_version = \"{version}\" first; nothing was changed")
-    if not os.path.exists(os.path.join(folder, "database.dump")):
-        raise Failure(f"backup {name} has no database.dump: not restorable")
+    dump = dump_in(folder)
+    if dump is None:
+        raise Failure(f"backup {name} has no database dump: not restorable")
     stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
     kept_db = f"{db}_before_restore"[:63]
     data_dir = spec["data_dir"].rstrip("/")
@@ -63,12 +63,7 @@ def restore(spec):
         steps.append("db")
         psql_as_postgres(f"CREATE DATABASE {ident(db)} WITH OWNER {ident(owner)} ENCODING 'UTF8' "
                          "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' TEMPLATE template0;")
-        with open(os.path.join(folder, "database.dump"), "rb") as dump:
-            result = subprocess.run(["runuser", "-u", "postgres", "--", "pg_restore", "--no-owner",
-                                     f"--role={owner}", "--exit-on-error", "-d", db], stdin=dump,
-                                    capture_output=True)
-        if result.returncode != 0:
-            raise Failure(f"pg_restore failed: {result.stderr.decode(errors='replace').strip()[-300:]}")
+        pg_restore(dump, db, owner)
         restored = read_json(os.path.join(folder, "config.json"))
         if restored:
             restored.setdefault("SqlSettings", {})["DataSource"] = live_config["SqlSettings"]["DataSource"]

@@ -4,10 +4,9 @@
 import os
 import re
 import shutil
-import subprocess
 import time
 
-from mmhelper.backup import BackupWriter, database_size, prune_backups, prune_releases
+from mmhelper.backup import BackupWriter, database_size, dump_in, pg_restore, prune_backups, prune_releases
 from mmhelper.common import (
     Failure,
     dir_size,
@@ -93,11 +92,7 @@ def restore_dump(dump, db, owner):
     psql_as_postgres(f"DROP DATABASE IF EXISTS {ident(fresh)};")
     psql_as_postgres(f"CREATE DATABASE {ident(fresh)} WITH OWNER {ident(owner)} ENCODING 'UTF8' "
                      "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' TEMPLATE template0;")
-    with open(dump, "rb") as f:
-        result = subprocess.run(["runuser", "-u", "postgres", "--", "pg_restore", "--no-owner", f"--role={owner}",
-                                 "--exit-on-error", "-d", fresh], stdin=f, capture_output=True)
-    if result.returncode != 0:
-        raise Failure(f"pg_restore failed: {result.stderr.decode(errors='replace').strip()[-300:]}")
+    pg_restore(dump, fresh, owner)
     terminate_connections(db)
     psql_as_postgres(f"DROP DATABASE IF EXISTS {ident(failed)};")
     psql_as_postgres(f"ALTER DATABASE {ident(db)} RENAME TO {ident(failed)};")
@@ -214,7 +209,7 @@ def _roll_back(spec, old, new, plan, reason, writer):
                 print(f"  {how}", flush=True)
             else:
                 print(f"  the schema downgrade failed ({error}); restoring the pre-upgrade dump", flush=True)
-                failed = restore_dump(os.path.join(writer.partial, "database.dump"), db, owner)
+                failed = restore_dump(dump_in(writer.partial), db, owner)
                 how = (f"the schema downgrade failed, so the database was restored from the pre-upgrade dump (writes "
                        f"made after it are lost; the failed database is kept as {failed})")
         link_release(spec["install_dir"], os.path.join(spec["releases_dir"], old))

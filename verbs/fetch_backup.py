@@ -38,7 +38,9 @@ def fetch(host, wanted: str) -> str:
             return f"{host.name}: tar of {name} failed: {error}"
         with tarfile.open(partial) as tar:
             names = set(tar.getnames())
-        missing = {f"{name}/manifest.json", f"{name}/database.dump"} - names
+        missing = {f"{name}/manifest.json"} - names
+        if not names & {f"{name}/database.dump.gz", f"{name}/database.dump"}:  # mmhelper/backup.py DUMP_NAMES
+            missing.add(f"{name}/database.dump.gz")
         if missing:
             partial.unlink(missing_ok=True)
             return f"{host.name}: the copy of {name} lacks {', '.join(sorted(missing))}: not kept"

@@ -175,7 +175,7 @@ def test_the_way_back_restores_the_pre_upgrade_backup_onto_debian_12(tmp_path):
         for chunk in stream:
             f.write(chunk)
     with tarfile.open(archive) as tar:
-        assert f"{name}/database.dump" in tar.getnames()
+        assert f"{name}/database.dump.gz" in tar.getnames()
     target = testhost.client().containers.get(testhost.container_name(BACK))
     target.put_archive("/var/backups/mattermost", archive.read_bytes())
     restore = subprocess.run([sys.executable, "-m", "tasks.run", "verbs/restore.py", "-y", "--data",

@@ -151,7 +151,9 @@ def test_upgrade_by_policy_runs_the_real_migrations_and_keeps_the_data():
     name = sh(TARGET, "ls /var/backups/mattermost | grep upgrade").split()[-1]
     manifest = json.loads(sh(TARGET, f"cat /var/backups/mattermost/{name}/manifest.json"))
     assert (manifest["version"], manifest["kind"], manifest["upgraded_to"]) == (A, "upgrade", B)
-    assert int(sh(TARGET, f"stat -c %s /var/backups/mattermost/{name}/database.dump")) > 0
+    # the dump: pg_dump's custom format through gzip --rsyncable, read back by the real pg_restore
+    listing = sh(TARGET, f"gzip -dc /var/backups/mattermost/{name}/database.dump.gz | pg_restore -l")
+    assert "TABLE DATA public posts" in listing and "TABLE DATA public fileinfo" in listing
     path = psql(f"SELECT path FROM fileinfo WHERE id = '{STORY['story'].file_id}'")
     assert sh(TARGET, f"cat /var/backups/mattermost/{name}/data/{path}").encode() == STORY["story"].file_body
     assert psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'mattermost_before_%'") == "0"
@@ -203,7 +205,7 @@ def test_fetch_backup_copies_it_to_the_workstation(tmp_path):
     assert len(copies) == 1
     with tarfile.open(copies[0]) as tar:
         names = tar.getnames()
-    assert any(n.endswith("/database.dump") for n in names) and any(n.endswith("/manifest.json") for n in names)
+    assert any(n.endswith("/database.dump.gz") for n in names) and any(n.endswith("/manifest.json") for n in names)
 
 
 def test_manual_rollback_returns_to_the_release_before_the_upgrade():
