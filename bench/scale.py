@@ -13,10 +13,10 @@ data snapshot) and its first off-server copy; a second backup and its incrementa
 the upgrade to 11.4.0 with a ping every 50 ms inside the server (the outage), against a
 plain restart; the baseline of the dump's form: the dump as pg_dump compresses it itself
 (-Fc), sent before and after the edit to the same repository - its size and what its second
-copy adds, against ours (-Fc -Z0 through gzip --rsyncable); what the previous upgrade design
-would have added to the outage (copying the database inside PostgreSQL, CREATE DATABASE ...
-TEMPLATE, both strategies); and the rebuild of a fresh server from the off-server repository
-alone (restic fetch, restore, checks).
+copy adds, against ours (-Fc -Z0 through gzip --rsyncable), and the dump's time in both forms
+(median of 3 each); what the previous upgrade design would have added to the outage (copying
+the database inside PostgreSQL, CREATE DATABASE ... TEMPLATE, both strategies); and the
+rebuild of a fresh server from the off-server repository alone (restic fetch, restore, checks).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -115,6 +117,23 @@ def old_format_copy(name: str) -> dict:
     return json.loads(sh(name, f"python3 - <<'EOF'\n{OLD_DUMP}\nEOF").strip().splitlines()[-1])
 
 
+def dump_seconds(name: str, rounds: int = 3) -> dict:
+    """The time of the dump alone, both forms, alternated, median of `rounds` each: ours as the
+    helper makes it (mmhelper/backup.py pg_dump) and pg_dump's own compression (-Fc, the form
+    before)."""
+    forms = {"ours": "set -o pipefail; runuser -u postgres -- pg_dump -Fc -Z0 -d mattermost | "
+                     "gzip --rsyncable -6 -c > /var/tmp/bench-dump.gz",
+             "old": "runuser -u postgres -- pg_dump -Fc -d mattermost > /var/tmp/bench-dump"}
+    times: dict = {form: [] for form in forms}
+    for _ in range(rounds):
+        for form, command in forms.items():
+            started = time.monotonic()
+            sh(name, f"bash -c {shlex.quote(command)}")
+            times[form].append(time.monotonic() - started)
+    sh(name, "rm -f /var/tmp/bench-dump.gz /var/tmp/bench-dump")
+    return {form: statistics.median(values) for form, values in times.items()}
+
+
 def template_copy_seconds(name: str) -> dict:
     """What the previous design put into the outage: a copy of the database in PostgreSQL."""
     sh(name, "systemctl stop mattermost")
@@ -150,6 +169,8 @@ def measure(size: float, files_gb: float, sftp: dict) -> dict:
     second = offsite(SERVER)
     row["offsite_second_s"], row["offsite_second_gb"] = second["seconds"], (second.get("added_bytes") or 0) / 1e9
     row["old_second_gb"] = old_format_copy(SERVER)["data_added"] / 1e9
+    dumps = dump_seconds(SERVER)
+    row["dump_s"], row["old_dump_s"] = dumps["ours"], dumps["old"]
     copies = template_copy_seconds(SERVER)
     row["template_wal_s"], row["template_file_s"] = copies["WAL_LOG"], copies["FILE_COPY"]
     start_poller(SERVER)
@@ -186,6 +207,7 @@ def main(argv: list[str]) -> int:
     columns = [("db_gb", "DB GB"), ("backup_s", "backup s"), ("backup_gb", "backup GB"),
                ("offsite_first_s", "1st copy s"), ("offsite_second_s", "2nd copy s"), ("offsite_second_gb", "2nd new GB"),
                ("dump_gb", "dump GB"), ("old_dump_gb", "-Fc dump GB"), ("old_second_gb", "-Fc 2nd new GB"),
+               ("dump_s", "dump s"), ("old_dump_s", "-Fc dump s"),
                ("rebuild_s", "rebuild s"), ("restart_s", "restart s"), ("upgrade_outage_s", "upgrade outage s"),
                ("template_wal_s", "DB copy WAL_LOG s"), ("template_file_s", "DB copy FILE_COPY s")]
     print(f"\nreal Mattermost {A} -> {B}, {args.files_gb} GB of uploaded files, restic over SFTP; one round per size")

@@ -2,7 +2,8 @@
 as one story in order: install A (the older real build), a user posts a file with a
 custom-emoji reaction through nginx (the PyPI client); a config the new version rejects is
 refused before anything changes; a broken release that ran the real migrations is rolled
-back with the database as before; the policy upgrade to B runs the real migrations with
+back with the database as before (by Mattermost's own `db downgrade`, and when that fails
+too, from the pre-upgrade dump); the policy upgrade to B runs the real migrations with
 the user's data intact; backups that a rewritten live file cannot change; a restore drill;
 a manual rollback; and `make status` for each policy and for a rate-limited or unreachable
 API. The user checks their post, file and reaction after each step.
@@ -27,6 +28,7 @@ from tests.testhost import UPSTREAM_ROOT
 TARGET = "e2e-upgrade"
 PORT = 24433
 A, B, BROKEN, FEATURE = build.OLDER_ESR, build.ESR_VERSION, build.BROKEN, build.FEATURE
+NO_DOWNGRADE = build.NO_DOWNGRADE
 EMOJI = "team-party"
 STORY: dict = {}
 
@@ -139,6 +141,21 @@ def test_held_release_is_not_retried():
     refused = deploy(TARGET, "--data", f"mattermost_version={BROKEN}", "--data", "mattermost_upgrade_required=true",
                      *STORY["emoji"])
     assert not refused.ok and "upgrade refused" in refused.output
+
+
+def test_when_the_schema_downgrade_fails_too_the_pre_upgrade_dump_brings_the_database_back():
+    run = deploy(TARGET, "--data", f"mattermost_version={NO_DOWNGRADE}", *STORY["emoji"])
+    assert run.returncode != 0
+    failed = [line for line in run.output.splitlines() if line.startswith("FAILED:")]
+    assert len(failed) == 1 and f"upgrade {A} -> {NO_DOWNGRADE} failed" in failed[0] and "rolled back" in failed[0]
+    assert "the database was restored from the pre-upgrade dump" in run.output
+    journal = sh(TARGET, "journalctl -u mattermost --no-pager -o cat")
+    assert f"stand-in broken release {NO_DOWNGRADE}: failing after the migrations" in journal
+    # the migrated database is kept aside; the live one is the dump's, with A's schema and every post
+    assert psql("SELECT count(*) FROM pg_database WHERE datname = 'mattermost_failed_upgrade'") == "1"
+    assert migrations() == STORY["migrations_a"]
+    assert running_version() == A
+    user_still_sees_everything()
 
 
 def test_upgrade_by_policy_runs_the_real_migrations_and_keeps_the_data():

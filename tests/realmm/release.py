@@ -46,11 +46,16 @@ LOADING_CSS = "#initialLoadingScreen { background: url('/static/images/logo.png'
 
 # A release that runs the real 11.x migrations and then fails to start: a STAND-IN wrapper
 # around the real binary (Mattermost publishes no broken release to test a rollback with).
+# "broken-no-downgrade": its `db downgrade` fails as well, so the rollback must fall back to
+# the pre-upgrade dump.
 BROKEN_WRAPPER = """#!/bin/sh
 # STAND-IN for tests: a broken release. `version` answers as {version}; started, it runs the
 # REAL Mattermost {base} binary's database migrations, then fails as a bad release would.
 real="$(dirname "$(readlink -f "$0")")/mattermost.real"
 if [ "$1" = version ]; then "$real" version | sed 's/^Version: .*/Version: {version}/'; exit; fi
+if [ "$1 $2" = "db downgrade" ] && [ "{behaviour}" = broken-no-downgrade ]; then
+  echo "stand-in broken release {version}: its schema downgrade fails too" >&2; exit 1
+fi
 if [ "$#" -gt 0 ]; then exec "$real" "$@"; fi
 "$real" db migrate || exit 1
 echo "stand-in broken release {version}: failing after the migrations" >&2
@@ -104,9 +109,9 @@ def ensure_release(upstream_root: Path, version: str, gpg: tuple[Path, str], *, 
             if rel == "build.json":
                 continue
             name = f"mattermost/{rel}"
-            if behaviour == "broken" and rel == "bin/mattermost":
+            if behaviour.startswith("broken") and rel == "bin/mattermost":
                 tar.add(path, arcname="mattermost/bin/mattermost.real", recursive=False)
-                add_bytes(name, BROKEN_WRAPPER.format(version=version, base=base).encode(), 0o755)
+                add_bytes(name, BROKEN_WRAPPER.format(version=version, base=base, behaviour=behaviour).encode(), 0o755)
                 continue
             tar.add(path, arcname=name, recursive=False)
         for folder in ("logs", "prepackaged_plugins", "client", "client/css"):

@@ -32,9 +32,10 @@ ESR_LINES = sorted({v.rsplit(".", 1)[0] for v in realmm.versions()}, key=lambda 
 _major, _minor, _ = (int(x) for x in ESR_VERSION.split("."))
 FEATURE = f"{_major}.{_minor + 1}.0"  # a newer feature release, LISTED only: what "latest" would pick
 BROKEN = f"{_major}.{_minor}.1"  # the real ESR_VERSION binary runs its migrations, then fails to start
+NO_DOWNGRADE = f"{_major}.{_minor}.2"  # as BROKEN, and its `db downgrade` fails too
 # The GitHub-shaped listing mixes server releases with a release candidate, a draft and a
 # Go-module tag, and the ESR release is published after the newer feature release - as on
-# github.com/mattermost/mattermost. BROKEN is downloadable but not listed.
+# github.com/mattermost/mattermost. BROKEN and NO_DOWNGRADE are downloadable but not listed.
 LISTING = [  # (tag, draft, prerelease, day published)
     (f"v{OLDER_ESR}", False, False, 1),
     (f"v{FEATURE}", False, False, 10),
@@ -78,7 +79,7 @@ def keys(root: Path) -> dict[str, tuple[Path, str]]:
 def ensure_release(root: Path, version: str, *, behaviour: str = "ok") -> Path:
     """A release around the REAL Mattermost build (behaviour "broken": the real binary of
     ESR_VERSION behind a stand-in wrapper that fails after the migrations)."""
-    base = ESR_VERSION if behaviour == "broken" else version
+    base = ESR_VERSION if behaviour.startswith("broken") else version
     return real_release.ensure_release(root, version, keys(root)["main"], base=base, behaviour=behaviour)
 
 
@@ -134,6 +135,7 @@ def ensure_default_releases(root: Path, only_default: bool = False) -> dict:
     if not only_default:
         ensure_release(root, OLDER_ESR)
         ensure_release(root, BROKEN, behaviour="broken")
+        ensure_release(root, NO_DOWNGRADE, behaviour="broken-no-downgrade")
     publish_github_releases(root, [github_release(tag, draft=d, prerelease=p, day=day)
                                    for tag, d, p, day in sorted(LISTING, key=lambda r: -r[3])])
     return {
