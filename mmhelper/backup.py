@@ -9,6 +9,7 @@ import re
 import shutil
 import stat
 import subprocess
+import tempfile
 import time
 
 from mmhelper.common import Failure, literal, psql_as_postgres
@@ -71,7 +72,7 @@ def content_counts(database_name):
 # most of the dump each night (541 MB of a 4 GB database after editing 1,000 posts, bench/scale).
 # --rsyncable restarts the compressor at points chosen by the content, so the compressed bytes
 # resynchronise a few KB after a change and restic's content-defined chunks dedupe the rest.
-# Same zlib level, about the same size on disk. Backups made before keep their database.dump.
+# The same deflate level, about the same size on disk. Backups made before keep their database.dump.
 DUMP = "database.dump.gz"
 DUMP_NAMES = (DUMP, "database.dump")
 
@@ -85,48 +86,50 @@ def dump_in(folder):
     return None
 
 
+def _pipe(first, second, stdin, stdout):
+    """`first | second`, from stdin to stdout; returns each side's (exit status, stderr text).
+    The stderr of both goes to temporary files: a pipe read only at the end could fill up and
+    stall the program writing it, and with it the whole pipe."""
+    with tempfile.TemporaryFile() as first_err, tempfile.TemporaryFile() as second_err:
+        left = subprocess.Popen(first, stdin=stdin, stdout=subprocess.PIPE, stderr=first_err)
+        right = subprocess.Popen(second, stdin=left.stdout, stdout=stdout, stderr=second_err)
+        left.stdout.close()  # the right side alone holds the pipe: it sees the end when the left one exits
+        outcome = []
+        for process, err in ((right, second_err), (left, first_err)):
+            process.wait()
+            err.seek(0)
+            outcome.append((process.returncode, err.read().decode(errors="replace").strip()[-300:]))
+    return outcome[1], outcome[0]
+
+
 def pg_dump(database_name, dest):
     """pg_dump -Fc -Z0 | gzip --rsyncable, as the postgres user, written by root into a
     root-only file; both ends of the pipe must succeed."""
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        dump = subprocess.Popen(["runuser", "-u", "postgres", "--", "pg_dump", "-Fc", "-Z0", "-d", database_name],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        gzip = subprocess.Popen(["gzip", "--rsyncable", "-6", "-c"], stdin=dump.stdout, stdout=f,
-                                stderr=subprocess.PIPE)
-        dump.stdout.close()
-        _, gzip_err = gzip.communicate()
-        dump_err = dump.stderr.read()
-        dump.wait()
-    if dump.returncode != 0:
-        raise Failure(f"pg_dump of {database_name} failed: {dump_err.decode(errors='replace').strip()[-300:]}")
-    if gzip.returncode != 0:
-        raise Failure(f"compressing the dump of {database_name} failed: "
-                      f"{gzip_err.decode(errors='replace').strip()[-300:]}")
+        (dump_status, dump_err), (gzip_status, gzip_err) = _pipe(
+            ["runuser", "-u", "postgres", "--", "pg_dump", "-Fc", "-Z0", "-d", database_name],
+            ["gzip", "--rsyncable", "-6", "-c"], subprocess.DEVNULL, f)
+    if dump_status != 0:
+        raise Failure(f"pg_dump of {database_name} failed: {dump_err}")
+    if gzip_status != 0:
+        raise Failure(f"compressing the dump of {database_name} failed: {gzip_err}")
 
 
 def pg_restore(dump, database_name, owner):
     """Load a dump (either form) into an empty database, stopping at the first error."""
     restore = ["runuser", "-u", "postgres", "--", "pg_restore", "--no-owner", f"--role={owner}",
                "--exit-on-error", "-d", database_name]
-    if not dump.endswith(".gz"):
-        with open(dump, "rb") as f:
+    with open(dump, "rb") as f:
+        if not dump.endswith(".gz"):
             result = subprocess.run(restore, stdin=f, capture_output=True)
-        error = result.stderr if result.returncode != 0 else None
-    else:
-        with open(dump, "rb") as f:
-            gunzip = subprocess.Popen(["gzip", "-dc"], stdin=f, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            load = subprocess.Popen(restore, stdin=gunzip.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            gunzip.stdout.close()
-            _, load_err = load.communicate()
-            gunzip_err = gunzip.stderr.read()
-            gunzip.wait()
-        if gunzip.returncode != 0:  # the cause, whatever pg_restore made of the short input
-            raise Failure(f"pg_restore failed: the dump {dump} does not decompress: "
-                          f"{gunzip_err.decode(errors='replace').strip()[-300:]}")
-        error = load_err if load.returncode != 0 else None
-    if error is not None:
-        raise Failure(f"pg_restore failed: {error.decode(errors='replace').strip()[-300:]}")
+            status, error = result.returncode, result.stderr.decode(errors="replace").strip()[-300:]
+        else:
+            (gunzip_status, gunzip_err), (status, error) = _pipe(["gzip", "-dc"], restore, f, subprocess.DEVNULL)
+            if gunzip_status != 0:  # the cause, whatever pg_restore made of the short input
+                raise Failure(f"pg_restore failed: the dump {dump} does not decompress: {gunzip_err}")
+    if status != 0:
+        raise Failure(f"pg_restore failed: {error}")
 
 
 def snapshot_data(data_dir, dest, previous=None):

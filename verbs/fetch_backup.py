@@ -12,6 +12,7 @@ import shlex
 import sys
 import tarfile
 
+from mmhelper.backup import DUMP, DUMP_NAMES
 from tasks.common import settings
 from tasks.state import read as read_server_state
 from verbs.session import ROOT, connected, on, positional, stream_to
@@ -39,8 +40,8 @@ def fetch(host, wanted: str) -> str:
         with tarfile.open(partial) as tar:
             names = set(tar.getnames())
         missing = {f"{name}/manifest.json"} - names
-        if not names & {f"{name}/database.dump.gz", f"{name}/database.dump"}:  # mmhelper/backup.py DUMP_NAMES
-            missing.add(f"{name}/database.dump.gz")
+        if not names & {f"{name}/{dump}" for dump in DUMP_NAMES}:
+            missing.add(f"{name}/{DUMP}")
         if missing:
             partial.unlink(missing_ok=True)
             return f"{host.name}: the copy of {name} lacks {', '.join(sorted(missing))}: not kept"

@@ -82,3 +82,24 @@ def test_restore_reads_both_dump_forms_and_reports_pg_restore_errors(mmhelper, t
     (tmp_path / "corrupt.gz").write_bytes(b"not gzip at all")
     with pytest.raises(mmhelper.Failure, match="the dump .*corrupt.gz does not decompress: gzip: stdin: not in gzip"):
         mmhelper.pg_restore(str(tmp_path / "corrupt.gz"), "mattermost", "mmuser")
+
+
+def test_a_pg_dump_that_writes_much_to_stderr_does_not_stall_the_pipe(mmhelper, tmp_path, monkeypatch):
+    import signal
+
+    import pytest
+
+    # 200 KB of warnings: more than a pipe holds, so stderr must be drained while the dump runs
+    fake_runuser(tmp_path, monkeypatch, 'head -c 200000 /dev/zero | tr "\\0" w >&2; echo "pg_dump: error: last" >&2; '
+                                        'printf "PGDMP"; exit 1\n')
+    def stalled(*_):
+        raise TimeoutError("the dump pipe stalled")
+
+    previous = signal.signal(signal.SIGALRM, stalled)  # a stalled pipe fails the test, not the suite
+    signal.alarm(60)
+    try:
+        with pytest.raises(mmhelper.Failure, match="pg_dump of mattermost failed: .*pg_dump: error: last$"):
+            mmhelper.pg_dump("mattermost", str(tmp_path / mmhelper.DUMP))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
