@@ -7,10 +7,12 @@
 # one line) or "X.Y.Z" (pinned). Never downgrades on its own.
 mattermost_version = "esr"
 mattermost_version_fallback = None  # X.Y.Z to use when the GitHub lookup fails; None: no upgrade then
-# Extended Support Release lines (Mattermost announces one every 9 months): extend as they appear.
-mattermost_esr_lines = ["9.11", "10.5", "10.11", "11.7"]
-mattermost_allow_esr_skip = False  # allow an upgrade that jumps over an ESR line (supported, not tested)
-mattermost_allow_below_7_1 = False  # allow upgrading from below 7.1 without stopping at 7.1 first
+# Extended Support Release lines, past ones included (Mattermost announces one every 6-9 months: extend
+# as they appear). An upgrade over several of them runs as a chain, one hop per line (see README "Upgrades").
+mattermost_esr_lines = ["5.19", "5.25", "5.31", "5.37", "6.3", "7.1", "7.8", "8.1", "9.5", "9.11", "10.5", "10.11",
+                        "11.7"]
+mattermost_allow_esr_skip = False  # jump over ESR lines in one hop instead of a chain (supported, not tested)
+mattermost_allow_below_7_1 = False  # from below 7.1, skip the stop at 7.1 Mattermost asks for
 github_api_url = "https://api.github.com"  # releases API (a mirror or GitHub Enterprise works); GITHUB_TOKEN used if set
 github_repository = "mattermost/mattermost"  # where the server releases are tagged
 mattermost_keep_releases = 3  # release folders kept on the server (for rollback)

@@ -49,11 +49,19 @@ def decision() -> Decision:
         raise DeployError(f"{s.host}: the hand install in {s.install_dir} does not tell its version "
                           "(bin/mattermost version failed); fix it before adopting")
     available, error = available_releases(s)
+
+    def decided():
+        return decide(s.version_policy, installed_version(now), available, s.esr_lines, lookup_error=error,
+                      fallback=s.version_fallback, allow_esr_skip=s.allow_esr_skip,
+                      allow_below_7_1=s.allow_below_7_1, hold=now.get("hold"))
+
+    d = decided()
+    if d.blocked and available is None and error is None and "the release list has no" in d.blocked:
+        # A pinned version far ahead: its chain's stops come from the release list after all.
+        available, error = lookup_releases(s)
+        d = decided()
     if error:
         logger.warning(f"    [{s.host}] release lookup failed: {error}")
-    d = decide(s.version_policy, installed_version(now), available, s.esr_lines, lookup_error=error,
-               fallback=s.version_fallback, allow_esr_skip=s.allow_esr_skip, allow_below_7_1=s.allow_below_7_1,
-               hold=now.get("hold"))
     if d.target is None:
         raise DeployError(f"{s.host}: no Mattermost version to install: {d.blocked} (nothing was changed)")
     if d.blocked:
@@ -93,13 +101,15 @@ def fetch_spec(s: Settings, version: str) -> dict:
 
 
 def versions_to_fetch(now: dict, d: Decision) -> list[str]:
-    """The target, and the hand install's own version when adopting (adoption never
-    changes the version; an upgrade after it does, with its backup and rollback)."""
+    """The hand install's own version when adopting (adoption never changes the version; an
+    upgrade after it does, with its backup and rollback), every stop of an upgrade chain,
+    and the target: all verified before the first hop starts."""
     wanted = []
     if now["install"]["kind"] == "dir":
         wanted.append(now["install"]["version"])
-    if d.target not in wanted:
-        wanted.append(d.target)
+    for version in [*d.hops, d.target]:
+        if version not in wanted:
+            wanted.append(version)
     return wanted
 
 

@@ -104,14 +104,22 @@ def upgraded(old: str, new: str, reload_units: bool):
     yield streamed(helper("upgrade", upgrade_spec(s, old, new)))
 
 
+def upgrade_chain(d, reload_units: bool = False) -> None:
+    """One hop after the other, each with its own backup, health check and rollback: a failed
+    hop stops the run at the last healthy one, and the next run goes on from there."""
+    for number, (start, stop) in enumerate(d.chain, 1):
+        of = f" (hop {number} of {len(d.chain)})" if len(d.chain) > 1 else ""
+        upgraded(name=f"Upgrade Mattermost {start} -> {stop}{of}", old=start, new=stop,
+                 reload_units=reload_units and number == 1)
+
+
 def configure(changes: list):
     s, d, now = settings(), decision(), current()
     unit = managed_file(name="Install the sandboxed mattermost.service unit", path=UNIT,
                         content=render("etc/systemd/system/mattermost.service.j2", s=s))
     old = installed_version(now)
     if d.upgrade and old:
-        upgraded(name=f"Upgrade Mattermost {old} -> {d.target}", old=old, new=d.target,
-                 reload_units=unit.will_change)
+        upgrade_chain(d, reload_units=unit.will_change)
         return
     link = install_dir_points_at(name=f"Point {s.install_dir} at release {d.target}", version=d.target)
     client = client_files_writable(name="Let Mattermost update its web app files at start", version=d.target)

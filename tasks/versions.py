@@ -6,10 +6,14 @@ Policy (setting `mattermost_version`):
   X.Y      the newest patch of line X.Y
   X.Y.Z    exactly that release (no lookup needed)
 
-Never downgrades on its own. Refuses, with the reason, an upgrade that skips an ESR line
-(Mattermost: supported but not tested) or starts below 7.1 (Mattermost: go through 7.1
-first), unless the operator sets the matching override. A version whose upgrade failed
-and was rolled back is held until the operator clears the hold.
+Never downgrades on its own. An upgrade that would jump over Extended Support Release
+lines becomes a chain of hops, one per line in between (Mattermost's "Prepare to upgrade":
+backwards compatibility is guaranteed only from one ESR to the next; a delayed upgrade goes
+to the closest ESR first, then from ESR to ESR), and a server below 7.1 passes through 7.1
+(REQUIRED_LINES). `mattermost_allow_esr_skip` / `mattermost_allow_below_7_1` allow the
+direct jump instead. A chain whose stop the release list lacks is refused with the reason.
+A version whose upgrade failed and was rolled back is held until the operator clears the
+hold; a chain through a held version is refused too.
 """
 
 from __future__ import annotations
@@ -56,6 +60,20 @@ def newest_esr(available: list[str], esr_lines: list[str]) -> str | None:
     return None
 
 
+# Lines an upgrade must stop at whatever the ESR list says: Mattermost's upgrade notes ask
+# servers older than 7.1 to go through 7.1 first.
+REQUIRED_LINES = ("7.1",)
+
+# What an operator should know before a hop crosses these versions (Mattermost's
+# "Important upgrade notes" and "Prepare to upgrade"): shown in the plan.
+LONG_MIGRATIONS = {
+    "6.0.0": "6.0 rewrites large tables (Posts, Channels, Users; Mattermost measured about 1 minute per million "
+             "posts on PostgreSQL): the outage of this hop grows with the number of posts",
+    "7.1.0": "7.1 adds a column and index to Reactions (Mattermost measured 1 min 18 s for 12M posts and 2.5M "
+             "reactions on PostgreSQL)",
+}
+
+
 @dataclass(frozen=True)
 class Decision:
     target: str | None  # version the server should run after this run (None: nothing can be installed)
@@ -63,10 +81,48 @@ class Decision:
     latest: str | None  # newest server release known (for reports)
     action: str  # "install 11.7.6" / "up to date" / "upgrade 11.7.5 -> 11.7.6" / "blocked: ..."
     blocked: str | None = None  # why an upgrade the policy wants is refused
+    hops: tuple = ()  # an upgrade's releases in order, the target last: ("6.3.10", "7.1.0", "9.11.20", ...)
 
     @property
     def upgrade(self) -> bool:
         return self.action.startswith("upgrade ")
+
+    @property
+    def chain(self) -> list[tuple[str, str]]:
+        """Each hop as (from, to)."""
+        if not self.upgrade:
+            return []
+        start = self.action.split()[1]
+        steps = [start, *self.hops]
+        return list(zip(steps, steps[1:], strict=False))
+
+
+def hop_notes(old: str, new: str) -> list[str]:
+    """The long migrations a hop from `old` to `new` runs."""
+    return [note for version, note in LONG_MIGRATIONS.items() if Version(old) < Version(version) <= Version(new)]
+
+
+def upgrade_chain(installed: str, target: str, available: list[str] | None, esr_lines: list[str], *,
+                  allow_esr_skip: bool = False, allow_below_7_1: bool = False) -> tuple[list[str], str | None]:
+    """(hops ending with the target, None) or ([], why the chain cannot be made). One hop per
+    ESR line strictly between the installed and the target line (its newest listed release),
+    and one per required line (7.1) unless the matching override allows the jump."""
+    lines = [] if allow_esr_skip else skipped_esr_lines(installed, target, esr_lines)
+    if not allow_below_7_1:
+        lines += [r for r in REQUIRED_LINES if Version(line_of(installed)) < Version(r) < Version(line_of(target))
+                  and r not in lines]
+    hops = []
+    for line in sorted(lines, key=Version):
+        stop = newest_in_line(available or [], line)
+        if stop is None:
+            why = "Mattermost asks servers below 7.1 to stop at 7.1" if line in REQUIRED_LINES else \
+                "Mattermost guarantees upgrades from one ESR to the next only"
+            return [], (f"{installed} -> {target} must stop at the ESR line {line} ({why}), and the release list has "
+                        f"no {line} release: pin mattermost_version to one (e.g. \"{line}.0\")"
+                        + (" or set mattermost_allow_below_7_1" if line in REQUIRED_LINES else
+                           " or set mattermost_allow_esr_skip"))
+        hops.append(stop)
+    return [*hops, target], None
 
 
 def candidate_for(policy: str, available: list[str], esr_lines: list[str]) -> tuple[str | None, str | None]:
@@ -126,15 +182,13 @@ def decide(
         if Version(candidate) < Version(installed):
             action += f" (policy points at older {candidate}; never downgrades)"
         return Decision(installed, candidate, latest, action)
-    if hold and hold.get("version") == candidate:
-        return blocked(f"{candidate} is held after a rollback ({hold.get('reason', 'see the report')}); "
+    hops, why_not = upgrade_chain(installed, candidate, available, esr_lines, allow_esr_skip=allow_esr_skip,
+                                  allow_below_7_1=allow_below_7_1)
+    if why_not:
+        return blocked(why_not)
+    held = [v for v in hops if hold and hold.get("version") == v]
+    if held:
+        via = "" if held[0] == candidate else f" (a stop of the chain to {candidate})"
+        return blocked(f"{held[0]}{via} is held after a rollback ({hold.get('reason', 'see the report')}); "
                        "`make unhold` to try it again")
-    if Version(installed) < Version("7.1.0") and not allow_below_7_1:
-        return blocked(f"{installed} is below 7.1: Mattermost requires upgrading to 7.1 first "
-                       "(pin mattermost_version to a 7.1 release) or set mattermost_allow_below_7_1")
-    skipped = skipped_esr_lines(installed, candidate, esr_lines)
-    if skipped and not allow_esr_skip:
-        return blocked(f"{installed} -> {candidate} skips the ESR line {', '.join(skipped)} (Mattermost: supported "
-                       f"but not tested): upgrade to {skipped[0]} first (mattermost_version = \"{skipped[0]}\") "
-                       "or set mattermost_allow_esr_skip")
-    return Decision(candidate, candidate, latest, f"upgrade {installed} -> {candidate}")
+    return Decision(candidate, candidate, latest, "upgrade " + " -> ".join([installed, *hops]), hops=tuple(hops))

@@ -23,8 +23,9 @@ from tasks import notices
 from tasks.backup import backup_spec
 from tasks.common import ROOT, helper, run_on, settings, streamed
 from tasks.patching import all_good_problems, make_plan, operator_id, plan_text, report_text
+from tasks.release import configure as releases_verified
 from tasks.release import decision, installed_version
-from tasks.service import upgraded
+from tasks.service import upgrade_chain
 from tasks.state import read as read_server_state
 from verbs.server_actions import reboot_and_wait, require_deployed
 
@@ -137,6 +138,6 @@ else:
         rebooted_if_required(name="Reboot if required, then wait for SSH and a healthy Mattermost",
                              expected=bool(plan.reboot), version=version_now)
     if d.upgrade and version_now:
-        upgraded(name=f"Upgrade Mattermost {version_now} -> {d.target}", old=version_now, new=d.target,
-                 reload_units=False)
+        releases_verified()  # every stop of the chain downloaded and verified before the first hop
+        upgrade_chain(d)
     finished(name="Write the patch night report and release the lock", plan=plan)

@@ -1,5 +1,8 @@
 """REAL Mattermost for the tests: `bin/mattermost` and `bin/mmctl` built from Mattermost's
-own Go module (github.com/mattermost/mattermost/server/v8), the way Mattermost's release
+own Go module (github.com/mattermost/mattermost/server/v8; the Mattermost 5 and 6 servers
+from their own module path, github.com/mattermost/mattermost-server/v5 and /v6, at an
+exact release tag - their mmctl lived in another repository the proxy here does not
+serve, so those releases have no bin/mmctl), the way Mattermost's release
 build does it (server/Makefile and server/build/release.mk): `-trimpath -tags production`,
 the build variables model.BuildNumber/BuildDate/BuildHash/BuildEnterpriseReady and mmctl's
 buildDate, `config/config.json` written by Mattermost's own scripts/config_generator with
@@ -37,6 +40,9 @@ CACHE = ROOT / ".cache" / "realmm"
 SERVER = "github.com/mattermost/mattermost/server/v8"
 PUBLIC = "github.com/mattermost/mattermost/server/public"
 PSEUDO = re.compile(r"^v8\.0\.0-(\d{14})-([0-9a-f]{12})$")
+# Mattermost 5.x and 6.x (and 7.x, whose tags the module proxy cannot serve: they were made
+# under the /v6 path) were one module per major version, tagged vX.Y.Z.
+OLD_SERVER = re.compile(r"^(?:require)?\s*(github\.com/mattermost/mattermost-server/v[56]) (v\d+\.\d+\.\d+)$", re.M)
 
 
 class BuildError(RuntimeError):
@@ -53,14 +59,33 @@ def versions() -> list[str]:
     return sorted(found, key=lambda v: tuple(int(x) for x in v.split(".")))
 
 
+def modern_versions() -> list[str]:
+    """The versions built from server/v8 (Mattermost 8 and later), oldest first."""
+    return [v for v in versions() if int(v.split(".")[0]) >= 8]
+
+
+def old_versions() -> list[str]:
+    """The Mattermost 5 and 6 releases, the servers people installed years ago."""
+    return [v for v in versions() if int(v.split(".")[0]) < 8]
+
+
 def pins(version: str) -> dict:
-    """server/v8 and server/public versions, commit and commit time, read from go.mod."""
+    """The module to build, its version, commit and commit time, read from go.mod (and, for
+    a tagged old release, the tag's time from the module proxy's .info)."""
     text = (MODULES / version / "go.mod").read_text()
+    old = OLD_SERVER.search(text)
+    if old:
+        module, tag = old.groups()
+        info = json.loads(_go(version, "mod", "download", "-json", f"{module}@{tag}"))
+        stamp = json.loads(Path(info["Info"]).read_text())["Time"]
+        return {"module": module, "server": tag, "public": None, "commit": f"tag-{tag}", "date": stamp,
+                "programs": ("mattermost",), "tags": ()}
     server = re.search(rf"^\s*{re.escape(SERVER)} (\S+)", text, re.M).group(1)
     public = re.search(rf"^\s*{re.escape(PUBLIC)} (\S+)", text, re.M).group(1)
     stamp, commit = PSEUDO.match(server).groups()
     date = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[8:10]}:{stamp[10:12]}:{stamp[12:]}Z"
-    return {"server": server, "public": public, "commit": commit, "date": date}
+    return {"module": SERVER, "server": server, "public": public, "commit": commit, "date": date,
+            "programs": ("mattermost", "mmctl"), "tags": ("production",)}
 
 
 def go_env(version: str) -> dict:
@@ -85,7 +110,7 @@ def _go(version: str, *args: str, env: dict | None = None) -> str:
 def module_dir(version: str) -> Path:
     """The server module's folder in the module cache (read-only): the whole server source
     of this exact version, and the assets a release ships."""
-    out = _go(version, "mod", "download", "-json", SERVER)
+    out = _go(version, "mod", "download", "-json", pins(version)["module"])
     return Path(json.loads(out)["Dir"])
 
 
@@ -147,20 +172,27 @@ def ensure_built(version: str) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "bin").mkdir(parents=True)
     env = go_env(version)
-    model = f"{PUBLIC}/model"
+    module = p["module"]
+    # Mattermost 5/6 kept model/ in the server module; 8+ in server/public.
+    model = f"{PUBLIC}/model" if module == SERVER else f"{module}/model"
     ldflags = " ".join([
         f"-X {model}.BuildNumber={version}",  # a release's build number; "dev" changes behaviour
         f"-X {model}.BuildDate={p['date']}",
         f"-X {model}.BuildHash={p['commit']}",
         f"-X {model}.BuildHashEnterprise=none",
         f"-X {model}.BuildEnterpriseReady=false",  # built without the (private) enterprise code
-        f"-X {SERVER}/cmd/mmctl/commands.buildDate={p['date']}",
+        *([f"-X {SERVER}/cmd/mmctl/commands.buildDate={p['date']}"] if "mmctl" in p["programs"] else []),
+        # 6.x pins a golang.org/x/net that reaches into the runtime with //go:linkname, which
+        # the linker refuses since Go 1.23 ("invalid reference to syscall.recvmsg"): accept it
+        # as the Go of its time did, rather than change the dependencies Mattermost shipped.
+        *(["-checklinkname=0"] if module != SERVER else []),
     ])
-    for name in ("mattermost", "mmctl"):
+    for name in p["programs"]:
         cold = " (a cold module cache first downloads about 1.5 GB)" if name == "mattermost" else ""
-        with _Heartbeat(f"building {name} {version} from {SERVER}@{p['server']}{cold}"):
-            _go(version, "build", "-trimpath", "-tags", "production", "-ldflags", ldflags,
-                "-o", str(tmp / "bin" / name), f"{SERVER}/cmd/{name}", env=env)
+        tags = ["-tags", ",".join(p["tags"])] if p["tags"] else []
+        with _Heartbeat(f"building {name} {version} from {module}@{p['server']}{cold}"):
+            _go(version, "build", "-trimpath", *tags, "-ldflags", ldflags,
+                "-o", str(tmp / "bin" / name), f"{module}/cmd/{name}", env=env)
     source = module_dir(version)
     _write_default_config(version, source, tmp, env)
     for folder in ("fonts", "templates", "i18n"):
@@ -170,7 +202,10 @@ def ensure_built(version: str) -> Path:
     for path in tmp.rglob("*"):  # the module cache is read-only; our copies are not
         path.chmod(0o755 if path.is_dir() or path.parent.name == "bin" else 0o644)
     (tmp / "config" / "config.json").chmod(0o600)
-    out = subprocess.run([str(tmp / "bin" / "mattermost"), "version"], capture_output=True, text=True,
+    # 5.x and 6.x start the server (and wait for its database) for `version` unless told not to;
+    # 6.7 accepts the flag as deprecated; 8+ no longer knows it.
+    flag = ["--skip-server-start"] if int(version.split(".")[0]) < 8 else []
+    out = subprocess.run([str(tmp / "bin" / "mattermost"), "version", *flag], capture_output=True, text=True,
                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp)}, cwd=tmp)
     if f"Version: {version}" not in out.stdout:
         raise BuildError(f"the build of {version} says it is: {out.stdout.strip() or out.stderr.strip()}")
@@ -186,7 +221,8 @@ def _write_default_config(version: str, source: Path, dest: Path, env: dict) -> 
     with SetDefaults), then the same edits ("Disable developer settings", "Reset email")."""
     (dest / "config").mkdir()
     generator = dest / "config_generator"
-    _go(version, "build", "-trimpath", "-o", str(generator), f"{SERVER}/scripts/config_generator", env=env)
+    _go(version, "build", "-trimpath", "-o", str(generator), f"{pins(version)['module']}/scripts/config_generator",
+        env=env)
     target = dest / "config" / "config.json"
     subprocess.run([str(generator)], env={**env, "OUTPUT_CONFIG": str(target)}, check=True, capture_output=True)
     generator.unlink()

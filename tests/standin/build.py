@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import date
 from pathlib import Path
 
 from tests.realmm import build as realmm
@@ -24,10 +25,13 @@ KEY_UID = "Stand-in Release Signing (tests only) <standin@example.invalid>"
 OTHER_UID = "Someone Else (tests only) <other@example.invalid>"
 EXPIRED_UID = "Expired Signing Key (tests only) <expired@example.invalid>"
 
-# The real builds (tests/realmm/modules): the oldest and the newest, with real schema
-# migrations between them. In the tests their lines play the ESR lines (ESR_LINES), so the
-# default policy "esr" installs ESR_VERSION and upgrades OLDER_ESR to it.
-OLDER_ESR, ESR_VERSION = realmm.versions()[0], realmm.versions()[-1]
+# The real builds (tests/realmm/modules): the oldest and the newest of Mattermost 8+, with real
+# schema migrations between them. In the tests their lines play the ESR lines (ESR_LINES), so
+# the default policy "esr" installs ESR_VERSION and upgrades OLDER_ESR to it. The Mattermost 5
+# and 6 builds (OLD_RELEASES) are the releases of the servers installed years ago; their
+# lines play ESR lines too, so an old server's upgrade chain passes through each of them.
+OLDER_ESR, ESR_VERSION = realmm.modern_versions()[0], realmm.modern_versions()[-1]
+OLD_RELEASES = realmm.old_versions()
 ESR_LINES = sorted({v.rsplit(".", 1)[0] for v in realmm.versions()}, key=lambda x: tuple(map(int, x.split("."))))
 _major, _minor, _ = (int(x) for x in ESR_VERSION.split("."))
 FEATURE = f"{_major}.{_minor + 1}.0"  # a newer feature release, LISTED only: what "latest" would pick
@@ -37,6 +41,7 @@ NO_DOWNGRADE = f"{_major}.{_minor}.2"  # as BROKEN, and its `db downgrade` fails
 # Go-module tag, and the ESR release is published after the newer feature release - as on
 # github.com/mattermost/mattermost. BROKEN and NO_DOWNGRADE are downloadable but not listed.
 LISTING = [  # (tag, draft, prerelease, day published)
+    *((f"v{old}", False, False, -400 + 30 * i) for i, old in enumerate(OLD_RELEASES)),  # years before
     (f"v{OLDER_ESR}", False, False, 1),
     (f"v{FEATURE}", False, False, 10),
     (f"v{ESR_VERSION}", False, False, 12),
@@ -113,6 +118,9 @@ def publish_github_releases(root: Path, releases: list[dict]) -> None:
     (root / "github" / "releases.json").write_text(json.dumps(releases, indent=1))
 
 
+EPOCH = date(2026, 1, 1).toordinal()  # day 0 of the listing's publication days
+
+
 def github_release(tag: str, *, draft: bool = False, prerelease: bool = False, day: int = 1) -> dict:
     """One entry shaped like GitHub's `GET /repos/{owner}/{repo}/releases`."""
     return {
@@ -120,8 +128,8 @@ def github_release(tag: str, *, draft: bool = False, prerelease: bool = False, d
         "html_url": f"https://github.com/mattermost/mattermost/releases/tag/{tag}",
         "id": 100000 + day, "tag_name": tag, "target_commitish": "master",
         "name": tag, "draft": draft, "prerelease": prerelease,
-        "created_at": f"2026-{1 + day // 28:02d}-{1 + day % 28:02d}T10:00:00Z",
-        "published_at": f"2026-{1 + day // 28:02d}-{1 + day % 28:02d}T12:00:00Z",
+        "created_at": f"{date.fromordinal(EPOCH + day).isoformat()}T10:00:00Z",
+        "published_at": f"{date.fromordinal(EPOCH + day).isoformat()}T12:00:00Z",
         "assets": [], "body": f"Mattermost {tag}",
     }
 
@@ -134,6 +142,8 @@ def ensure_default_releases(root: Path, only_default: bool = False) -> dict:
     ensure_release(root, ESR_VERSION)
     if not only_default:
         ensure_release(root, OLDER_ESR)
+        for old in OLD_RELEASES:
+            ensure_release(root, old)
         ensure_release(root, BROKEN, behaviour="broken")
         ensure_release(root, NO_DOWNGRADE, behaviour="broken-no-downgrade")
     publish_github_releases(root, [github_release(tag, draft=d, prerelease=p, day=day)

@@ -3,7 +3,7 @@ mattermost/mattermost, and every refusal."""
 
 import pytest
 
-from tasks.versions import decide, is_valid_policy, server_versions, skipped_esr_lines
+from tasks.versions import decide, hop_notes, is_valid_policy, server_versions, skipped_esr_lines
 
 ESR = ["9.11", "10.5", "10.11", "11.7"]
 
@@ -76,30 +76,52 @@ def test_esr_line_added_by_the_operator_is_used():
     assert decide("esr", "11.7.8", AVAILABLE, ESR + ["12.0"]).action == "upgrade 11.7.8 -> 12.0.2"
 
 
-@pytest.mark.parametrize("policy,installed,skipped", [
-    ("latest", "10.6.0", "10.11"),
-    ("11.7", "10.5.9", "10.11"),
-    ("esr", "9.11.20", "10.5, 10.11"),
-    ("12.0.0", "10.11.12", "11.7"),
+@pytest.mark.parametrize("policy,installed,chain", [
+    ("latest", "10.6.0", ["10.6.0", "10.11.12", "11.7.8", "12.0.2"]),
+    ("11.7", "10.5.9", ["10.5.9", "10.11.12", "11.7.8"]),
+    ("esr", "9.11.20", ["9.11.20", "10.5.9", "10.11.12", "11.7.8"]),
+    ("12.0.0", "10.11.12", ["10.11.12", "11.7.8", "12.0.0"]),
 ])
-def test_skipping_an_esr_line_is_refused(policy, installed, skipped):
+def test_an_upgrade_over_esr_lines_is_a_chain_through_each(policy, installed, chain):
     d = decide(policy, installed, AVAILABLE, ESR)
-    assert d.blocked and f"skips the ESR line {skipped}" in d.blocked
-    assert d.target == installed and d.action.startswith("blocked: ")
-    allowed = decide(policy, installed, AVAILABLE, ESR, allow_esr_skip=True)
-    assert allowed.upgrade and allowed.target != installed
+    assert not d.blocked and d.upgrade
+    assert d.action == "upgrade " + " -> ".join(chain)
+    assert d.hops == tuple(chain[1:]) and d.target == chain[-1]
+    assert d.chain == list(zip(chain, chain[1:], strict=False))
+    direct = decide(policy, installed, AVAILABLE, ESR, allow_esr_skip=True)
+    assert direct.hops == (direct.target,) and direct.target == d.target
 
 
-def test_esr_to_next_esr_is_allowed():
+def test_esr_to_next_esr_is_one_hop():
     assert decide("11.7", "10.11.12", AVAILABLE, ESR).action == "upgrade 10.11.12 -> 11.7.8"
     assert skipped_esr_lines("10.11.12", "11.7.8", ESR) == []
     assert skipped_esr_lines("11.7.8", "12.0.2", ESR) == []
 
 
-def test_below_7_1_is_refused():
-    d = decide("7.1.0", "6.3.10", AVAILABLE, ESR)
-    assert d.blocked and "below 7.1" in d.blocked
-    assert decide("7.1.0", "6.3.10", AVAILABLE, ESR, allow_below_7_1=True).target == "7.1.0"
+def test_below_7_1_goes_through_7_1():
+    d = decide("9.11", "6.3.10", AVAILABLE, ESR)
+    assert d.action == "upgrade 6.3.10 -> 7.1.0 -> 9.11.20"
+    assert decide("9.11", "6.3.10", AVAILABLE, ESR, allow_below_7_1=True).hops == ("9.11.20",)
+
+
+def test_a_stop_missing_from_the_release_list_is_refused_with_the_reason():
+    listed = [v for v in AVAILABLE if not v.startswith("7.1")]
+    d = decide("9.11", "6.3.10", listed, ESR)
+    assert d.blocked and "must stop at the ESR line 7.1" in d.blocked and "no 7.1 release" in d.blocked
+    assert d.target == "6.3.10"
+    # a pinned target without a listing cannot know its stops
+    assert decide("11.7.6", "9.11.20", None, ESR).blocked
+
+
+def test_the_old_server_chain_of_the_tests():
+    # the releases built here: 5.39 and 6.3 (old module paths), 10.3 and 11.4; their lines play ESR lines
+    built = ["5.39.0", "6.3.0", "10.3.0", "11.4.0"]
+    d = decide("esr", "5.39.0", built, ["5.39", "6.3", "10.3", "11.4"], allow_below_7_1=True)
+    assert d.action == "upgrade 5.39.0 -> 6.3.0 -> 10.3.0 -> 11.4.0"
+    assert hop_notes("5.39.0", "6.3.0") and "6.0" in hop_notes("5.39.0", "6.3.0")[0]
+    assert hop_notes("10.3.0", "11.4.0") == []
+    # without the 7.1 override the chain needs a 7.1 release the list does not have
+    assert "7.1" in decide("esr", "5.39.0", built, ["5.39", "6.3", "10.3", "11.4"]).blocked
 
 
 def test_lookup_failure_falls_back_only_to_pinned_setting():
@@ -117,6 +139,9 @@ def test_held_version_is_not_retried():
     d = decide("esr", "11.7.5", AVAILABLE, ESR, hold=hold)
     assert d.blocked and "11.7.8 is held after a rollback (not healthy after 180s)" in d.blocked
     assert "make unhold" in d.blocked
+    # a chain through a held stop is refused too
+    held_stop = decide("esr", "10.5.9", AVAILABLE, ESR, hold={"version": "10.11.12", "reason": "failed"})
+    assert held_stop.blocked and "10.11.12 (a stop of the chain to 11.7.8) is held" in held_stop.blocked
     # a newer release than the held one is a new chance
     assert decide("latest", "11.10.3", AVAILABLE, ESR + ["12.0"], hold=hold).upgrade
 

@@ -1,0 +1,9 @@
+// Wrapper module: builds real Mattermost 5.39.0 (the server; its mmctl lived in another
+// repository, github.com/mattermost/mmctl, whose versions the proxy here does not serve)
+// from Mattermost's own Go module of that era, github.com/mattermost/mattermost-server/v5
+// (an exact release tag). See tests/realmm/build.py.
+module mmdeploy.test/realmm
+
+go 1.16
+
+require github.com/mattermost/mattermost-server/v5 v5.39.0
