@@ -13,6 +13,10 @@
 #   make patch-night     OS updates, restarts/reboot, Mattermost upgrade, report (YES=1, BREAK_LOCK=1)
 #   make os-upgrade-plan what the Debian 12 -> 13 release upgrade would do, and whether it is safe
 #   make os-upgrade      Debian 12 -> 13 with Mattermost and its data intact (YES=1, BREAK_LOCK=1)
+#   make upgrade-plan    the Mattermost upgrade the policy wants, hop by hop, with each hop's long migrations
+#   make db-migrate-plan what moving an old server's MySQL/MariaDB database to PostgreSQL would do (changes nothing)
+#   make db-migrate      move it: backup, schema, copy, every table checked, switch (YES=1); resumable
+#   make db-migrate-rollback   back to the untouched MySQL database (DISCARD=1: lose posts written since)
 #   make test            unit tests, and end-to-end tests of real Mattermost (built from source) on real Debian 12 containers
 #   make bench           benchmarks (bench/), printing numbers
 #   make lint / clean / setup
@@ -32,7 +36,7 @@ YESFLAG := $(if $(filter 1 yes true,$(YES)),-y,)
 
 .PHONY: setup prereqs mattermost-builds demo diff deploy upgrade status backup fetch-backup restore rollback rebuild \
 	restore-drill unhold \
-	patch-plan patch-night os-upgrade-plan os-upgrade channels users archive-stale offboard erase export retention \
+	patch-plan patch-night os-upgrade-plan os-upgrade upgrade-plan db-migrate-plan db-migrate db-migrate-rollback channels users archive-stale offboard erase export retention \
 	test unit e2e lint bench bench-upgrade bench-scale bench-security clean
 
 setup: $(VENV)/.installed
@@ -121,6 +125,18 @@ os-upgrade-plan: setup
 os-upgrade: setup
 	$(PY) -m tasks.run verbs/os_upgrade.py $(YESFLAG) \
 		$(if $(filter 1 yes true,$(BREAK_LOCK)),--data patch_break_lock=true,)
+
+upgrade-plan: setup
+	$(PY) -m verbs.upgrade_plan $(if $(filter 1 yes true,$(JSON)),--json,)
+
+db-migrate-plan: setup
+	$(PY) -m verbs.db_migrate_plan $(if $(filter 1 yes true,$(JSON)),--json,)
+
+db-migrate: setup
+	$(PY) -m tasks.run verbs/db_migrate.py $(YESFLAG)
+
+db-migrate-rollback: setup
+	$(PY) -m tasks.run verbs/db_migrate_rollback.py $(YESFLAG) $(if $(filter 1 yes true,$(DISCARD)),--data discard=true,)
 
 test: setup prereqs mattermost-builds
 	$(PY) -m pytest

@@ -121,6 +121,11 @@ postgresql_db_user = "mmuser"  # role, as in Mattermost's install guide
 # when it is unset). False: taken from there when set, else generated once on the server.
 postgresql_password_from_env = False
 
+# --- Coming from MySQL/MariaDB (an old hand install; see README "Coming from a hand-made server") ----------
+# Tables in the MySQL database that Mattermost did not make (plugins'): "refuse" (the plan names them and the
+# move waits), "copy" (pgloader creates and fills them in PostgreSQL as they are) or "leave" (not copied).
+db_migrate_extra_tables = "refuse"
+
 # --- nginx ------------------------------------------------------------------------------------------
 nginx_client_max_body_size = "50M"  # largest upload through the proxy (Mattermost asks at least 50M)
 nginx_hsts_max_age = 63072000  # Strict-Transport-Security max-age in seconds (2 years)

@@ -8,8 +8,18 @@ import shutil
 import stat
 import time
 
+from mmhelper import mysql
 from mmhelper.common import Failure, link_release, read_password, run, systemctl, write_private
 from mmhelper.config import get_dotted, parse_datasource
+
+
+def database_of(config):
+    """(engine, parsed DataSource or None): "postgres" or "mysql" as config.json says (an
+    old install's DriverName may be "mysql" with Go's MySQL DSN form)."""
+    value = get_dotted(config, "SqlSettings.DataSource")[0]
+    if get_dotted(config, "SqlSettings.DriverName")[0] == "mysql":
+        return "mysql", mysql.parse_mysql_datasource(value)
+    return "postgres", parse_datasource(value)
 
 
 def adoption_facts(install_dir):
@@ -19,8 +29,9 @@ def adoption_facts(install_dir):
     if os.path.exists(config_file):
         with open(config_file) as f:
             config = json.load(f)
-        ds = parse_datasource(get_dotted(config, "SqlSettings.DataSource")[0])
+        engine, ds = database_of(config)
         facts["config"] = config_file
+        facts["engine"] = engine
         facts["datasource"] = {k: v for k, v in (ds or {}).items() if k != "password"} or None
         facts["has_password"] = bool(ds and ds["password"])
         facts["files_dir"] = get_dotted(config, "FileSettings.Directory")[0]
@@ -42,9 +53,9 @@ def adopt(spec):
         raise Failure(f"{install_dir} has no config/config.json: not a Mattermost install this deploy can adopt")
     with open(old_config) as f:
         config = json.load(f)
-    ds = parse_datasource(get_dotted(config, "SqlSettings.DataSource")[0])
+    engine, ds = database_of(config)
     if not ds:
-        raise Failure(f"{old_config} has no PostgreSQL DataSource: only PostgreSQL installs can be adopted")
+        raise Failure(f"{old_config} has no DataSource this deploy can read (PostgreSQL URL or MySQL user:pw@tcp(...)/db)")
     files_dir = get_dotted(config, "FileSettings.Directory")[0] or "./data/"
     data_src = os.path.normpath(os.path.join(install_dir, files_dir))
     if not data_src.startswith(install_dir.rstrip("/") + "/"):
@@ -82,8 +93,9 @@ def adopt(spec):
             run(["cp", "-a", "--reflink=auto", "--", src + "/.", dest])
             run(["chown", "-R", f"{user.pw_uid}:{user.pw_gid}", dest])
             os.chmod(dest, dest_mode)  # cp -a carried the old folder's mode over
-        # The password goes where the deploy keeps it; the role keeps working unchanged.
-        if ds["password"] and read_password(spec["password_file"]) is None:
+        # The password goes where the deploy keeps it; the role keeps working unchanged. (A
+        # MySQL install keeps its DataSource in config.json until `make db-migrate`.)
+        if engine == "postgres" and ds["password"] and read_password(spec["password_file"]) is None:
             write_private(spec["password_file"], ds["password"] + "\n")
         unit = spec.get("unit_file")
         if unit and os.path.exists(unit):

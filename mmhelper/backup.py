@@ -12,7 +12,8 @@ import subprocess
 import tempfile
 import time
 
-from mmhelper.common import Failure, literal, psql_as_postgres
+from mmhelper import mysql
+from mmhelper.common import Failure, literal, psql_as_postgres, read_json
 from mmhelper.offsite import offsite_copy
 
 BACKUP_NAME = re.compile(r"^\d{8}-\d{6}-\d+\.\d+\.\d+-[a-z-]+$")
@@ -75,6 +76,23 @@ def content_counts(database_name):
 # The same deflate level, about the same size on disk. Backups made before keep their database.dump.
 DUMP = "database.dump.gz"
 DUMP_NAMES = (DUMP, "database.dump")
+# A server still on MySQL/MariaDB (an old hand install before `make db-migrate`): mysqldump.
+MYSQL_DUMP = "database.mysql.sql.gz"
+
+
+def mysql_source(config_file):
+    """The parsed MySQL DataSource when config.json says the database is MySQL, else None."""
+    config = read_json(config_file) or {}
+    sql = config.get("SqlSettings") or {}
+    return mysql.parse_mysql_datasource(sql.get("DataSource")) if sql.get("DriverName") == "mysql" else None
+
+
+def mysql_content_counts(ds):
+    """COUNTED's rows in MySQL (Mattermost's CamelCase table names there)."""
+    names = {n.lower(): n for n in mysql.tables(ds)}
+    parts = [f"SELECT '{table}', COUNT(*) FROM `{names[table]}` WHERE {where}" for table, where in COUNTED.items()
+             if table in names]
+    return {name: int(count) for name, count in mysql.query(ds, " UNION ALL ".join(parts) + ";")} if parts else {}
 
 
 def dump_in(folder):
@@ -84,6 +102,11 @@ def dump_in(folder):
         if os.path.exists(path):
             return path
     return None
+
+
+def mysql_dump_in(folder):
+    path = os.path.join(folder, MYSQL_DUMP)
+    return path if os.path.exists(path) else None
 
 
 def _pipe(first, second, stdin, stdout):
@@ -214,9 +237,14 @@ class BackupWriter:
         pg_dump(database_name, os.path.join(self.partial, DUMP))
         self.manifest["counts"] = content_counts(database_name)
 
+    def mysql_database(self, ds):
+        mysql.dump(ds, os.path.join(self.partial, MYSQL_DUMP))
+        self.manifest["database"] = "mysql"
+        self.manifest["counts"] = mysql_content_counts(ds)
+
     def publish(self, **extra):
         self.manifest.update(extra)
-        dump = dump_in(self.partial)
+        dump = dump_in(self.partial) or mysql_dump_in(self.partial)
         self.manifest["database_dump_bytes"] = os.path.getsize(dump) if dump else 0
         with open(os.path.join(self.partial, "manifest.json"), "w") as f:
             json.dump(self.manifest, f, indent=1)
@@ -237,8 +265,13 @@ def backup(spec):
     version = spec.get("version") or os.path.basename(os.path.realpath(spec["install_dir"]))
     writer = BackupWriter(spec["backup_dir"], version, spec.get("kind", "manual"))
     try:
-        print(f"  dumping database {spec['db']['name']}", flush=True)
-        writer.database(spec["db"]["name"])
+        source = mysql_source(spec["config_file"])
+        if source:
+            print(f"  dumping the MySQL database {source['database']} (the server is not on PostgreSQL yet)", flush=True)
+            writer.mysql_database(source)
+        else:
+            print(f"  dumping database {spec['db']['name']}", flush=True)
+            writer.database(spec["db"]["name"])
         writer.config(spec["config_file"])
         writer.data(spec["data_dir"])
         final = writer.publish()

@@ -204,13 +204,20 @@ def run_release_binary(release_dir, config, user, *args, env=None, in_release=Fa
 
 
 def installed_version(release_dir, user):
-    """What a release's own binary says it is."""
+    """What a release's own binary says it is. Mattermost 5 and 6 start the whole server
+    (and wait for its database) for `version` unless given --skip-server-start
+    (cmd/mattermost/commands/version.go of mattermost-server v5/v6); 8 and later no longer
+    know the flag and print the version at once: so the flag first, then without it."""
     if not os.path.exists(os.path.join(release_dir, "bin", "mattermost")):
         return None
     config = os.path.join(release_dir, "config", "config.json")
     if not os.path.exists(config):
         config = os.path.join(release_dir, "config.dist", "config.json")
-    return parse_version_output(run_release_binary(release_dir, config, user, "version").stdout)
+    for args in (("version", "--skip-server-start"), ("version",)):
+        found = parse_version_output(run_release_binary(release_dir, config, user, *args).stdout)
+        if found:
+            return found
+    return None
 
 
 def _user_exists(user):

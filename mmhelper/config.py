@@ -100,9 +100,13 @@ def applicable(config, desired):
     """The owned keys that apply to this config. A value marked {"$if_section": v} is owned
     only where the config has that section: Mattermost drops sections a version no longer
     knows (e.g. NotificationLogSettings, gone in v11) when it saves, so owning one there
-    would never converge."""
+    would never converge. While the database is MySQL (an old hand install before `make
+    db-migrate`), SqlSettings are left as they are: the migration switches them."""
+    on_mysql = get_dotted(config, "SqlSettings.DriverName")[0] == "mysql"
     result = {}
     for key, value in desired.items():
+        if on_mysql and key.startswith("SqlSettings."):
+            continue
         if isinstance(value, dict) and "$if_section" in value:
             if key.split(".")[0] not in config:
                 continue

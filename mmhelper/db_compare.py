@@ -214,14 +214,17 @@ def differences(report):
     return out
 
 
-def schema_fingerprint(database):
-    """The schema as Mattermost made it: columns and their types, indexes and constraints.
-    pgloader must load rows into it, not change it."""
+def schema_fingerprint(database, exclude=()):
+    """The schema as Mattermost made it: columns and their types, indexes and constraints
+    (of every table but `exclude`, the plugins' tables pgloader makes). pgloader must load
+    rows into it, not change it."""
+    skip = ", ".join(["''"] + ["'" + t.lower().replace("'", "''") + "'" for t in exclude])
     sql = ("SELECT 'c ' || table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable || ' ' || "
-           "COALESCE(column_default, '') FROM information_schema.columns WHERE table_schema = 'public' UNION ALL "
-           "SELECT 'i ' || indexdef FROM pg_indexes WHERE schemaname = 'public' UNION ALL "
+           "COALESCE(column_default, '') FROM information_schema.columns WHERE table_schema = 'public' "
+           f"AND table_name NOT IN ({skip}) UNION ALL "
+           f"SELECT 'i ' || indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename NOT IN ({skip}) UNION ALL "
            "SELECT 'k ' || conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint "
-           "WHERE connamespace = 'public'::regnamespace ORDER BY 1;")
+           f"WHERE connamespace = 'public'::regnamespace AND conrelid::regclass::text NOT IN ({skip}) ORDER BY 1;")
     return hashlib.sha256(psql_as_postgres(sql, database).stdout.encode()).hexdigest()
 
 

@@ -28,6 +28,7 @@ read from root-only files and never printed or put on a command line.
     mmhelper.py acme-issue SPEC_JSON
     mmhelper.py housekeeping|bot-token|emoji-upload|export|retention SPEC_JSON
     mmhelper.py notices|notices-setup|notify SPEC_JSON|@FILE
+    mmhelper.py db-migrate-plan|db-migrate|db-migrate-rollback SPEC_JSON
 """
 
 import json
@@ -39,6 +40,8 @@ from mmhelper.backup import backup
 from mmhelper.common import Failure, wait_healthy
 from mmhelper.config import merge_config_file
 from mmhelper.database import database, db_password
+from mmhelper.db_migrate import migrate, plan
+from mmhelper.db_migrate import rollback as db_rollback
 from mmhelper.export import export
 from mmhelper.housekeeping import bot_token, emoji_upload, housekeeping
 from mmhelper.notices import notices_setup, notify, run_notices
@@ -84,6 +87,9 @@ COMMANDS = {
     "notices": run_notices,
     "notices-setup": notices_setup,
     "notify": notify,
+    "db-migrate-plan": plan,
+    "db-migrate": migrate,
+    "db-migrate-rollback": db_rollback,
 }
 
 

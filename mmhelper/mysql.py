@@ -184,12 +184,13 @@ def dump(ds, dest):
         raise Failure(f"compressing the dump of {ds['database']} failed: {gzip_error}")
 
 
+def quote(value):
+    return urllib.parse.quote(str(value), safe="")
+
+
 def url(ds, scheme="mysql"):
     """A pgloader connection string (the password inside: only ever written to a root-only
     command file)."""
-    q = urllib.parse.quote
-    host = ds["host"] if not ds["socket"] else "localhost"
-    if ds["socket"]:
-        # pgloader reaches a socket-only server through "unix:" hosts; a local TCP port is simpler.
-        host = "unix:" + ds["socket"]
-    return f"{scheme}://{q(ds['user'], safe='')}:{q(ds['password'], safe='')}@{host}:{ds['port']}/{q(ds['database'])}"
+    if ds["socket"]:  # pgloader's form for a Unix socket (its docs: "unix:/path/to/socket")
+        return f"{scheme}://{quote(ds['user'])}:{quote(ds['password'])}@unix:{ds['socket']}/{quote(ds['database'])}"
+    return f"{scheme}://{quote(ds['user'])}:{quote(ds['password'])}@{ds['host']}:{ds['port']}/{quote(ds['database'])}"

@@ -7,7 +7,15 @@ import pwd
 import shutil
 import time
 
-from mmhelper.backup import backup_names, content_counts, dump_in, find_backup, pg_restore, snapshot_data
+from mmhelper.backup import (
+    backup_names,
+    content_counts,
+    dump_in,
+    find_backup,
+    mysql_dump_in,
+    pg_restore,
+    snapshot_data,
+)
 from mmhelper.common import (
     Failure,
     database_exists,
@@ -42,6 +50,10 @@ def restore(spec):
         raise Failure(f"backup {name} is of Mattermost {version}, whose release folder is gone: run the deploy "
                       f"with mattermost_version = \"{version}\" first; nothing was changed")
     dump = dump_in(folder)
+    if dump is None and mysql_dump_in(folder):
+        raise Failure(f"backup {name} holds a MySQL dump (taken before the move to PostgreSQL): this deploy restores "
+                      f"PostgreSQL dumps only - go back with `make db-migrate-rollback`, or load it by hand into "
+                      f"MySQL (gunzip -c {mysql_dump_in(folder)} | mysql DATABASE); nothing was changed")
     if dump is None:
         raise Failure(f"backup {name} has no database dump: not restorable")
     stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())

@@ -12,7 +12,7 @@ import subprocess
 import time
 
 from mmhelper.acme import acme_state
-from mmhelper.adopt import adoption_facts
+from mmhelper.adopt import adoption_facts, database_of
 from mmhelper.backup import backup_names
 from mmhelper.common import (
     HELPER_VERSION,
@@ -86,10 +86,16 @@ def state(query):
     out["secrets"] = {path: secret_digest(path, salt) for path in query.get("secret_files", [])}
     config_file = query["config_file"]
     config_out = {"exists": os.path.exists(config_file), "differs": [], "current": {}}
+    # Which database Mattermost uses: the live config.json, or the hand install's before adoption.
+    adoption = install.get("adoption") or {}
+    out["database_engine"] = {"engine": adoption.get("engine"), "datasource": adoption.get("datasource")}
     if config_out["exists"]:
         try:
             with open(config_file) as f:
                 config = json.load(f)
+            engine, ds = database_of(config)
+            out["database_engine"] = {"engine": engine, "datasource": {k: v for k, v in (ds or {}).items()
+                                                                       if k != "password"} or None}
             desired = resolve_desired(query.get("desired_config", {}), password or "", missing_secret="\0missing")
             config_out["differs"] = config_differences(config, desired)
             config_out["current"] = {k: display_value(k, get_dotted(config, k)[0]) for k in config_out["differs"]}
@@ -132,6 +138,9 @@ def state(query):
     out["backup_timer"] = {"enabled": systemctl("is-enabled", "mattermost-backup.timer").stdout.strip(),
                            "active": systemctl("is-active", "mattermost-backup.timer").stdout.strip()}
     out["hold"] = read_json(query["hold_file"]) if query.get("hold_file") else None
+    migration = read_json(query["db_migrate_state_file"]) if query.get("db_migrate_state_file") else None
+    out["db_migrate"] = {k: migration.get(k) for k in ("status", "done", "version", "outage_s", "failed")} \
+        if migration else None
     if query.get("os"):
         out["os_updates"] = os_state(query["os"])
     if query.get("housekeeping"):

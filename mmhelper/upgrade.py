@@ -6,7 +6,15 @@ import re
 import shutil
 import time
 
-from mmhelper.backup import BackupWriter, database_size, dump_in, pg_restore, prune_backups, prune_releases
+from mmhelper.backup import (
+    BackupWriter,
+    database_size,
+    dump_in,
+    mysql_source,
+    pg_restore,
+    prune_backups,
+    prune_releases,
+)
 from mmhelper.common import (
     Failure,
     dir_size,
@@ -115,6 +123,9 @@ def upgrade(spec):
     lost, and said so); the failed database is kept."""
     old, new = spec["from"], spec["to"]
     db = spec["db"]["name"]
+    if mysql_source(spec["config_file"]):
+        raise Failure("the database is MySQL/MariaDB: upgrades run on PostgreSQL only (Mattermost 11 no longer supports "
+                      "MySQL) - `make db-migrate-plan`, then `make db-migrate`; nothing was changed")
     releases, link = spec["releases_dir"], spec["install_dir"]
     old_dir, new_dir = os.path.join(releases, old), os.path.join(releases, new)
     for folder in (old_dir, new_dir):

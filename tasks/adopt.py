@@ -27,11 +27,16 @@ def check_adoptable(s: Settings, facts: dict) -> None:
                           "not an install this deploy can adopt; move it away or finish it by hand")
     ds = facts.get("datasource")
     if not ds:
-        raise DeployError(f"{facts['config']} has no PostgreSQL DataSource: only PostgreSQL installs can be adopted")
-    if ds["host"] not in ("localhost", "127.0.0.1", "::1"):
+        raise DeployError(f"{facts['config']} has no DataSource this deploy can read (a PostgreSQL URL, or MySQL's "
+                          "user:password@tcp(host:3306)/database?...): fix it by hand first (nothing was changed)")
+    if facts.get("engine") == "mysql":
+        # Adopted as it is: Mattermost keeps its MySQL until `make db-migrate` (the deploy leaves
+        # SqlSettings alone meanwhile and upgrades nothing: Mattermost 11 no longer supports MySQL).
+        pass
+    elif ds["host"] not in ("localhost", "127.0.0.1", "::1"):
         raise DeployError(f"the hand install uses the database on {ds['host']}; this deploy manages a "
                           "local PostgreSQL - migrate the database first")
-    if (ds["user"], ds["database"]) != (s.db_user, s.db_name):
+    elif (ds["user"], ds["database"]) != (s.db_user, s.db_name):
         raise DeployError(
             f"the hand install uses database {ds['database']!r} with role {ds['user']!r}: set "
             f"postgresql_db_name = {ds['database']!r} and postgresql_db_user = {ds['user']!r} "

@@ -7,7 +7,7 @@ from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
 from mmhelper.bundle import build as helper_bundle
-from tasks.common import HELPER, current, managed_file, packages, path_info, render, settings
+from tasks.common import HELPER, MYSQL_MIGRATION_PACKAGES, current, managed_file, on_mysql, packages, path_info, render, settings
 
 PROFILE = "/etc/profile.d/mattermost.sh"
 
@@ -71,7 +71,11 @@ def folders(wanted: list[tuple[str, str, str, int]]):
 
 def configure():
     s = settings()
-    packages_installed(name="Install PostgreSQL, nginx, gpg, openssl and needrestart", wanted=packages(s))
+    if on_mysql(current()):
+        packages_installed(name="Install PostgreSQL, nginx, gpg, openssl, needrestart, and pgloader and the MySQL "
+                                "client for the move to PostgreSQL", wanted=packages(s) + MYSQL_MIGRATION_PACKAGES)
+    else:
+        packages_installed(name="Install PostgreSQL, nginx, gpg, openssl and needrestart", wanted=packages(s))
     service_user(name=f"Create the system user {s.user}", user=s.user, home=s.state_dir)
     folders(name="Create the folders that survive upgrades (state, logs, releases)", wanted=wanted_folders(s))
     managed_file(name="Install the deploy's server-side helper", path=HELPER, content=helper_bundle(), mode=0o755)

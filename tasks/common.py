@@ -30,6 +30,16 @@ HELPER = "/usr/local/lib/mattermost-deploy/mmhelper.py"
 PACKAGES = ["postgresql", "nginx", "gpg", "openssl", "ca-certificates", "python3", "needrestart"]
 
 
+# What `make db-migrate` needs on a server still on MySQL/MariaDB: Debian's pgloader and the
+# MySQL client (mysqldump, the digests). Installed only there (see base.configure).
+MYSQL_MIGRATION_PACKAGES = ["pgloader", "mariadb-client"]
+
+
+def on_mysql(now: dict) -> bool:
+    """Mattermost's database is MySQL/MariaDB (an old hand install, before `make db-migrate`)."""
+    return (now.get("database_engine") or {}).get("engine") == "mysql"
+
+
 def packages(s: Settings) -> list[str]:
     return (PACKAGES + (["unattended-upgrades"] if s.unattended_upgrades else []) + (["nftables"] if s.firewall else [])
             + (["certbot"] if s.acme_email else []) + (["sudo"] if s.ssh_admin_user else [])

@@ -22,8 +22,8 @@ def password_action(now: dict, env_password: str | None) -> str | None:
     if pw["exists"]:
         return None
     facts = now["install"].get("adoption") or {}
-    if adoption_pending(now) and facts.get("has_password"):
-        return None  # the adoption keeps the hand install's password
+    if adoption_pending(now) and facts.get("has_password") and facts.get("engine") != "mysql":
+        return None  # the adoption keeps the hand install's password (MySQL's stays MySQL's)
     return "generate"
 
 

@@ -10,7 +10,7 @@ from pyinfra.api import operation
 from pyinfra.api.exceptions import DeployError
 
 from facts.github import ReleaseLookupError, fetch_releases
-from tasks.common import current, helper, settings, streamed
+from tasks.common import current, helper, on_mysql, settings, streamed
 from tasks.settings import Settings
 from tasks.versions import PINNED, Decision, decide, server_versions
 
@@ -62,6 +62,12 @@ def decision() -> Decision:
         d = decided()
     if error:
         logger.warning(f"    [{s.host}] release lookup failed: {error}")
+    if d.upgrade and on_mysql(now):
+        reason = (f"the database is MySQL/MariaDB, which upgrades here do not run on (Mattermost 11 dropped it; backups "
+                  f"and rollbacks of upgrades are PostgreSQL's): `make db-migrate-plan`, then `make db-migrate` moves "
+                  f"it to PostgreSQL at {installed_version(now)}; the upgrade {' -> '.join([installed_version(now), *d.hops])} "
+                  "follows")
+        d = Decision(installed_version(now), d.candidate, d.latest, f"blocked: {reason}", reason)
     if d.target is None:
         raise DeployError(f"{s.host}: no Mattermost version to install: {d.blocked} (nothing was changed)")
     if d.blocked:

@@ -9,7 +9,7 @@ from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
 from tasks.backup import offsite_spec
-from tasks.common import current, helper, managed_file, path_info, render, settings, streamed
+from tasks.common import current, helper, managed_file, on_mysql, path_info, render, settings, streamed
 from tasks.release import decision, installed_version
 
 UNIT = "/etc/systemd/system/mattermost.service"
@@ -116,7 +116,7 @@ def upgrade_chain(d, reload_units: bool = False) -> None:
 def configure(changes: list):
     s, d, now = settings(), decision(), current()
     unit = managed_file(name="Install the sandboxed mattermost.service unit", path=UNIT,
-                        content=render("etc/systemd/system/mattermost.service.j2", s=s))
+                        content=render("etc/systemd/system/mattermost.service.j2", s=s, mysql=on_mysql(now)))
     old = installed_version(now)
     if d.upgrade and old:
         upgrade_chain(d, reload_units=unit.will_change)

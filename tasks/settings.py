@@ -14,6 +14,7 @@ from pathlib import Path
 from pyinfra.api.exceptions import DeployError
 
 from tasks import privacy
+from tasks.db_migrate import MigrationSettings, migration_settings
 from tasks.versions import is_valid_policy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,6 +132,7 @@ class Settings:
     notices_restart_limit: int = 3
     notices_github_api_url: str | None = None
     privacy: dict = field(default_factory=dict)
+    migration: MigrationSettings = field(default_factory=MigrationSettings)
 
     # ---- derived paths and URLs, one place each
     @property
@@ -437,6 +439,8 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
             problems.append(f"{name} must be a number from {low} to {high}, not {get(name)!r}")
     privacy_overrides = dict(get("mattermost_privacy") or {})
     problems += privacy.problems(privacy_overrides)
+    migration, migration_problems = migration_settings(get)
+    problems += migration_problems
 
     if problems:
         raise SettingsError(f"settings for {host_name}: " + "; ".join(problems) +
@@ -533,4 +537,5 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
         notices_disk_percent=get("notices_disk_percent") or 90,
         notices_restart_limit=get("notices_restart_limit") or 3,
         notices_github_api_url=get("notices_github_api_url") or None,
+        migration=migration,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from tasks import backup, base, email, firewall, nginx, notices, os_updates, secrets, service, ssh_access
-from tasks.common import HELPER, packages, read_state, settings
+from tasks.common import HELPER, MYSQL_MIGRATION_PACKAGES, packages, read_state, settings
 from tasks.config import desired_config
 from tasks.housekeeping import declared, helper_spec
 from tasks.os_release import NEXT
@@ -47,7 +47,7 @@ def managed_paths(s: Settings) -> list[str]:
 def query(s: Settings, os_updates: str | None = None, housekeeping: bool = False, os_release: bool = False) -> str:
     read_housekeeping = housekeeping or declared(s)
     return json.dumps({
-        "packages": packages(s),
+        "packages": packages(s) + MYSQL_MIGRATION_PACKAGES,  # the latter installed on MySQL servers only
         "user": s.user,
         "paths": managed_paths(s),
         "install_dir": s.install_dir,
@@ -59,6 +59,7 @@ def query(s: Settings, os_updates: str | None = None, housekeeping: bool = False
         "service": "mattermost",
         "ping_url": s.ping_url,
         "hold_file": s.hold_file,
+        "db_migrate_state_file": f"{s.deploy_state_dir}/db-migrate.json",
         "secret_files": secrets.secret_paths(s),
         "smtp_probe": email.probe(s),
         "notices": {"checks": notices.checks_spec(s), "full": notices.spec(s) if s.notices_channel else None},

@@ -169,7 +169,8 @@ def upload(token, channel, filename, data, ctype):
 
 # Posts: plain, 4-byte characters, a long one, one with JSON props (a message attachment)
 P = out["posts"]
-P["welcome"] = post(A, chan["town-square"], "Welcome to the old server \U0001F680 - Gr\u00fc\u00dfe, \u3053\u3093\u306b\u3061\u306f")
+WELCOME = "Welcome to the old server \U0001F680 - Gr\u00fc\u00dfe, \u3053\u3093\u306b\u3061\u306f"
+P["welcome"] = post(A, chan["town-square"], WELCOME)
 P["long"] = post(A, chan["town-square"], "A long post. " + "Lorem ipsum dolor sit amet. " * 300)
 P["attachment"] = post(B, chan["town-square"], "build report",
                        props={"attachments": [{"fallback": "build 17 ok", "color": "#36a64f", "title": "Build 17",

@@ -124,14 +124,27 @@ def test_adoption_checks():
     adopt.check_adoptable(S, facts)
     for change, message in [
         ({"config": None}, "without config/config.json"),
-        ({"datasource": None}, "no PostgreSQL DataSource"),
+        ({"datasource": None}, "no DataSource this deploy can read"),
         ({"datasource": {**facts["datasource"], "host": "db.internal"}}, "database on db.internal"),
         ({"datasource": {**facts["datasource"], "user": "mattermost"}}, "postgresql_db_user = 'mattermost'"),
         ({"driver": "amazons3"}, "driver 'amazons3'"),
     ]:
         with pytest.raises(DeployError, match=message):
             adopt.check_adoptable(S, {**facts, **change})
+    # An old install on MySQL/MariaDB is adopted as it is (any user and database name, local or
+    # not): its DataSource stays until `make db-migrate`.
+    adopt.check_adoptable(S, {**facts, "engine": "mysql", "datasource": {
+        "user": "mm", "host": "db.internal", "port": 3306, "socket": None, "database": "chat", "params": "",
+        "net": "tcp"}})
 
+
+def test_mysql_servers_get_no_upgrade_and_a_new_postgresql_password():
+    on_mysql = {**HAND_INSTALL, "install": {**HAND_INSTALL["install"], "version": "5.39.0", "adoption": {
+        **HAND_INSTALL["install"]["adoption"], "engine": "mysql"}},
+        "database_engine": {"engine": "mysql", "datasource": None}}
+    # the hand install's password is MySQL's: PostgreSQL gets its own
+    assert database.password_action(on_mysql, None) == "generate"
+    assert database.password_action(HAND_INSTALL, None) is None
 
 def test_folders_differ_on_owner_mode_or_type():
     ok = {"type": "dir", "owner": "mattermost", "group": "mattermost", "mode": 0o750}

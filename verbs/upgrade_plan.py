@@ -1,0 +1,71 @@
+"""make upgrade-plan: the Mattermost upgrade the version policy wants on each server, hop by
+hop (one per Extended Support Release line on the way, and 7.1 for servers below it), each
+hop's long migrations, and why an upgrade is refused - changing nothing.
+
+    .venv/bin/python -m verbs.upgrade_plan [--json] [--data key=value ...]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from pyinfra.api.exceptions import PyinfraError
+
+from tasks.common import on_mysql
+from tasks.release import decision, installed_version
+from tasks.state import read as read_server_state
+from tasks.versions import hop_notes
+from verbs.session import connected, on
+
+
+def plan_for(host) -> dict:
+    with on(host):
+        now = read_server_state()
+        d = decision()
+        return {"host": host.name, "installed": installed_version(now), "target": d.target, "candidate": d.candidate,
+                "action": d.action, "blocked": d.blocked, "on_mysql": on_mysql(now),
+                "hops": [{"from": a, "to": b, "notes": hop_notes(a, b)} for a, b in d.chain]}
+
+
+def plan_text(plan: dict) -> str:
+    lines = [f"{plan['host']}: Mattermost {plan['installed'] or 'not installed'}; the policy wants "
+             f"{plan['candidate'] or plan['target']}"]
+    for number, hop in enumerate(plan["hops"], 1):
+        lines.append(f"  hop {number}: {hop['from']} -> {hop['to']} (backup first, health check, automatic rollback "
+                     "of this hop)")
+        lines += [f"    note: {note}" for note in hop["notes"]]
+    if plan["blocked"]:
+        lines.append(f"  REFUSED: {plan['blocked']}")
+    elif not plan["hops"]:
+        lines.append(f"  {plan['action']}")
+    else:
+        lines.append("  `make upgrade` runs the hops in order; a failed hop is rolled back and the run stops at the last "
+                     "healthy one, where the next run goes on")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    failed, plans = False, []
+    with connected(argv) as (_, hosts):
+        for host, error in hosts:
+            if error:
+                print(f"FAILED: {host.name}: {error}", file=sys.stderr)
+                failed = True
+                continue
+            try:
+                plan = plan_for(host)
+            except PyinfraError as e:
+                print(f"FAILED: {host.name}: {e}", file=sys.stderr)
+                failed = True
+                continue
+            plans.append(plan)
+            if "--json" not in argv:
+                print(plan_text(plan))
+    if "--json" in argv:
+        print(json.dumps(plans, indent=1))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
