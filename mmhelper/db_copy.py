@@ -7,6 +7,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -26,12 +27,12 @@ def make_schema(spec, version, pg_url, work):
     it answers - its schema migrations made the tables - then stopped. The live service and
     its MySQL are not touched."""
     release = os.path.join(spec["releases_dir"], version)
-    scratch = os.path.join(work, "schema")
-    shutil.rmtree(scratch, ignore_errors=True)
+    # The service user's own scratch folder (the work folder stays root's: it holds pgloader's
+    # command file with the passwords).
+    scratch = tempfile.mkdtemp(prefix="mm-schema-")
     os.makedirs(os.path.join(scratch, "data"))
     shutil.copyfile(spec["config_file"], os.path.join(scratch, "config.json"))
     account = pwd.getpwnam(spec["user"])
-    os.chmod(work, 0o711)  # the service user passes through to its scratch folder only
     for root, dirs, files in os.walk(scratch):
         for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
             os.chown(name, account.pw_uid, account.pw_gid)

@@ -75,7 +75,7 @@ def plan(spec):
     print(json.dumps(make_plan(spec), sort_keys=True))
 
 
-def make_plan(spec):
+def make_plan(spec, locked=False):
     out = {"refusals": [], "warnings": []}
     refuse = out["refusals"].append
     state = read_json(spec["state_file"]) or {}
@@ -143,7 +143,7 @@ def make_plan(spec):
         refuse("pgloader is not installed: run `make deploy` first (it installs Debian's pgloader on a MySQL server)")
     if not spec.get("datasource_password_ok", True):
         refuse("no PostgreSQL password on the server: run `make deploy` first")
-    holder = lock_holder(spec["lock_file"])
+    holder = None if locked else lock_holder(spec["lock_file"])  # (the migration itself holds it)
     if holder:
         refuse(f"a migration is running: {holder}")
     mb = copied / (1 << 20)
@@ -179,7 +179,7 @@ def migrate(spec):
     if progress.state.get("status") in (None, "done", "rolled-back", "failed"):
         if driver != "mysql":
             raise Failure(f"the database is {driver}, not MySQL: nothing to migrate")
-        checked = make_plan(spec)
+        checked = make_plan(spec, locked=True)
         if checked["refusals"]:
             raise Failure("; ".join(checked["refusals"]) + " (nothing was changed)")
         write_private(spec["mysql_datasource_file"], json.dumps(

@@ -84,6 +84,44 @@ def save_migration_plan(release_dir, spec):
     return plan
 
 
+# Roll back an upgrade by restoring the pre-upgrade dump instead of reversing a plan.
+DUMP_ROLLBACK = "dump"
+
+
+def migration_tools(release_dir, spec):
+    """What the new release's `db migrate` offers ({"dry_run", "save_plan"}), from its own
+    help text: Mattermost 6.x's has neither flag (cmd/mattermost/commands/db.go of
+    mattermost-server v6), 10.x and 11.x have both."""
+    result = run_release_binary(release_dir, spec["config_file"], spec["user"], "db", "migrate", "--help",
+                                env=OFFLINE_ENV, in_release=True)
+    text = result.stdout + result.stderr
+    return {"dry_run": "--dry-run" in text, "save_plan": "--save-plan" in text}
+
+
+def has_migration_table(db):
+    """Mattermost's migration table (morph, from 6.4) exists. A plan saved over an older schema
+    lists every migration from the first, and reversing it would drop tables that existed
+    before the upgrade: there only the pre-upgrade dump is a way back."""
+    return bool(psql_as_postgres("SELECT to_regclass('public.db_migrations') IS NOT NULL;", db).stdout.strip() == "t")
+
+
+def plan_or_dump(new_dir, spec, db, new):
+    """The way back from this upgrade: Mattermost's saved migration plan (None: nothing to
+    migrate), or DUMP_ROLLBACK when the new release cannot save one or the schema predates it."""
+    tools = migration_tools(new_dir, spec)
+    if not tools["save_plan"]:
+        print(f"  way back: Mattermost {new} cannot save a migration plan - a failure restores the pre-upgrade dump",
+              flush=True)
+        return DUMP_ROLLBACK
+    if not has_migration_table(db):
+        print("  way back: the database predates Mattermost's migration table (6.4) - a failure restores the "
+              "pre-upgrade dump", flush=True)
+        return DUMP_ROLLBACK
+    plan = save_migration_plan(new_dir, spec)
+    print(f"  migration plan: {plan or 'no migrations to run'}", flush=True)
+    return plan
+
+
 def downgrade_schema(release_dir, spec, plan):
     """Reverse the plan's migrations with the new release's binary. Returns an error or None."""
     result = run_release_binary(release_dir, spec["config_file"], spec["user"], "db", "downgrade", plan,
@@ -140,12 +178,15 @@ def upgrade(spec):
         if have < need:
             raise Failure(f"not enough free disk in {path} for the upgrade: need {need >> 20} MB "
                           f"(twice the release plus the database), have {have >> 20} MB; nothing was changed")
-    problem = check_config_with(new_dir, spec["config_file"], spec["user"])
-    if problem:
-        raise Failure(f"Mattermost {new} rejects the current config.json ({problem}); fix the setting "
-                      "first - nothing was changed")
-    plan = save_migration_plan(new_dir, spec)
-    print(f"  migration plan: {plan or 'no migrations to run'}", flush=True)
+    if migration_tools(new_dir, spec)["dry_run"]:
+        problem = check_config_with(new_dir, spec["config_file"], spec["user"])
+        if problem:
+            raise Failure(f"Mattermost {new} rejects the current config.json ({problem}); fix the setting "
+                          "first - nothing was changed")
+    else:
+        print(f"  Mattermost {new} has no offline config check (its `db migrate` has no --dry-run): its start is the "
+              "check", flush=True)
+    plan = plan_or_dump(new_dir, spec, db, new)
 
     writer = BackupWriter(spec["backup"]["backup_dir"], old, "upgrade")
     try:
@@ -181,7 +222,7 @@ def upgrade(spec):
     now = time.time()
     print(f"  Mattermost {new} is serving: stop {t_stopped - t0:.2f}s, start with migrations and health "
           f"{now - t_stopped:.2f}s", flush=True)
-    final = writer.publish(upgraded_to=new, migration_plan=plan)
+    final = writer.publish(upgraded_to=new, migration_plan=None if plan == DUMP_ROLLBACK else plan)
     _keep_plan(spec, plan, final)
     prune_backups(spec["backup"]["backup_dir"], spec["backup"]["keep"])
     prune_releases(releases, spec["keep_releases"], {old, new})
@@ -197,7 +238,7 @@ def upgrade(spec):
 
 def _keep_plan(spec, plan, folder):
     """The plan goes into the backup (the way back from this upgrade), out of the file store."""
-    if not plan:
+    if not plan or plan == DUMP_ROLLBACK:
         return
     source = os.path.join(spec["backup"]["data_dir"], plan)
     if os.path.exists(source):
@@ -213,7 +254,12 @@ def _roll_back(spec, old, new, plan, reason, writer):
     try:
         systemctl("stop", spec["service"])
         how = "no migrations had to be reversed"
-        if plan:
+        if plan == DUMP_ROLLBACK:
+            failed = restore_dump(dump_in(writer.partial), db, owner)
+            how = (f"the database was restored from the pre-upgrade dump (writes made after it are lost; the upgraded "
+                   f"database is kept as {failed})")
+            print(f"  {how}", flush=True)
+        elif plan:
             error = downgrade_schema(new_dir, spec, plan)
             if error is None:
                 how = "Mattermost reversed its migrations (db downgrade), the data is as it was"
