@@ -136,7 +136,7 @@ def make_plan(spec, locked=False):
             refuse(f"not enough free disk in {path} for {what}: need {need >> 20} MB, have {have >> 20} MB")
     pg = pg_target(spec)
     out["postgresql"] = pg
-    if pg.get("foreign_tables") and "schema" not in (state.get("done") or []):
+    if pg.get("foreign_tables") and state.get("made_database") != spec["db"]["name"]:
         refuse(f"the PostgreSQL database {spec['db']['name']} already holds {pg['foreign_tables']} tables the "
                "deploy did not make: move it away (ALTER DATABASE ... RENAME) first")
     if not shutil.which("pgloader"):
@@ -184,9 +184,10 @@ def migrate(spec):
             raise Failure("; ".join(checked["refusals"]) + " (nothing was changed)")
         write_private(spec["mysql_datasource_file"], json.dumps(
             {k: get_dotted(config, k)[0] for k in SAVED_KEYS}, indent=1) + "\n")
+        made = progress.state.get("made_database")  # an earlier attempt's database is ours to remake
         progress.state = {}
         progress.save(status="running", version=installed(spec), started=time.time(), done=[],
-                      mysql=mysql.public_parts(ds), extra=checked["tables"]["unknown"])
+                      mysql=mysql.public_parts(ds), extra=checked["tables"]["unknown"], made_database=made)
     else:
         print(f"continuing the unfinished migration (done: {', '.join(progress.state.get('done')) or 'nothing'})",
               flush=True)
@@ -233,6 +234,7 @@ def _run_steps(spec, progress, ds):
     password = read_password(spec["password_file"])
     pg_url = build_datasource(spec["pg_datasource"], password)
     if not progress.done("schema"):
+        progress.save(made_database=db)  # from here on, the database is the migration's own
         _fresh_database(db, owner)
         seconds = make_schema(spec, version, pg_url, work)
         progress.mark("schema", schema_s=round(seconds, 1), schema=db_compare.schema_fingerprint(db))

@@ -50,7 +50,7 @@ def everything_is_there(port: int, made: dict) -> None:
     assert bob.posts.get_post(posts["direct"])["message"] == "a direct message from the old days"
     bot_post = alice.posts.get_post(posts["bot"])
     assert bot_post["user_id"] == made["bot"] and bot_post["message"] == "beep: posted by the old bot"
-    prefs = {(p["category"], p["name"]): p["value"] for p in bob.preferences.get_preferences("me")}
+    prefs = {(p["category"], p["name"]): p["value"] for p in bob.preferences.get_user_preferences("me")}
     assert prefs[("flagged_post", posts["attachment"])] == "true"
     assert prefs[("display_settings", "use_military_time")] == "true"
     # what the old runbook did: the archived channel and the deactivated user
