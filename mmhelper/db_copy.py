@@ -88,10 +88,10 @@ def pgloader_command(ds, pg, password, tables, create):
                                                   pg["port"], mysql.quote(pg["database"]))
     names = ", ".join("'" + t.replace("'", "''") + "'" for t in tables)
     options = ("create tables, create indexes, reset sequences, include drop" if create else "data only, truncate")
+    which = f"{'INCLUDING ONLY' if create else 'EXCLUDING'} TABLE NAMES MATCHING {names}\n" if tables else ""
     return (f"LOAD DATABASE\n  FROM {source}\n  INTO {target}\n"
             f"WITH {options}, workers = 2, concurrency = 1, prefetch rows = 1000\n"
-            f"{'INCLUDING ONLY' if create else 'EXCLUDING'} TABLE NAMES MATCHING {names}\n" * bool(tables)
-            + f"ALTER SCHEMA '{ds['database']}' RENAME TO 'public'\n;\n")
+            f"{which}ALTER SCHEMA '{ds['database']}' RENAME TO 'public'\n;\n")
 
 
 def run_pgloader(command, work, label):

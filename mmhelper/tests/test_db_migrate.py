@@ -83,7 +83,9 @@ def test_pgloader_command_copies_rows_into_mattermosts_schema():
     assert "ALTER SCHEMA 'mattermost' RENAME TO 'public'" in text
     extra = db_copy.pgloader_command(ds, pg, "pg/pw", ["focalboard_blocks"], create=True)
     assert "create tables" in extra and "INCLUDING ONLY TABLE NAMES MATCHING 'focalboard_blocks'" in extra
-    assert "EXCLUDING" not in db_copy.pgloader_command(ds, pg, "x", [], create=False)
+    plain = db_copy.pgloader_command(ds, pg, "x", [], create=False)
+    assert plain.startswith("LOAD DATABASE\n  FROM mysql://") and "EXCLUDING" not in plain
+    assert plain.endswith("ALTER SCHEMA 'mattermost' RENAME TO 'public'\n;\n")
 
 
 def test_sqlsettings_are_left_alone_while_on_mysql():

@@ -221,8 +221,11 @@ def test_rollback_refuses_to_lose_new_posts_then_goes_back(old_server):
 
 
 def test_migrate_again_then_upgrade_the_chain_to_11_4(old_server):
-    again = verb("verbs/db_migrate.py", "--data", "db_migrate_extra_tables=copy")
+    # the operator removed the plugin's leftovers: the usual case, no table but Mattermost's
+    mysql(f"DROP TABLE {PLUGIN_TABLE}")
+    again = verb("verbs/db_migrate.py")
     assert again.ok and "every table matches" in again.output, again.output[-5000:]
+    assert PLUGIN_TABLE not in psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").split()
     chain = [OLD, *OLD_RELEASES[1:], OLDER_ESR, ESR_VERSION]
     hops = list(zip(chain, chain[1:], strict=False))
     shown = subprocess.run([sys.executable, "-m", "verbs.upgrade_plan"], cwd=ROOT, env=run_env(TARGET, None),
