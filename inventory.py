@@ -31,8 +31,9 @@ else:
             "ssh_port": _host["ssh_port"],
             "ssh_user": "root",
             "ssh_key": _host["ssh_key"],
-            "ssh_known_hosts_file": "/dev/null",
-            "ssh_strict_host_key_checking": "no",
+            # The test server's host keys, pinned when it was started (tests/testhost.py).
+            "ssh_known_hosts_file": _host.get("known_hosts") or "/dev/null",
+            "ssh_strict_host_key_checking": "yes" if _host.get("known_hosts") else "no",
             **_host["data"],
         }),
     ]

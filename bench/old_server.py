@@ -57,7 +57,9 @@ mysql_sql = dict(c["SqlSettings"])
 pw = open("/etc/mattermost/private/db-password").read().strip()
 t0 = time.time()
 subprocess.run(["systemctl", "stop", "mattermost"], check=True)
+t1 = time.time()
 subprocess.run(["pgloader", "/root/manual.load"], check=True, capture_output=True)
+t2 = time.time()
 c["SqlSettings"]["DriverName"] = "postgres"
 c["SqlSettings"]["DataSource"] = "postgres://mmuser:" + pw + "@localhost:5432/mattermost?sslmode=disable&connect_timeout=10"
 json.dump(c, open(cfg, "w"), indent=4)
@@ -69,11 +71,12 @@ while True:
     except Exception:
         time.sleep(0.2)
 outage = time.time() - t0
+steps = {"stop_s": round(t1 - t0, 2), "copy_s": round(t2 - t1, 2), "start_s": round(time.time() - t2, 2)}
 subprocess.run(["systemctl", "stop", "mattermost"], check=True)
 c["SqlSettings"] = mysql_sql
 json.dump(c, open(cfg, "w"), indent=4)
 subprocess.run(["systemctl", "start", "mattermost"], check=True)
-print(json.dumps({"outage_s": round(outage, 2)}))
+print(json.dumps({"outage_s": round(outage, 2), **steps}))
 EOF
 """
 

@@ -56,6 +56,12 @@ notices_github_api_url = None  # where the SERVER reads the release list; None: 
 mattermost_privacy_strict = False  # True closes every optional flow below, whatever it says
 mattermost_privacy = {}  # overrides of tasks/privacy.py DEFAULTS, e.g. {"gif_picker": False}
 
+# --- Calls (the prepackaged plugin; on unless mattermost_privacy says {"calls": False}) -----------------
+# Voice and screen sharing travel over the plugin's own media port: the firewall opens it while Calls is on.
+calls_udp_port = 8443  # the plugin's RTC server (UDPServerPort)
+calls_tcp_port = 8443  # its TCP fallback (TCPServerPort): clients whose UDP is blocked
+calls_ice_host_override = None  # the server's public IP when it sits behind NAT (ICEHostOverride); None: leave to the admin
+
 # --- Security ------------------------------------------------------------------------------------
 mattermost_open_server = False  # TeamSettings.EnableOpenServer: sign-up without an invitation
 mattermost_signup_domains = ""  # TeamSettings.RestrictCreationToDomains, e.g. "example.org,example.net"

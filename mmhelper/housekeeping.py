@@ -77,7 +77,8 @@ def api_with_token(spec, method, path, body=None, content_type="application/json
     token = read_password(spec["token_file"])
     if not token:
         raise Failure("the deploy's bot token is missing: run the full deploy")
-    request = urllib.request.Request(f"http://127.0.0.1:8065{path}", data=body, method=method,
+    base = spec.get("api_base") or "http://127.0.0.1:8065"  # with the SiteURL's path, where there is one
+    request = urllib.request.Request(f"{base}{path}", data=body, method=method,
                                      headers={"Authorization": f"Bearer {token}", "Content-Type": content_type})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -112,16 +113,32 @@ def housekeeping_state(spec):
         members = dict(line.split("|") for line in out.splitlines() if "|" in line)
         # No local emoji route either: the emoji table (deleted emoji keep their row with deleteat set).
         emoji = psql_as_postgres("SELECT name FROM emoji WHERE deleteat = 0 ORDER BY name;", db).stdout.split()
+        # What people (and bots) last posted in each channel: Channels.LastPostAt also moves for
+        # the server's own system messages (joins, leaves, header changes), which keep a
+        # channel nobody uses looking alive.
+        out = psql_as_postgres("SELECT c.id, (SELECT max(p.createat) FROM posts p WHERE p.channelid = c.id AND "
+                               "p.deleteat = 0 AND p.type NOT LIKE 'system\\_%') FROM channels c;", db).stdout
+        people_posted = {cid: int(at) for cid, at in (line.split("|") for line in out.splitlines() if "|" in line) if at}
+        # When each user was last active: the server's Status record (platform/status.go
+        # SetStatusOnline: every request that posts or views sets it, saved at least every
+        # StatusMinUpdateTime), or a session's LastActivityAt. The user objects of the API carry
+        # last_activity_at only in a team's "recently active" listing.
+        out = psql_as_postgres("SELECT u.username, GREATEST(COALESCE(s.lastactivityat, 0), COALESCE((SELECT "
+                               "max(x.lastactivityat) FROM sessions x WHERE x.userid = u.id), 0)) FROM users u "
+                               "LEFT JOIN status s ON s.userid = u.id;", db).stdout
+        active_at = {name: int(at) for name, at in (line.split("|") for line in out.splitlines() if "|" in line)
+                     if int(at or 0) > 0}
         by_team = {t["name"]: [] for t in teams}
         for c in channels:
             by_team.setdefault(c.get("team_name"), []).append({
                 "name": c["name"], "display_name": c["display_name"], "type": c["type"],
-                "archived": bool(c["delete_at"]), "create_at": c["create_at"], "last_post_at": c["last_post_at"],
+                "archived": bool(c["delete_at"]), "create_at": c["create_at"],
+                "last_post_at": people_posted.get(c["id"]), "last_any_post_at": c["last_post_at"],
                 "messages": c["total_msg_count"], "members": int(members.get(c["id"], 0))})
         teams_out = [{"name": t["name"], "display_name": t["display_name"],
                       "channels": sorted(by_team.get(t["name"], []), key=lambda c: c["name"])} for t in teams]
         users = [{"username": u["username"], "email": u.get("email", ""), "active": not u["delete_at"],
-                  "is_bot": bool(u.get("is_bot")), "last_activity_at": u.get("last_activity_at") or None}
+                  "is_bot": bool(u.get("is_bot")), "last_activity_at": active_at.get(u["username"])}
                  for u in local_pages(spec, "/api/v4/users")]  # localGetUsers: active and deactivated
         return {"teams": teams_out, "users": users, "emoji": emoji,
                 "email_configured": email_configured(spec), "bot_token": bot_token_works(spec)}

@@ -78,7 +78,9 @@ def configure():
         packages_installed(name="Install PostgreSQL, nginx, gpg, openssl and needrestart", wanted=packages(s))
     service_user(name=f"Create the system user {s.user}", user=s.user, home=s.state_dir)
     folders(name="Create the folders that survive upgrades (state, logs, releases)", wanted=wanted_folders(s))
-    managed_file(name="Install the deploy's server-side helper", path=HELPER, content=helper_bundle(), mode=0o755)
+    bundle = helper_bundle()
+    managed_file(name="Install the deploy's server-side helper", path=HELPER, content=bundle, mode=0o755,
+                 summary=f"the deploy's server-side helper, built from mmhelper/ ({len(bundle.encode())} bytes)")
     managed_file(name="Point mmctl at the local-mode socket for login shells",
                  path=PROFILE,
                  content=render("etc/profile.d/mattermost.sh.j2", s=s))

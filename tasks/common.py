@@ -156,13 +156,15 @@ def path_info(path: str) -> dict | None:
 
 
 @operation()
-def managed_file(path: str, content: str, user: str = "root", group: str = "root", mode: int = 0o644):
+def managed_file(path: str, content: str, user: str = "root", group: str = "root", mode: int = 0o644,
+                 summary: str | None = None):
     """Upload `content` to `path` unless the server already has exactly that (content,
     owner, mode) - decided from the run's state snapshot, without another round trip.
 
     + path: where the file lands
     + content: the whole file (never a secret: --diff prints it)
     + user, group, mode: ownership and permissions
+    + summary: what --diff says instead of the whole diff (a program is reviewed by its digest)
 
     Example: managed_file(name="Install the unit", path="/etc/x", content="...")
     """
@@ -174,7 +176,9 @@ def managed_file(path: str, content: str, user: str = "root", group: str = "root
         host.noop(f"{path} is up to date")
         return
     if not same_content:
-        if state.config.DIFF:
+        if state.config.DIFF and summary:
+            host.log(f"Will {'update' if info else 'install'} {path}: {summary}, sha256 {digest}", logger.info)
+        elif state.config.DIFF:
             _log_diff(path, info, content)
         if info is None:
             yield StringCommand("mkdir", "-p", path.rsplit("/", 1)[0])

@@ -56,6 +56,14 @@ def desired_config(s: Settings) -> dict:
         owned["ServiceSettings.EnableCustomEmoji"] = True
     # Privacy: each outbound flow as chosen (tasks/privacy.py, PRIVACY.md); e-mail (tasks/email.py).
     owned.update(privacy.owned_keys(s.privacy, s.privacy_strict))
+    if s.calls_on:
+        # The plugin's RTC server listens where the firewall opens (its plugin.json: UDPServerPort,
+        # TCPServerPort, ICEHostOverride; config.json keeps plugin settings in lower case).
+        calls = "PluginSettings.Plugins[com.mattermost.calls]"
+        owned[f"{calls}.udpserverport"] = s.calls_udp_port
+        owned[f"{calls}.tcpserverport"] = s.calls_tcp_port
+        if s.calls_ice_host_override:
+            owned[f"{calls}.icehostoverride"] = s.calls_ice_host_override
     owned.update(email.owned_keys(s))
     owned.update(s.config)
     return owned

@@ -174,7 +174,8 @@ def plan(s: Settings, state: dict | None, emoji: list[Emoji]) -> list[Action]:
 
 def helper_spec(s: Settings, **extra) -> dict:
     return {"user": s.user, "install_dir": s.install_dir, "socket": s.socket_path, "token_file": s.bot_token_file,
-            "bot": BOT, "data_dir": s.data_dir, "db": s.db_name, "config_file": s.config_file, **extra}
+            "bot": BOT, "data_dir": s.data_dir, "db": s.db_name, "config_file": s.config_file,
+            "api_base": s.local_api_base, **extra}
 
 
 @operation(is_idempotent=False)

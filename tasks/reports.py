@@ -9,7 +9,8 @@ DEFAULT_CHANNELS = {"town-square"}  # Mattermost does not let the default channe
 
 
 def is_stale(channel: dict, now_ms: int, days: int) -> bool:
-    """Nothing posted for `days` (a channel never posted in counts from its creation)."""
+    """Nobody posted for `days` - people's and bots' posts count, the server's system messages
+    (joins, leaves, header changes) do not; a channel never posted in counts from its creation."""
     last = channel.get("last_post_at") or channel.get("create_at") or 0
     return now_ms - last > days * DAY_MS
 
@@ -23,7 +24,8 @@ def channel_rows(state: dict, days: int, now_ms: int | None = None) -> list[dict
                 "team": team["name"], "channel": c["name"],
                 "type": {"O": "public", "P": "private"}.get(c["type"], c["type"]) + (" (archived)" if c["archived"] else ""),
                 "members": c.get("members"), "messages": c.get("messages"),
-                "last_post": time.strftime("%Y-%m-%d", time.gmtime(c["last_post_at"] / 1000)) if c.get("last_post_at") else None,
+                "last_post": day(c.get("last_post_at")) or "never",
+                "last_post_at": c.get("last_post_at"),
                 "stale": not c["archived"] and is_stale(c, now_ms, days),
                 "archived": c["archived"],
             })
@@ -36,11 +38,15 @@ def stale_channels(state: dict, days: int, now_ms: int | None = None) -> list[st
             if r["stale"] and r["channel"] not in DEFAULT_CHANNELS]
 
 
+def day(ms: int | None) -> str | None:
+    return time.strftime("%Y-%m-%d", time.gmtime(ms / 1000)) if ms else None
+
+
 def user_rows(state: dict) -> list[dict]:
+    """"never" when the server has no record of any activity (no status, no session)."""
     return [{"username": u["username"], "email": u["email"], "state": "active" if u["active"] else "deactivated",
-             "bot": u.get("is_bot", False),
-             "last_activity": time.strftime("%Y-%m-%d", time.gmtime(u["last_activity_at"] / 1000))
-             if u.get("last_activity_at") else None} for u in state.get("users", [])]
+             "bot": u.get("is_bot", False), "last_activity": day(u.get("last_activity_at")) or "never",
+             "last_activity_at": u.get("last_activity_at")} for u in state.get("users", [])]
 
 
 def table(rows: list[dict], columns: list[str]) -> str:

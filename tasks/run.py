@@ -16,19 +16,36 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# (pattern in pyinfra's output, what to tell the operator)
+SSH_CHECK = ("check that the server is up, its name, ssh_port, ssh_user and ssh_key in inventory.py, and that "
+             "`ssh -p PORT USER@HOST` with that key works from this workstation")
+
+
+def ssh_failure(host: str, message: str) -> str:
+    """pyinfra's connection error (its ConnectError text) as one line for the operator."""
+    if message.startswith("Authentication error"):
+        return (f"{host}: the server refused the SSH login ({message}): check ssh_user and ssh_key in inventory.py, "
+                "and that the key is in the server's authorized_keys (try `ssh -p PORT USER@HOST` by hand)")
+    if message.startswith("Could not resolve hostname"):
+        return f"{host}: cannot resolve its name ({message}): check it in inventory.py"
+    if message.startswith("SSH host key error"):
+        return (f"{host}: its SSH host key is not the one known here ({message}): if the server was rebuilt, remove "
+                "the old key (`ssh-keygen -R HOST`), otherwise do not connect")
+    return f"{host}: cannot connect over SSH ({message}): {SSH_CHECK}"
+
+
+# (pattern for a line pyinfra prints about a host or the run, what to tell the operator).
+# Only lines that START with `[host]` or `--> pyinfra error` count: a file diff or a command's
+# output printed before may contain any words (the helper's source says "Permission denied").
+HOST_LINE = r"^\s*\[(?P<host>[^\]\s]+)\] "
 HINTS = [
-    (re.compile(r"\[(?P<host>[^\]]+)\] Could not connect \((?P<why>.*)\)"),
-     "cannot reach {host} over SSH ({why}): check that the server is up, its name and ssh_port "
-     "in inventory.py, and that `ssh` with your key works from this workstation"),
-    (re.compile(r"\[(?P<host>[^\]]+)\] Could not resolve hostname \((?P<why>.*)\)"),
-     "cannot resolve {host} ({why}): check its name in inventory.py"),
-    (re.compile(r"\[(?P<host>[^\]]+)\] ERROR: (?P<why>.*)"), "{host}: {why}"),
-    (re.compile(r"pyinfra error in \S+ line \d+: (?P<why>.*)"), "{why}"),
-    (re.compile(r"\[(?P<host>[^\]]+)\] (?P<why>.*(?:Permission denied|Authentication failed).*)"),
+    (re.compile(HOST_LINE + r"(?P<why>(?:Could not connect|Authentication error|Could not resolve hostname|"
+                r"SSH error|SSH host key error|EOF error) .*)$"), None),
+    (re.compile(HOST_LINE + r"ERROR: (?P<why>.*)"), "{host}: {why}"),
+    (re.compile(r"^--> pyinfra error in \S+ line \d+: (?P<why>.*)"), "{why}"),
+    (re.compile(HOST_LINE + r"(?P<why>(?:sudo: |.*Permission denied \(publickey).*)$"),
      "{host}: SSH login refused ({why}): check ssh_user and your key"),
-    (re.compile(r"\[(?P<host>[^\]]+)\] E: (?P<why>.*)"), "{host}: apt: {why}"),
-    (re.compile(r"\[(?P<host>[^\]]+)\] Command socket/SSH error: (?P<why>.*)"), "{host}: {why}"),
+    (re.compile(HOST_LINE + r"E: (?P<why>.*)"), "{host}: apt: {why}"),
+    (re.compile(HOST_LINE + r"Command socket/SSH error: (?P<why>.*)"), "{host}: {why}"),
 ]
 
 
@@ -39,7 +56,8 @@ def explain(output: str) -> list[str]:
         for pattern, template in HINTS:
             match = pattern.search(line)
             if match:
-                reason = template.format(**match.groupdict())
+                parts = match.groupdict()
+                reason = ssh_failure(parts["host"], parts["why"]) if template is None else template.format(**parts)
                 if reason not in reasons:
                     reasons.append(reason)
                 break

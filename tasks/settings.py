@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,6 +134,9 @@ class Settings:
     notices_github_api_url: str | None = None
     privacy: dict = field(default_factory=dict)
     migration: MigrationSettings = field(default_factory=MigrationSettings)
+    calls_udp_port: int = 8443
+    calls_tcp_port: int = 8443
+    calls_ice_host_override: str | None = None
 
     # ---- derived paths and URLs, one place each
     @property
@@ -156,8 +160,30 @@ class Settings:
         return f"{self.socket_dir}/local.socket"
 
     @property
+    def calls_on(self) -> bool:
+        """The Calls flow is allowed (tasks/privacy.py): its media ports are opened."""
+        return privacy.choices(self.privacy, self.privacy_strict)["calls"]
+
+    @property
+    def site_path(self) -> str:
+        """The SiteURL's path ("" at the root, "/chat" for https://host/chat): Mattermost then
+        serves everything under it (its router's PathPrefix, channels/app/server.go), also on
+        its own port."""
+        return urllib.parse.urlsplit(self.site_url).path.rstrip("/")
+
+    @property
+    def site_origin(self) -> str:
+        parts = urllib.parse.urlsplit(self.site_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def local_api_base(self) -> str:
+        """Mattermost's own listener, under the site's path."""
+        return f"http://127.0.0.1:8065{self.site_path}"
+
+    @property
     def ping_url(self) -> str:
-        return "http://127.0.0.1:8065/api/v4/system/ping?get_server_status=true"
+        return f"{self.local_api_base}/api/v4/system/ping?get_server_status=true"
 
     @property
     def deploy_state_dir(self) -> str:
@@ -309,6 +335,10 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
     site_url = (get("mattermost_site_url") or f"https://{domain}").rstrip("/")
     if not site_url.startswith("https://"):
         problems.append(f"mattermost_site_url must start with https:// (nginx serves TLS), not {site_url!r}")
+    parts = urllib.parse.urlsplit(site_url)
+    if parts.query or parts.fragment or not re.fullmatch(r"(/[A-Za-z0-9._~-]+)*", parts.path.rstrip("/")):
+        problems.append(f"mattermost_site_url {site_url!r}: a path is served (https://chat.example.org/chat), but "
+                        "only letters, digits and . _ ~ - in its parts, and no query or fragment")
     config = dict(get("mattermost_config") or {})
     for key in config:
         if key.count(".") < 1:
@@ -441,6 +471,13 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
     problems += privacy.problems(privacy_overrides)
     migration, migration_problems = migration_settings(get)
     problems += migration_problems
+    for port_key in ("calls_udp_port", "calls_tcp_port"):
+        port = get(port_key)
+        if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
+            problems.append(f"{port_key} must be a port number, not {port!r}")
+    ice = get("calls_ice_host_override") or None
+    if ice and not HOST_RE.match(str(ice)):
+        problems.append(f"calls_ice_host_override must be the server's public IP address or name, not {ice!r}")
 
     if problems:
         raise SettingsError(f"settings for {host_name}: " + "; ".join(problems) +
@@ -538,4 +575,7 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
         notices_restart_limit=get("notices_restart_limit") or 3,
         notices_github_api_url=get("notices_github_api_url") or None,
         migration=migration,
+        calls_udp_port=get("calls_udp_port") or 8443,
+        calls_tcp_port=get("calls_tcp_port") or 8443,
+        calls_ice_host_override=ice,
     )

@@ -500,6 +500,7 @@ def start_server(name: str, ssh_port: int, https_port: int | None = None, http_p
     _put_file(container, "/root/.ssh/authorized_keys", key.with_suffix(".pub").read_bytes(), 0o600)
     _wait_systemd(container)
     _wait_ssh(ssh_port)
+    known_hosts = pin_host_keys(container, name, ssh_port)
     site_port = f":{https_port}" if https_port and https_port != 443 else ""
     description = {
         "name": name,
@@ -507,6 +508,7 @@ def start_server(name: str, ssh_port: int, https_port: int | None = None, http_p
         "ssh_port": ssh_port,
         "ssh_key": str(key),
         "https_port": https_port,
+        "known_hosts": str(known_hosts),
         "source": "official" if official else "source",
         "distro": distro,
         "data": {
@@ -522,6 +524,18 @@ def start_server(name: str, ssh_port: int, https_port: int | None = None, http_p
     host_file(name).parent.mkdir(parents=True, exist_ok=True)
     host_file(name).write_text(json.dumps(description, indent=2) + "\n")
     return description
+
+
+def pin_host_keys(container, name: str, ssh_port: int) -> Path:
+    """The server's own SSH host keys, pinned for this workstation's runs (as an operator
+    pins a VPS's key on first contact): no "No host key ... found" warning on every command,
+    and a server that is not this one is refused."""
+    out = container.exec_run(["sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"]).output.decode()
+    lines = [f"[127.0.0.1]:{ssh_port} {' '.join(line.split()[:2])}" for line in out.splitlines() if line.strip()]
+    path = LOCAL / "hosts" / f"{name}.known_hosts"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def host_file(name: str) -> Path:
@@ -560,6 +574,7 @@ def stop_server(name: str) -> None:
     except docker.errors.NotFound:
         pass
     host_file(name).unlink(missing_ok=True)
+    (LOCAL / "hosts" / f"{name}.known_hosts").unlink(missing_ok=True)
 
 
 def clean(images: bool = False) -> None:

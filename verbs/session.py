@@ -10,6 +10,8 @@ from pathlib import Path
 
 from pyinfra.api import Config, State
 from pyinfra.api.connect import connect_all
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.api.state import BaseStateCallback
 from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state
 from pyinfra_cli.inventory import make_inventory
 from pyinfra_cli.util import parse_cli_arg
@@ -30,8 +32,16 @@ def connected(argv: list[str] | None = None) -> Iterator[tuple[State, list]]:
     inventory = make_inventory(str(ROOT / "inventory.py"), cwd=str(ROOT), override_data=override_data(argv or []))
     ctx_inventory.set(inventory)
     state.init(inventory, config)
-    connect_all(state)
-    hosts = [(h, None if h in state.activated_hosts else "cannot reach it over SSH") for h in inventory]
+    errors = ConnectErrors()
+    state.add_callback_handler(errors)
+    logging.getLogger("pyinfra").setLevel(logging.CRITICAL)  # its own lines about the failure: ours say it once
+    try:
+        connect_all(state)
+    except PyinfraError:
+        pass  # no host could be reached: each one is reported below
+    finally:
+        logging.getLogger("pyinfra").setLevel(logging.WARNING)
+    hosts = [(h, None if h in state.activated_hosts else errors.text(h)) for h in inventory]
     try:
         yield state, hosts
     finally:
@@ -39,6 +49,22 @@ def connected(argv: list[str] | None = None) -> Iterator[tuple[State, list]]:
             if error is None:
                 with contextlib.suppress(Exception):
                     h.disconnect()
+
+
+class ConnectErrors(BaseStateCallback):
+    """Why each host could not be reached, as pyinfra's connector said it."""
+
+    def __init__(self):
+        self.by_host = {}
+
+    def host_connect_error(self, state, host, error):  # noqa: ARG002 (pyinfra's callback signature)
+        self.by_host[host.name] = str(error.args[0] if getattr(error, "args", None) else error)
+
+    def text(self, host) -> str:
+        """The reason without the host's name (callers print `FAILED: host: ...`)."""
+        from tasks.run import ssh_failure
+
+        return ssh_failure(host.name, self.by_host.get(host.name, "no answer")).split(": ", 1)[1]
 
 
 def override_data(argv: list[str]) -> dict:

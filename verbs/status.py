@@ -96,10 +96,14 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str]) -> int:
     as_json = "--json" in argv
     with connected(argv) as (_, hosts):
-        rows = [row_for(h) if error is None else {"host": h.name, "action": f"error: {error}"} for h, error in hosts]
+        rows = [row_for(h) if error is None else {"host": h.name, "action": "unreachable", "error": error}
+                for h, error in hosts]
     print(json.dumps(rows, indent=2) if as_json else table(rows))
-    return 1 if any(str(r.get("action", "")).startswith("error") or r.get("offsite_state") in ("failed", "stale")
-                    or r.get("problems") for r in rows) else 0
+    for row in rows:  # one line per server that could not be read, at the end
+        if row.get("error"):
+            print(f"FAILED: {row['host']}: {row['error']}", file=sys.stderr)
+    return 1 if any(r.get("error") or str(r.get("action", "")).startswith("error")
+                    or r.get("offsite_state") in ("failed", "stale") or r.get("problems") for r in rows) else 0
 
 
 if __name__ == "__main__":

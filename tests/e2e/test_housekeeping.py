@@ -71,12 +71,15 @@ def server():
     run = deploy(TARGET)  # no e-mail yet: see test_creating_users_without_email_is_refused_with_the_reason
     assert run.ok, run.output[-4000:]
     chat.mmctl(TARGET, "team create --name acme --display-name Acme")
-    for name in ("old-project", "tmp-channel", "dormant", "recent"):
+    for name in ("old-project", "tmp-channel", "dormant", "recent", "joins-only"):
         chat.mmctl(TARGET, f"channel create --team acme --name {name} --display-name {name}")
+    # made long ago, never written in since: only the join messages of people added today
+    db(f"UPDATE channels SET createat = {OLD} WHERE name = 'joins-only'")
     chat.create_user(TARGET, "boss", team="acme", admin=True)
     for user in ("alice", "mallory", "bob"):
         chat.create_user(TARGET, user, team="acme")
         chat.mmctl(TARGET, f"channel users add acme:recent {user}")
+        chat.mmctl(TARGET, f"channel users add acme:joins-only {user}")
     boss = chat.login(PORT, "boss")
     IDS["old"] = [post(boss, "old-project", "old plans", OLD),
                   post(boss, "dormant", "nobody came back", OLD, ("notes.txt", b"old notes\n"))]
@@ -101,6 +104,29 @@ def test_channels_report_flags_the_stale_channel():
     assert rows["recent"]["messages"] >= 2  # the two posts (and Mattermost's own join messages)
     text = verb("verbs.report", "channels").stdout
     assert "dormant" in text and "stale" in text
+
+
+def test_a_channel_with_only_join_messages_is_stale():
+    # Mattermost's own LastPostAt moved with the join messages; people never wrote there
+    assert int(db("SELECT count(*) FROM posts p JOIN channels c ON c.id = p.channelid WHERE c.name = 'joins-only' "
+                  "AND p.type = 'system_join_channel'")) >= 3
+    proc = verb("verbs.report", "channels", "--json")
+    rows = {r["channel"]: r for r in json.loads(proc.stdout)[f"local-{TARGET}"]}
+    assert rows["joins-only"]["stale"] and rows["joins-only"]["last_post"] == "never", rows["joins-only"]
+    assert not rows["recent"]["stale"]
+
+
+def test_users_report_shows_when_each_user_was_last_active():
+    # bob logged in and posted through nginx (the fixture): the server's own record of it
+    proc = verb("verbs.report", "users", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {r["username"]: r for r in json.loads(proc.stdout)[f"local-{TARGET}"]}
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert rows["bob"]["last_activity"] == today and abs(rows["bob"]["last_activity_at"] / 1000 - time.time()) < 3600
+    assert rows["carol"]["last_activity"] == "never" if "carol" in rows else True
+    text = verb("verbs.report", "users").stdout
+    bob_line = next(line for line in text.splitlines() if line.startswith("bob "))
+    assert bob_line.split()[-1] == today
 
 
 def test_creating_users_without_email_is_refused_with_the_reason():

@@ -142,6 +142,7 @@ def test_channel_report_and_stale():
 def test_user_report():
     rows = reports.user_rows(STATE)
     assert [(r["username"], r["state"]) for r in rows] == [("alice", "active"), ("bob", "deactivated")]
-    assert rows[0]["last_activity"] is None and rows[1]["last_activity"] is not None
+    assert rows[0]["last_activity"] == "never" and rows[0]["last_activity_at"] is None
+    assert rows[1]["last_activity"] != "never" and rows[1]["last_activity_at"]
     text = reports.table(rows, ["username", "state", "last_activity"])
-    assert text.splitlines()[1].split() == ["alice", "active", "-"]
+    assert text.splitlines()[1].split() == ["alice", "active", "never"]

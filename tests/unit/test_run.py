@@ -16,13 +16,31 @@ OUTPUT = """--> Connecting to hosts...
 
 def test_each_cause_once_in_order():
     assert explain(OUTPUT) == [
-        "cannot reach chat.example.org over SSH ([Errno None] Unable to connect to port 22 on 203.0.113.7): check "
-        "that the server is up, its name and ssh_port in inventory.py, and that `ssh` with your key works from this "
-        "workstation",
+        "chat.example.org: cannot connect over SSH (Could not connect ([Errno None] Unable to connect to port 22 on "
+        "203.0.113.7)): check that the server is up, its name, ssh_port, ssh_user and ssh_key in inventory.py, and "
+        "that `ssh -p PORT USER@HOST` with that key works from this workstation",
         "web2: SHA-256 mismatch for mattermost-11.7.6-linux-amd64.tar.gz: expected ab, got cd; nothing was installed",
         "web3: apt: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 4242 (apt-get)",
         "settings for web4: bad (nothing was changed on the server)",
     ]
+
+
+def test_words_in_printed_files_or_output_are_not_failures():
+    # a file diff (the helper's source) and a command's output mention SSH failures in passing
+    printed = """    [local-demo] Will create /usr/local/lib/mattermost-deploy/mmhelper.py
+      +    'key': "(= value\\n    return env ... Permission denied ... [key] = value"
+      + print(f"[host] ERROR: not a real failure")
+[local-demo] ERROR: the hand install uses the database on db.internal
+--> pyinfra error: No hosts remaining!
+"""
+    assert explain(printed) == ["local-demo: the hand install uses the database on db.internal"]
+
+
+def test_ssh_login_refused_says_what_to_check():
+    out = "    [chat.example.org] Authentication error (username=root, key=/home/me/.ssh/id) (Authentication failed.)\n"
+    (reason,) = explain(out)
+    assert reason.startswith("chat.example.org: the server refused the SSH login (Authentication error")
+    assert "ssh_user and ssh_key" in reason and "ssh -p PORT USER@HOST" in reason
 
 
 def test_nothing_recognised():

@@ -95,3 +95,35 @@ def test_offsite_backups_need_their_password_key_and_pinned_host(tmp_path):
                       environ={"RESTIC_PASSWORD": "a-long-enough-password", "AWS_ACCESS_KEY_ID": "not-for-sftp"})
     assert s.offsite_ssh_key.startswith("-----BEGIN") and "secret" not in repr(s) and "a-long" not in repr(s)
     assert s.offsite_env == {"AWS_ACCESS_KEY_ID": "not-for-sftp"}
+
+
+def test_a_site_url_with_a_path_is_served_under_it():
+    s = load(mattermost_site_url="https://chat.example.org/chat/")
+    assert s.site_url == "https://chat.example.org/chat" and s.site_path == "/chat"
+    assert s.site_origin == "https://chat.example.org"
+    assert s.ping_url == "http://127.0.0.1:8065/chat/api/v4/system/ping?get_server_status=true"
+    assert load().site_path == "" and load().local_api_base == "http://127.0.0.1:8065"
+    for bad in ("https://chat.example.org/chat?x=1", "https://chat.example.org/a b", "https://chat.example.org/#x"):
+        with pytest.raises(SettingsError, match="a path is served"):
+            load(mattermost_site_url=bad)
+
+
+def test_calls_ports_open_only_while_calls_is_on():
+    from tasks.common import render
+    from tasks.config import desired_config
+
+    on = load()
+    assert on.calls_on
+    rules = render("etc/nftables.conf.j2", s=on)
+    assert "udp dport 8443 accept" in rules and "tcp dport 8443 accept" in rules
+    owned = desired_config(on)
+    assert owned["PluginSettings.Plugins[com.mattermost.calls].udpserverport"] == 8443
+    assert "PluginSettings.Plugins[com.mattermost.calls].icehostoverride" not in owned
+    nat = load(calls_ice_host_override="203.0.113.7", calls_udp_port=3478)
+    assert desired_config(nat)["PluginSettings.Plugins[com.mattermost.calls].icehostoverride"] == "203.0.113.7"
+    assert "udp dport 3478 accept" in render("etc/nftables.conf.j2", s=nat)
+    off = load(mattermost_privacy={"calls": False})
+    assert not off.calls_on and "8443" not in render("etc/nftables.conf.j2", s=off)
+    assert not any("com.mattermost.calls].udp" in k for k in desired_config(off))
+    with pytest.raises(SettingsError, match="calls_udp_port must be a port number"):
+        load(calls_udp_port=70000)
