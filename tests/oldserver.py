@@ -13,30 +13,14 @@ from __future__ import annotations
 import json
 
 from tests import testhost
+from tests.handinstall import OFFICIAL_UNIT
 from tests.standin.build import UPSTREAM_HOST
 
-# The 5.x guide's unit: like today's, with the database service it binds to.
-OLD_UNIT = """[Unit]
-Description=Mattermost
-After=network.target
-After={db_service}.service
-BindsTo={db_service}.service
 
-[Service]
-Type=notify
-ExecStart=/opt/mattermost/bin/mattermost
-TimeoutStartSec=3600
-KillMode=mixed
-Restart=always
-RestartSec=10
-WorkingDirectory=/opt/mattermost
-User=mattermost
-Group=mattermost
-LimitNOFILE=49152
+def old_unit(db_service: str) -> str:
+    """The 5.x guide's unit: today's official one, bound to the database service it used."""
+    return OFFICIAL_UNIT.replace("postgresql.service", f"{db_service}.service")
 
-[Install]
-WantedBy=multi-user.target
-"""
 
 # Test-only passwords of the hand install (never a real secret).
 USERS = {
@@ -104,7 +88,7 @@ c = json.load(open(p))
 {edits}
 json.dump(c, open(p, 'w'), indent=4)
 EOF""")
-    sh(target, f"cat > /etc/systemd/system/mattermost.service <<'EOF'\n{OLD_UNIT.format(db_service=db_service)}EOF\n"
+    sh(target, f"cat > /etc/systemd/system/mattermost.service <<'EOF'\n{old_unit(db_service)}EOF\n"
                "systemctl daemon-reload && systemctl enable --now mattermost")
     sh(target, "for i in $(seq 1 120); do curl -sf http://127.0.0.1:8065/api/v4/system/ping >/dev/null && exit 0; "
                "sleep 0.5; done; exit 1")

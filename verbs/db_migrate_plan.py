@@ -15,44 +15,32 @@ from pyinfra.api.exceptions import PyinfraError
 from tasks import db_migrate
 from tasks.common import HELPER, helper, path_info, run_on, settings
 from tasks.state import read as read_server_state
-from verbs.session import connected, on
+from verbs.session import each_host
 
 
 def plan_for(host) -> dict:
-    """The helper's read-only plan for this host (or {"error": ...})."""
-    with on(host):
-        s = settings()
-        read_server_state()
-        if not path_info(HELPER):
-            return {"error": "the deploy has not run on this server yet: `make deploy` adopts the hand install first "
-                             "(it keeps MySQL), then plan the move"}
-        ok, output = run_on(host, helper("db-migrate-plan", db_migrate.spec(s)))
-        if not ok:
-            return {"error": (output.stderr or output.stdout).strip()[-500:]}
-        return json.loads(output.stdout.strip().splitlines()[-1])
+    """The helper's read-only plan for this host."""
+    s = settings()
+    read_server_state()
+    if not path_info(HELPER):
+        raise PyinfraError("the deploy has not run on this server yet: `make deploy` adopts the hand install first "
+                           "(it keeps MySQL), then plan the move")
+    ok, output = run_on(host, helper("db-migrate-plan", db_migrate.spec(s)))
+    if not ok:
+        raise PyinfraError((output.stderr or output.stdout).strip()[-500:])
+    return json.loads(output.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str]) -> int:
-    failed, plans = False, {}
-    with connected(argv) as (_, hosts):
-        for host, error in hosts:
-            if error:
-                print(f"FAILED: {host.name}: {error}", file=sys.stderr)
-                failed = True
-                continue
-            try:
-                plan = plan_for(host)
-            except PyinfraError as e:
-                plan = {"error": str(e)}
-            plans[host.name] = plan
-            if plan.get("error"):
-                print(f"FAILED: {host.name}: {plan['error']}", file=sys.stderr)
-                failed = True
-            elif "--json" not in argv:
-                print(db_migrate.plan_text(host.name, plan))
-    if "--json" in argv:
-        print(json.dumps(plans, indent=1, sort_keys=True))
-    return 1 if failed else 0
+    results = each_host(argv, plan_for)
+    for name, _, error in results:
+        if error:
+            print(f"FAILED: {name}: {error}", file=sys.stderr)
+    plans = {name: plan for name, plan, error in results if not error}
+    if plans or "--json" in argv:
+        print(json.dumps(plans, indent=1, sort_keys=True) if "--json" in argv else
+              "\n".join(db_migrate.plan_text(name, plan) for name, plan in plans.items()))
+    return 1 if any(error for *_, error in results) else 0
 
 
 if __name__ == "__main__":

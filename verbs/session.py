@@ -67,6 +67,23 @@ class ConnectErrors(BaseStateCallback):
         return ssh_failure(host.name, self.by_host.get(host.name, "no answer")).split(": ", 1)[1]
 
 
+def each_host(argv: list[str], read) -> list[tuple[str, object, str | None]]:
+    """(host name, read(host), None) for every host of the inventory, or (name, None, why)
+    when it cannot be reached or the read fails with the operator's reason."""
+    out = []
+    with connected(argv) as (_, hosts):
+        for host, error in hosts:
+            if error:
+                out.append((host.name, None, error))
+                continue
+            try:
+                with on(host):
+                    out.append((host.name, read(host), None))
+            except PyinfraError as e:
+                out.append((host.name, None, str(e)))
+    return out
+
+
 def override_data(argv: list[str]) -> dict:
     data = {}
     for i, arg in enumerate(argv):

@@ -10,22 +10,19 @@ from __future__ import annotations
 import json
 import sys
 
-from pyinfra.api.exceptions import PyinfraError
-
 from tasks.common import on_mysql
 from tasks.release import decision, installed_version
 from tasks.state import read as read_server_state
 from tasks.versions import hop_notes
-from verbs.session import connected, on
+from verbs.session import each_host
 
 
 def plan_for(host) -> dict:
-    with on(host):
-        now = read_server_state()
-        d = decision()
-        return {"host": host.name, "installed": installed_version(now), "target": d.target, "candidate": d.candidate,
-                "action": d.action, "blocked": d.blocked, "on_mysql": on_mysql(now),
-                "hops": [{"from": a, "to": b, "notes": hop_notes(a, b)} for a, b in d.chain]}
+    now = read_server_state()
+    d = decision()
+    return {"host": host.name, "installed": installed_version(now), "target": d.target, "candidate": d.candidate,
+            "action": d.action, "blocked": d.blocked, "on_mysql": on_mysql(now),
+            "hops": [{"from": a, "to": b, "notes": hop_notes(a, b)} for a, b in d.chain]}
 
 
 def plan_text(plan: dict) -> str:
@@ -46,25 +43,14 @@ def plan_text(plan: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    failed, plans = False, []
-    with connected(argv) as (_, hosts):
-        for host, error in hosts:
-            if error:
-                print(f"FAILED: {host.name}: {error}", file=sys.stderr)
-                failed = True
-                continue
-            try:
-                plan = plan_for(host)
-            except PyinfraError as e:
-                print(f"FAILED: {host.name}: {e}", file=sys.stderr)
-                failed = True
-                continue
-            plans.append(plan)
-            if "--json" not in argv:
-                print(plan_text(plan))
-    if "--json" in argv:
-        print(json.dumps(plans, indent=1))
-    return 1 if failed else 0
+    results = each_host(argv, plan_for)
+    for name, _, error in results:
+        if error:
+            print(f"FAILED: {name}: {error}", file=sys.stderr)
+    plans = [plan for _, plan, error in results if not error]
+    if plans or "--json" in argv:
+        print(json.dumps(plans, indent=1) if "--json" in argv else "\n".join(plan_text(p) for p in plans))
+    return 1 if any(error for *_, error in results) else 0
 
 
 if __name__ == "__main__":
