@@ -88,7 +88,7 @@ def ensure_cluster() -> dict:
                             + (tls / "s3.crt").read_bytes()).hexdigest()[:16]
     _run(c, MASTER, ["weed", "master", f"-ip={MASTER}", "-ip.bind=0.0.0.0", "-mdir=/data", "-defaultReplication=001",
                      "-volumeSizeLimitMB=64"], digest, {})
-    for i, volume in enumerate(VOLUMES, 1):
+    for volume in VOLUMES:
         _run(c, volume, ["weed", "volume", f"-ip={volume}", "-ip.bind=0.0.0.0", f"-master={MASTER}:9333", "-dir=/data",
                          "-max=0", "-dataCenter=dc1", "-rack=rack1"], digest, {})
     _run(c, S3, ["weed", "filer", f"-ip={S3}", "-ip.bind=0.0.0.0", f"-master={MASTER}:9333", "-defaultStoreDir=/data",

@@ -10,7 +10,7 @@ def test_signature_matches_aws_documented_example():
     # https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html (GET Object, Range)
     headers = s3.sign("GET", "examplebucket.s3.amazonaws.com", "/test.txt", {}, {"Range": "bytes=0-9"},
                       s3.EMPTY_SHA256, "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-                      "us-east-1", now=datetime.datetime(2013, 5, 24, tzinfo=datetime.timezone.utc))
+                      "us-east-1", now=datetime.datetime(2013, 5, 24, tzinfo=datetime.UTC))
     assert headers["Authorization"] == (
         "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
         "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
