@@ -17,6 +17,7 @@
 #   make db-migrate-plan what moving an old server's MySQL/MariaDB database to PostgreSQL would do (changes nothing)
 #   make db-migrate      move it: backup, schema, copy, every table checked, switch (YES=1); resumable
 #   make db-migrate-rollback   back to the untouched MySQL database (DISCARD=1: lose posts written since)
+#   make move-files-plan | move-files [BACK=1]   uploaded files into the bucket (BACK=1: back to the data folder)
 #   make test            unit tests, and end-to-end tests of real Mattermost (built from source) on real Debian 12 containers
 #   make bench           benchmarks (bench/), printing numbers
 #   make lint / clean / setup
@@ -36,7 +37,7 @@ YESFLAG := $(if $(filter 1 yes true,$(YES)),-y,)
 
 .PHONY: setup prereqs mattermost-builds demo diff deploy upgrade status backup fetch-backup restore rollback rebuild \
 	restore-drill unhold \
-	patch-plan patch-night os-upgrade-plan os-upgrade upgrade-plan db-migrate-plan db-migrate db-migrate-rollback channels users archive-stale offboard erase export retention \
+	patch-plan patch-night os-upgrade-plan os-upgrade upgrade-plan db-migrate-plan db-migrate db-migrate-rollback move-files-plan move-files channels users archive-stale offboard erase export retention \
 	test unit e2e lint bench bench-upgrade bench-scale bench-security bench-old clean
 
 setup: $(VENV)/.installed
@@ -137,6 +138,12 @@ db-migrate: setup
 
 db-migrate-rollback: setup
 	$(PY) -m tasks.run verbs/db_migrate_rollback.py $(YESFLAG) $(if $(filter 1 yes true,$(DISCARD)),--data discard=true,)
+
+move-files-plan: setup
+	$(PY) -m verbs.move_files_plan $(if $(filter 1 yes true,$(BACK)),--back,) $(if $(filter 1 yes true,$(JSON)),--json,)
+
+move-files: setup
+	$(PY) -m tasks.run verbs/move_files.py $(YESFLAG) $(if $(filter 1 yes true,$(BACK)),--data move_back=true,)
 
 test: setup prereqs mattermost-builds
 	$(PY) -m pytest

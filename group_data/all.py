@@ -127,6 +127,18 @@ postgresql_db_user = "mmuser"  # role, as in Mattermost's install guide
 # when it is unset). False: taken from there when set, else generated once on the server.
 postgresql_password_from_env = False
 
+# --- Uploaded files in an S3-compatible bucket (see README "When the disk is not enough") -----------------
+# Mattermost's key: MATTERMOST_S3_ACCESS_KEY_ID and MATTERMOST_S3_SECRET_ACCESS_KEY (environment or secrets.env);
+# a read-only key for backups: MATTERMOST_S3_BACKUP_ACCESS_KEY_ID, MATTERMOST_S3_BACKUP_SECRET_ACCESS_KEY.
+files_store = "local"  # "local" (the data folder) or "s3"; `make move-files` moves existing files between them
+files_s3_bucket = None  # the bucket (made beforehand: Mattermost's key need not be allowed to create buckets)
+files_s3_endpoint = None  # host[:port], no https:// - e.g. "fsn1.your-objectstorage.com"
+files_s3_region = ""  # when the provider wants one
+files_s3_ssl = True  # https to the endpoint
+files_s3_path_prefix = ""  # a folder in the bucket for Mattermost's files
+files_s3_ca_file = None  # PEM of a private CA on this workstation (a store you run); added to the server's trust store
+files_s3_request_timeout_ms = 300000  # each upload must reach the bucket within this (Mattermost's 30000 is too short)
+
 # --- Coming from MySQL/MariaDB (an old hand install; see README "Coming from a hand-made server") ----------
 # Tables in the MySQL database that Mattermost did not make (plugins'): "refuse" (the plan names them and the
 # move waits), "copy" (pgloader creates and fills them in PostgreSQL as they are) or "leave" (not copied).

@@ -36,6 +36,7 @@ def adoption_facts(install_dir):
         facts["has_password"] = bool(ds and ds["password"])
         facts["files_dir"] = get_dotted(config, "FileSettings.Directory")[0]
         facts["driver"] = get_dotted(config, "FileSettings.DriverName")[0]
+        facts["s3"] = {k: get_dotted(config, f"FileSettings.AmazonS3{k}")[0] for k in ("Bucket", "Endpoint")}
     return facts
 
 

@@ -111,6 +111,8 @@ def applicable(config, desired):
             if key.split(".")[0] not in config:
                 continue
             value = value["$if_section"]
+        if isinstance(value, dict) and "$keep_unless_fresh" in value:
+            continue  # set on a new config.json only (merge_config_file); otherwise left as it is
         result[key] = value
     return result
 
@@ -170,6 +172,8 @@ def merge_config_file(spec):
         with open(spec["seed_file"]) as f:
             config = json.load(f)
         print(f"  new {path} from the release defaults", flush=True)
+        desired = {k: v["$keep_unless_fresh"] if isinstance(v, dict) and "$keep_unless_fresh" in v else v
+                   for k, v in desired.items()}
     changed = merge_config(config, desired)
     # Only when the deploy owns the relay (smtp_server) and a key of the connection changed:
     # a privacy key in EmailSettings (PushNotificationContents) must not try Mattermost's
@@ -183,6 +187,14 @@ def merge_config_file(spec):
         if problem:
             raise Failure(f"the SMTP settings do not work: {problem} - check smtp_* and MATTERMOST_SMTP_PASSWORD; "
                           "config.json was not changed")
+    if spec.get("files_probe") and any(k.startswith("FileSettings.AmazonS3") for k in changed):
+        from mmhelper.s3 import files_probe
+
+        result = files_probe(spec["files_probe"])
+        problem = result.get("problem") or result.get("pending")
+        if problem:
+            raise Failure(f"the object store refuses Mattermost's key: {problem} - check files_s3_* and "
+                          "MATTERMOST_S3_ACCESS_KEY_ID/SECRET_ACCESS_KEY; config.json was not changed")
     user = pwd.getpwnam(spec["user"])
     if changed or not os.path.exists(path):
         write_private(path, json.dumps(config, indent=4) + "\n", user.pw_uid, user.pw_gid)

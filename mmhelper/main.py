@@ -29,6 +29,7 @@ read from root-only files and never printed or put on a command line.
     mmhelper.py housekeeping|bot-token|emoji-upload|export|retention SPEC_JSON
     mmhelper.py notices|notices-setup|notify SPEC_JSON|@FILE
     mmhelper.py db-migrate-plan|db-migrate|db-migrate-rollback SPEC_JSON
+    mmhelper.py files-move-plan|files-move SPEC_JSON
 """
 
 import json
@@ -43,6 +44,8 @@ from mmhelper.database import database, db_password
 from mmhelper.db_migrate import migrate, plan
 from mmhelper.db_migrate import rollback as db_rollback
 from mmhelper.export import export
+from mmhelper.files_move import move as files_move
+from mmhelper.files_move import plan as files_move_plan
 from mmhelper.housekeeping import bot_token, emoji_upload, housekeeping
 from mmhelper.notices import notices_setup, notify, run_notices
 from mmhelper.offsite import offsite_fetch
@@ -90,6 +93,8 @@ COMMANDS = {
     "db-migrate-plan": plan,
     "db-migrate": migrate,
     "db-migrate-rollback": db_rollback,
+    "files-move-plan": files_move_plan,
+    "files-move": files_move,
 }
 
 

@@ -14,7 +14,7 @@ import ssl
 import urllib.parse
 import xml.etree.ElementTree as ET
 
-from mmhelper.common import Failure
+from mmhelper.common import Failure, read_password
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -145,3 +145,27 @@ def probe(bucket, name):
     if status not in (200, 204):
         return f"deleting the probe object was refused: HTTP {status} {error_code(body)}"
     return None
+
+
+def bucket_from(spec, which="access"):
+    """A Bucket with the keys in the root-only files the spec names (None: not there yet)."""
+    access = read_password(spec[which])
+    secret = read_password(spec["secret" if which == "access" else "backup_secret"])
+    if not access or not secret:
+        return None
+    return Bucket(spec["endpoint"], spec["bucket"], access, secret, spec.get("region", ""), spec.get("ssl", True),
+                  spec.get("prefix", ""))
+
+
+def files_probe(spec):
+    """The state query's probe with the key on the server: {"problem": None | why} or
+    {"pending": why not tried} (the keys are placed by this run; the merge probes then)."""
+    import secrets
+
+    bucket = bucket_from(spec)
+    if bucket is None:
+        return {"pending": "the keys are not on the server yet"}
+    try:
+        return {"problem": probe(bucket, f".mattermost-deploy-probe-{secrets.token_hex(6)}")}
+    except Failure as e:
+        return {"problem": str(e)}

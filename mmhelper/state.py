@@ -34,6 +34,7 @@ from mmhelper.notices import notices_state
 from mmhelper.offsite import offsite_state
 from mmhelper.os_release import os_release_state
 from mmhelper.patching import os_state
+from mmhelper.s3 import files_probe
 
 
 def state(query):
@@ -106,6 +107,10 @@ def state(query):
     # the login is tried when the settings are merged, with the password on the server)?
     if query.get("smtp_probe"):
         out["smtp"] = {"problem": smtp_check(query["smtp_probe"], login=False)}
+    # The bucket the settings name, with Mattermost's key as it is on the server: write, read
+    # and delete a probe object (the run stops before any change when that fails).
+    if query.get("files_probe"):
+        out["files_probe"] = files_probe(query["files_probe"])
 
     # PostgreSQL: role, database, and whether the password in the file logs in.
     db = query["db"]

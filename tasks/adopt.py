@@ -41,7 +41,12 @@ def check_adoptable(s: Settings, facts: dict) -> None:
             f"the hand install uses database {ds['database']!r} with role {ds['user']!r}: set "
             f"postgresql_db_name = {ds['database']!r} and postgresql_db_user = {ds['user']!r} "
             "for this host so they are kept (nothing was changed)")
-    if facts.get("driver") not in (None, "local"):
+    on_s3 = s.files.store == "s3" and (facts.get("s3") or {}).get("Bucket") == s.files.bucket
+    if facts.get("driver") == "amazons3" and not on_s3:
+        raise DeployError(f"the hand install keeps its files in the bucket {(facts.get('s3') or {}).get('Bucket')!r} at "
+                          f"{(facts.get('s3') or {}).get('Endpoint')!r}: set files_store = \"s3\", files_s3_bucket and "
+                          "files_s3_endpoint to it (and its keys in the environment) so it is kept (nothing was changed)")
+    if facts.get("driver") not in (None, "local", "amazons3"):
         raise DeployError(f"the hand install stores files with driver {facts['driver']!r}; "
                           "add its FileSettings to mattermost_config before adopting")
 

@@ -43,7 +43,8 @@ def on_mysql(now: dict) -> bool:
 def packages(s: Settings) -> list[str]:
     return (PACKAGES + (["unattended-upgrades"] if s.unattended_upgrades else []) + (["nftables"] if s.firewall else [])
             + (["certbot"] if s.acme_email else []) + (["sudo"] if s.ssh_admin_user else [])
-            + (["restic", "openssh-client"] if s.offsite_repository else []))
+            + (["restic", "openssh-client"] if s.offsite_repository else [])
+            + (["rclone"] if s.files.bucket_configured else []))
 
 
 def settings() -> Settings:

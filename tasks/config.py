@@ -7,14 +7,14 @@ from __future__ import annotations
 import json
 
 from pyinfra import host, logger, state
-from pyinfra.api import operation
+from pyinfra.api import StringCommand, operation
 
-from tasks import email, privacy
+from tasks import email, files, privacy
 from tasks.common import current, helper, managed_file, settings
 from tasks.housekeeping import emoji_files, emoji_folder
 from tasks.release import decision
-from tasks.secrets import secret_in_place, smtp_secrets
-from tasks.settings import Settings
+from tasks.secrets import files_secrets, secret_in_place, smtp_secrets
+from tasks.settings import Settings, SettingsError
 
 
 def desired_config(s: Settings) -> dict:
@@ -28,7 +28,6 @@ def desired_config(s: Settings) -> dict:
         "SqlSettings.DataSource": {"$datasource": {
             "user": s.db_user, "host": "localhost", "port": 5432, "database": s.db_name,
             "params": "sslmode=disable&connect_timeout=10&binary_parameters=yes"}},
-        "FileSettings.DriverName": "local",
         "FileSettings.Directory": f"{s.state_dir}/data/",
         "LogSettings.FileLocation": s.log_dir,
         # Only where the version still has the section (gone in v11): see mmhelper applicable.
@@ -55,6 +54,7 @@ def desired_config(s: Settings) -> dict:
     if emoji_files(emoji_folder(s)):
         owned["ServiceSettings.EnableCustomEmoji"] = True
     # Privacy: each outbound flow as chosen (tasks/privacy.py, PRIVACY.md); e-mail (tasks/email.py).
+    owned.update(files.owned_keys(s.files, s.private_dir))
     owned.update(privacy.owned_keys(s.privacy, s.privacy_strict))
     if s.calls_on:
         # The plugin's RTC server listens where the firewall opens (its plugin.json: UDPServerPort,
@@ -94,14 +94,45 @@ def owned_keys_merged(force: bool = False):
         "seed_file": f"{s.release_dir(decision().target)}/config.dist/config.json",
         "password_file": s.password_file,
         "user": s.user,
+        # the bucket is probed with the key as placed now, before config.json takes it
+        "files_probe": files.probe_spec(s.files, s.private_dir),
     })
 
 
+@operation()
+def ca_trusted(changed: bool):
+    """Debian's trust store rebuilt with the private CA (Mattermost, rclone and the helper
+    trust the system's store only)."""
+    if not changed:
+        host.noop("the object store's CA is trusted")
+        return
+    yield StringCommand("update-ca-certificates")
+
+
+def files_preflight(s, now: dict, keys_change: bool, ca_change: bool) -> None:
+    """Stop before any change when the bucket refuses Mattermost's key as it is on the server;
+    a key or CA this run places is probed by the merge instead (config.json unchanged then)."""
+    result = now.get("files_probe") or {}
+    if result.get("problem") and not (keys_change or ca_change):
+        raise SettingsError(f"settings for {s.host}: the object store refuses Mattermost's key: {result['problem']} - "
+                            "check files_s3_* and MATTERMOST_S3_ACCESS_KEY_ID/SECRET_ACCESS_KEY (the key needs "
+                            "read, write and delete in the bucket) (nothing was changed on the server)")
+
+
 def configure(password_op):
-    s = settings()
-    email.preflight(s, current())
+    s, now = settings(), current()
+    email.preflight(s, now)
     secret_ops = [secret_in_place(name="Keep the SMTP password on the server (root only)", path=path,
                                   what="the SMTP password") for path in smtp_secrets(s)]
+    key_ops = [secret_in_place(name="Keep the object store's keys on the server (root only)", path=path,
+                               what="the object store's keys") for path in sorted(files_secrets(s))]
+    ca_ops = []
+    if s.files.ca_pem:
+        ca_ops.append(managed_file(name="Add the object store's private CA to the server's trust store",
+                                   path=files.CA_PATH, content=s.files.ca_pem))
+        ca_trusted(name="Rebuild the trust store (update-ca-certificates)", changed=ca_ops[0].will_change)
+    files_preflight(s, now, any(op.will_change for op in key_ops), any(op.will_change for op in ca_ops))
+    secret_ops += key_ops
     managed_file(
         name="Write the settings the deploy owns (/etc/mattermost/managed-config.json)",
         path=s.managed_config_file, content=json.dumps(desired_config(s), indent=2, sort_keys=True) + "\n")

@@ -9,6 +9,7 @@ from pyinfra import host
 from pyinfra.api import operation
 
 from mmhelper.config import password_digest
+from tasks import files
 from tasks.common import current, settings, upload_secret
 
 
@@ -29,8 +30,13 @@ def smtp_secrets(s) -> dict[str, str]:
     return {s.smtp_password_file: str(s.smtp_password) + "\n"} if s.smtp_server and s.smtp_password else {}
 
 
+def files_secrets(s) -> dict[str, str]:
+    """The object store's keys: Mattermost's (merged into config.json) and the backups' read-only one."""
+    return files.secrets(s.files, s.private_dir)
+
+
 def all_secrets(s) -> dict[str, str]:
-    return {**offsite_secrets(s), **smtp_secrets(s)}
+    return {**offsite_secrets(s), **smtp_secrets(s), **files_secrets(s)}
 
 
 def secret_paths(s) -> list[str]:

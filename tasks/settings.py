@@ -16,6 +16,7 @@ from pyinfra.api.exceptions import DeployError
 
 from tasks import privacy
 from tasks.db_migrate import MigrationSettings, migration_settings
+from tasks.files import FileStore, files_settings
 from tasks.versions import is_valid_policy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,6 +135,7 @@ class Settings:
     notices_github_api_url: str | None = None
     privacy: dict = field(default_factory=dict)
     migration: MigrationSettings = field(default_factory=MigrationSettings)
+    files: FileStore = field(default_factory=FileStore)
     calls_udp_port: int = 8443
     calls_tcp_port: int = 8443
     calls_ice_host_override: str | None = None
@@ -471,6 +473,8 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
     problems += privacy.problems(privacy_overrides)
     migration, migration_problems = migration_settings(get)
     problems += migration_problems
+    files, files_problems = files_settings(get, env)
+    problems += files_problems
     for port_key in ("calls_udp_port", "calls_tcp_port"):
         port = get(port_key)
         if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
@@ -575,6 +579,7 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
         notices_restart_limit=get("notices_restart_limit") or 3,
         notices_github_api_url=get("notices_github_api_url") or None,
         migration=migration,
+        files=files,
         calls_udp_port=get("calls_udp_port") or 8443,
         calls_tcp_port=get("calls_tcp_port") or 8443,
         calls_ice_host_override=ice,

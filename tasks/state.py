@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from tasks import backup, base, email, firewall, nginx, notices, os_updates, secrets, service, ssh_access
+from tasks import backup, base, email, files, firewall, nginx, notices, os_updates, secrets, service, ssh_access
 from tasks.common import HELPER, MYSQL_MIGRATION_PACKAGES, packages, read_state, settings
 from tasks.config import desired_config
 from tasks.housekeeping import declared, helper_spec
@@ -40,7 +40,7 @@ def managed_paths(s: Settings) -> list[str]:
         s.backup_dir, backup.SPEC_FILE, backup.SERVICE, backup.TIMER, s.offsite_known_hosts_file,
         notices.SPEC_FILE, notices.SERVICE, notices.TIMER,
         os_updates.NEEDRESTART_CONF, os_updates.AUTO_UPGRADES, os_updates.UNATTENDED_CONF,
-        firewall.CONF, ssh_access.SUDOERS, ssh_access.SSHD_DROPIN,
+        firewall.CONF, ssh_access.SUDOERS, ssh_access.SSHD_DROPIN, files.CA_PATH,
     ]
 
 
@@ -62,6 +62,7 @@ def query(s: Settings, os_updates: str | None = None, housekeeping: bool = False
         "db_migrate_state_file": f"{s.deploy_state_dir}/db-migrate.json",
         "secret_files": secrets.secret_paths(s),
         "smtp_probe": email.probe(s),
+        "files_probe": files.probe_spec(s.files, s.private_dir),
         "notices": {"checks": notices.checks_spec(s), "full": notices.spec(s) if s.notices_channel else None},
         "offsite_status_file": s.offsite_status_file if s.offsite_repository else None,
         "backup_dir": s.backup_dir,

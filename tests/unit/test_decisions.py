@@ -127,7 +127,9 @@ def test_adoption_checks():
         ({"datasource": None}, "no DataSource this deploy can read"),
         ({"datasource": {**facts["datasource"], "host": "db.internal"}}, "database on db.internal"),
         ({"datasource": {**facts["datasource"], "user": "mattermost"}}, "postgresql_db_user = 'mattermost'"),
-        ({"driver": "amazons3"}, "driver 'amazons3'"),
+        ({"driver": "amazons3", "s3": {"Bucket": "chat", "Endpoint": "s3.example.org"}},
+         "keeps its files in the bucket 'chat'"),
+        ({"driver": "azure"}, "driver 'azure'"),
     ]:
         with pytest.raises(DeployError, match=message):
             adopt.check_adoptable(S, {**facts, **change})
