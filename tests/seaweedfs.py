@@ -53,10 +53,15 @@ def _tls() -> Path:
     def openssl(*args):
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=TLS)
 
+    # With the extensions a real CA's certificates carry: Python 3.13's default (strict X.509)
+    # refuses a CA without keyUsage and a leaf without authorityKeyIdentifier.
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=mmdeploy test object store CA",
-            "-keyout", "ca.key", "-out", "ca.crt")
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "-addext", "subjectKeyIdentifier=hash", "-keyout", "ca.key", "-out", "ca.crt")
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={S3}", "-keyout", "s3.key", "-out", "s3.csr")
-    (TLS / "san.ext").write_text(f"subjectAltName=DNS:{S3}\n")
+    (TLS / "san.ext").write_text(f"subjectAltName=DNS:{S3}\nbasicConstraints=CA:FALSE\n"
+                                 "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+                                 "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n")
     openssl("x509", "-req", "-in", "s3.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "3650",
             "-extfile", "san.ext", "-out", "s3.crt")
     for name in ("s3.key", "ca.key"):
