@@ -38,7 +38,7 @@ YESFLAG := $(if $(filter 1 yes true,$(YES)),-y,)
 .PHONY: setup prereqs mattermost-builds demo diff deploy upgrade status backup fetch-backup restore rollback rebuild \
 	restore-drill unhold \
 	patch-plan patch-night os-upgrade-plan os-upgrade upgrade-plan db-migrate-plan db-migrate db-migrate-rollback move-files-plan move-files channels users archive-stale offboard erase export retention \
-	test unit e2e lint bench bench-upgrade bench-scale bench-security bench-old clean
+	test unit e2e lint bench bench-upgrade bench-scale bench-security bench-old bench-files clean
 
 setup: $(VENV)/.installed
 
@@ -171,6 +171,9 @@ bench-security: setup prereqs
 
 bench-scale: setup prereqs mattermost-builds
 	$(PY) -m bench.scale
+
+bench-files: setup prereqs mattermost-builds
+	$(PY) -m bench.files_bucket
 
 bench-old: setup prereqs mattermost-builds
 	$(PY) -m bench.old_server

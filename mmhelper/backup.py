@@ -104,6 +104,21 @@ def dump_in(folder):
     return None
 
 
+def files_driver(config_file):
+    config = read_json(config_file) if config_file else None
+    return ((config or {}).get("FileSettings") or {}).get("DriverName") or "local"
+
+
+def mirror_bucket(files, mirror):
+    """The bucket's objects in a local folder (kept between backups, root only)."""
+    from mmhelper.files_move import rclone, remote
+
+    os.makedirs(mirror, mode=0o700, exist_ok=True)
+    seconds = rclone(files, "sync", remote(files), mirror, "--transfers", "8", label="bucket -> backup mirror")
+    print(f"  the bucket {files['bucket']} mirrored for the backup in {seconds:.1f} s", flush=True)
+    return mirror
+
+
 def mysql_dump_in(folder):
     path = os.path.join(folder, MYSQL_DUMP)
     return path if os.path.exists(path) else None
@@ -227,10 +242,21 @@ class BackupWriter:
         shutil.copy2(config_file, os.path.join(self.partial, "config.json"))
         os.chmod(os.path.join(self.partial, "config.json"), 0o600)
 
-    def data(self, data_dir):
+    def data(self, data_dir, config_file=None, files=None):
+        """The uploaded files: the local data folder, or - when config.json says they are in a
+        bucket - the bucket mirrored first into a folder beside the backups (rclone sync with
+        the read-only backup key: only what changed since the last backup comes over), then
+        snapshotted like a data folder."""
         names = backup_names(self.backup_dir)
         previous = os.path.join(self.backup_dir, names[-1], "data") if names else None
-        counts = snapshot_data(data_dir, os.path.join(self.partial, "data"), previous)
+        source = data_dir
+        if files_driver(config_file) == "amazons3":
+            if not files:
+                raise Failure("config.json keeps the files in a bucket that the settings do not name: set "
+                              "files_s3_bucket and files_s3_endpoint (and the keys), then `make deploy`")
+            source = mirror_bucket(files, os.path.join(self.backup_dir, ".files-mirror"))
+            self.manifest["files_from"] = f"bucket {files['bucket']}"
+        counts = snapshot_data(source, os.path.join(self.partial, "data"), previous)
         self.manifest["data_files"] = counts
 
     def database(self, database_name):
@@ -273,7 +299,7 @@ def backup(spec):
             print(f"  dumping database {spec['db']['name']}", flush=True)
             writer.database(spec["db"]["name"])
         writer.config(spec["config_file"])
-        writer.data(spec["data_dir"])
+        writer.data(spec["data_dir"], spec["config_file"], spec.get("files"))
         final = writer.publish()
     except BaseException:
         writer.discard()

@@ -4,8 +4,22 @@
 import os
 import time
 
+from mmhelper.backup import files_driver
 from mmhelper.common import Failure
 from mmhelper.housekeeping import local_api
+
+FETCHED = "/var/lib/mattermost-deploy/exports"  # root only: an export holds every message
+
+
+def from_bucket(spec, key):
+    """The export job wrote into the bucket (the file store): fetched into a root-only folder
+    for the workstation to copy."""
+    from mmhelper.files_move import rclone, remote
+
+    os.makedirs(FETCHED, mode=0o700, exist_ok=True)
+    path = os.path.join(FETCHED, os.path.basename(key))
+    rclone(spec["files"], "copyto", f"{remote(spec['files'])}/{key}", path, label="export from the bucket")
+    return path
 
 
 def export(spec):
@@ -22,6 +36,8 @@ def export(spec):
         status = job.get("status")
         if status == "success":
             path = os.path.join(spec["data_dir"], "export", f"{job['id']}_export.zip")
+            if files_driver(spec.get("config_file")) == "amazons3" and spec.get("files"):
+                path = from_bucket(spec, f"export/{job['id']}_export.zip")
             if not os.path.exists(path):
                 raise Failure(f"the export job {job['id']} finished but {path} is missing")
             print(path)

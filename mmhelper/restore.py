@@ -11,6 +11,7 @@ from mmhelper.backup import (
     backup_names,
     content_counts,
     dump_in,
+    files_driver,
     find_backup,
     mysql_dump_in,
     pg_restore,
@@ -82,7 +83,18 @@ def restore(spec):
             account = pwd.getpwnam(spec["user"])
             write_private(spec["config_file"], json.dumps(restored, indent=4) + "\n", account.pw_uid, account.pw_gid)
             steps.append("config")
-        if spec.get("restore_data", True) and os.path.isdir(os.path.join(folder, "data")):
+        to_bucket = (restored or live_config).get("FileSettings", {}).get("DriverName") == "amazons3"
+        if spec.get("restore_data", True) and to_bucket:
+            # files in a bucket: the backup's copy goes back into it (objects added since stay)
+            if not spec.get("files"):
+                raise Failure("the backup's files belong in a bucket the settings do not name: set files_s3_*")
+            from mmhelper.files_move import rclone, remote
+
+            seconds = rclone(spec["files"], "copy", os.path.join(folder, "data"), remote(spec["files"]),
+                             "--transfers", "8", label="backup -> bucket")
+            print(f"  the backup's files copied back into the bucket {spec['files']['bucket']} in {seconds:.1f} s",
+                  flush=True)
+        elif spec.get("restore_data", True) and os.path.isdir(os.path.join(folder, "data")):
             os.rename(data_dir, kept_data)
             steps.append("data")
             snapshot_data(os.path.join(folder, "data"), data_dir)
@@ -147,7 +159,12 @@ def restore_check(spec):
         if live.get(table) != expected:
             problems.append(f"{table}: {live.get(table)} restored, {expected} in the backup")
     backup_files = sum(len(files) for _, _, files in os.walk(os.path.join(folder, "data")))
-    live_files = sum(len(files) for _, _, files in os.walk(spec["data_dir"]))
+    if files_driver(spec["config_file"]) == "amazons3" and spec.get("files"):
+        from mmhelper.s3 import bucket_from
+
+        live_files = len(bucket_from(spec["files"]).listing())  # the files are in the bucket
+    else:
+        live_files = sum(len(files) for _, _, files in os.walk(spec["data_dir"]))
     rows.append(f"  {'files':10} backup {backup_files:8}  restored {live_files:8}")
     if live_files < backup_files:
         problems.append(f"data: {live_files} files restored, {backup_files} in the backup")

@@ -6,7 +6,9 @@ import json
 import os
 import time
 
+from mmhelper.backup import files_driver
 from mmhelper.common import psql_as_postgres
+from mmhelper.s3 import bucket_from
 
 RETENTION_TABLES = {  # table -> column holding the post id, for rows that belong to deleted posts
     "reactions": "postid", "threadmemberships": "postid", "threads": "postid", "fileinfo": "postid",
@@ -32,6 +34,11 @@ def retention(spec):
     sql = "BEGIN;\n" + "".join(f"DELETE FROM {t} WHERE {col} IN ({old});\n" for t, col in RETENTION_TABLES.items()
                                if t in tables) + f"DELETE FROM posts WHERE createat < {cutoff};\nCOMMIT;\n"
     psql_as_postgres(sql, db)
+    if files_driver(spec.get("config_file")) == "amazons3" and spec.get("files"):
+        bucket = bucket_from(spec["files"])  # the files are objects in the bucket
+        for rel in files:
+            bucket.delete(rel)
+        return
     data_dir = os.path.realpath(spec["data_dir"])
     for rel in files:
         path = os.path.realpath(os.path.join(data_dir, rel))

@@ -95,6 +95,7 @@ def state(query):
             with open(config_file) as f:
                 config = json.load(f)
             engine, ds = database_of(config)
+            out["files_driver"] = get_dotted(config, "FileSettings.DriverName")[0] or "local"
             out["database_engine"] = {"engine": engine, "datasource": {k: v for k, v in (ds or {}).items()
                                                                        if k != "password"} or None}
             desired = resolve_desired(query.get("desired_config", {}), password or "", missing_secret="\0missing")

@@ -193,7 +193,7 @@ def upgrade(spec):
         print(f"  pre-upgrade backup while {old} serves (database dump, config.json, data)", flush=True)
         writer.database(db)
         writer.config(spec["config_file"])
-        writer.data(spec["backup"]["data_dir"])
+        writer.data(spec["backup"]["data_dir"], spec["config_file"], spec["backup"].get("files"))
     except BaseException:
         writer.discard()
         raise

@@ -12,6 +12,7 @@ from pyinfra.api import StringCommand, operation
 
 from tasks.base import folders
 from tasks.common import HELPER, current, managed_file, path_info, render, settings
+from tasks.files import bucket_spec
 from tasks.secrets import offsite_secrets, secret_in_place
 
 SPEC_FILE = "/etc/mattermost/backup.json"
@@ -22,7 +23,7 @@ TIMER = "/etc/systemd/system/mattermost-backup.timer"
 def backup_spec(s, kind: str = "nightly") -> dict:
     return {"kind": kind, "backup_dir": s.backup_dir, "keep": s.backup_keep, "install_dir": s.install_dir,
             "config_file": s.config_file, "data_dir": s.data_dir, "db": {"name": s.db_name},
-            "offsite": offsite_spec(s)}
+            "offsite": offsite_spec(s), "files": bucket_spec(s)}
 
 
 def offsite_spec(s) -> dict | None:

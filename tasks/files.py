@@ -174,3 +174,15 @@ def move_plan_text(host: str, plan: dict) -> str:
         lines.append("  ready: the copy runs while Mattermost serves; users wait only for the final pass, the switch "
                      "and the start; the source is kept")
     return "\n".join(lines)
+
+
+def bucket_spec(s, writer: bool = False) -> dict | None:
+    """How the server's helper reaches the bucket with rclone: for backups the read-only key
+    when there is one (writer=False), else Mattermost's own (restores write)."""
+    base = probe_spec(s.files, s.private_dir)
+    if base is None:
+        return None
+    paths = key_files(s.private_dir)
+    if not writer and s.files.backup_access_key:
+        base = {**base, "access": paths["backup_access"], "secret": paths["backup_secret"]}
+    return base

@@ -21,6 +21,7 @@ from pyinfra.api.exceptions import DeployError
 from mmhelper.housekeeping import emoji_body
 from tasks.backup import backup_spec
 from tasks.common import ROOT, current, helper, settings, streamed
+from tasks.files import bucket_spec
 from tasks.settings import Settings
 
 BOT = "mattermost-deploy"
@@ -175,7 +176,7 @@ def plan(s: Settings, state: dict | None, emoji: list[Emoji]) -> list[Action]:
 def helper_spec(s: Settings, **extra) -> dict:
     return {"user": s.user, "install_dir": s.install_dir, "socket": s.socket_path, "token_file": s.bot_token_file,
             "bot": BOT, "data_dir": s.data_dir, "db": s.db_name, "config_file": s.config_file,
-            "api_base": s.local_api_base, **extra}
+            "api_base": s.local_api_base, "files": bucket_spec(s), **extra}
 
 
 @operation(is_idempotent=False)

@@ -10,6 +10,7 @@ from pyinfra.api import StringCommand, operation
 
 from tasks.backup import offsite_spec
 from tasks.common import current, helper, managed_file, on_mysql, path_info, render, settings, streamed
+from tasks.files import bucket_spec
 from tasks.release import decision, installed_version
 
 UNIT = "/etc/systemd/system/mattermost.service"
@@ -90,7 +91,7 @@ def upgrade_spec(s, old: str, new: str) -> dict:
         "config_file": s.config_file, "user": s.user, "service": "mattermost",
         "db": {"name": s.db_name, "owner": s.db_user},
         "backup": {"backup_dir": s.backup_dir, "keep": s.backup_keep, "data_dir": s.data_dir,
-                   "offsite": offsite_spec(s)},
+                   "offsite": offsite_spec(s), "files": bucket_spec(s)},
         "ping_url": s.ping_url, "timeout": s.health_timeout, "start_timeout": s.start_timeout,
         "keep_releases": s.keep_releases, "hold_file": s.hold_file,
     }

@@ -8,13 +8,15 @@ from pyinfra.api.exceptions import DeployError
 
 from tasks.backup import backup_spec
 from tasks.common import helper, settings, streamed
+from tasks.files import bucket_spec
 from verbs.server_actions import require_deployed
 
 
 @operation(is_idempotent=False)
 def retention_run(days: int, apply: bool):
     s = settings()
-    yield streamed(helper("retention", {"days": days, "apply": apply, "db": s.db_name, "data_dir": s.data_dir}))
+    yield streamed(helper("retention", {"days": days, "apply": apply, "db": s.db_name, "data_dir": s.data_dir,
+                                        "config_file": s.config_file, "files": bucket_spec(s, writer=True)}))
 
 
 @operation(is_idempotent=False)

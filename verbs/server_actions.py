@@ -10,6 +10,7 @@ from pyinfra.api.exceptions import DeployError
 
 from tasks.backup import backup_spec
 from tasks.common import HELPER, helper, path_info, run_on, settings, streamed
+from tasks.files import bucket_spec
 from tasks.state import read as read_server_state
 
 
@@ -26,6 +27,7 @@ def restore_spec(s, backup: str | None = None) -> dict:
         "install_dir": s.install_dir, "config_file": s.config_file, "data_dir": s.data_dir,
         "db": {"name": s.db_name, "owner": s.db_user}, "user": s.user, "service": "mattermost",
         "ping_url": s.ping_url, "timeout": s.health_timeout, "start_timeout": s.start_timeout, "hold_file": s.hold_file,
+        "files": bucket_spec(s, writer=True),
     }
 
 

@@ -65,10 +65,16 @@ def row_for(host) -> dict:
             "last_backup_name": backups.get("newest"),
             "offsite": offsite_text(now.get("offsite")),
             "offsite_state": (now.get("offsite") or {}).get("state"),
+            "files": (f"bucket {s.files.bucket} at {s.files.endpoint}" if now.get("files_driver") == "amazons3"
+                      else "local data folder"),
         }
+        probe = now.get("files_probe") or {}
+        if now.get("files_driver") == "amazons3" and probe.get("problem"):
+            row["problems_files"] = f"the bucket refuses Mattermost's key: {probe['problem']}"
         # The server's own health checks, the same the notices timer runs (mmhelper/notices.py).
         checks = (now.get("notices") or {}).get("checks") or []
-        row["problems"] = [c["text"] for c in checks if not c["ok"]]
+        row["problems"] = [c["text"] for c in checks if not c["ok"]] + (
+            [row.pop("problems_files")] if row.get("problems_files") else [])
         row["checks"] = f"{len(row['problems'])} problem(s)" if row["problems"] else "ok"
         if error:
             row["latest_error"] = error

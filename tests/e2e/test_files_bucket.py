@@ -137,9 +137,56 @@ def test_move_files_into_the_bucket(server):
     assert planned_changes(TARGET, "--data", "files_store=s3", env=keys()) == []
 
 
+def file_path(file_id: str) -> str:
+    return sh(TARGET, f"runuser -u postgres -- psql -XAt -d mattermost -c \"SELECT path FROM fileinfo WHERE id = "
+                      f"'{file_id}'\"").strip()
+
+
+LOSE = """
+exec(open("/usr/local/lib/mattermost-deploy/mmhelper.py").read(), {"__name__": "bundle"})
+import json, sys
+from mmhelper import s3
+spec = json.load(open("/etc/mattermost/managed-config.json"))
+b = s3.bucket_from({"endpoint": spec["FileSettings.AmazonS3Endpoint"], "bucket": spec["FileSettings.AmazonS3Bucket"],
+                    "access": "/etc/mattermost/private/s3-access-key-id",
+                    "secret": "/etc/mattermost/private/s3-secret-access-key"})
+print(b.delete(sys.argv[1])[0])
+"""
+
+
+def test_backup_and_restore_with_the_files_in_the_bucket(server):
+    backup = run("verbs/backup.py", "--data", "files_store=s3")
+    assert backup.ok, backup.output[-3000:]
+    name = sh(TARGET, "ls -t /var/backups/mattermost | grep -v '^\\.' | head -1").strip()
+    manifest = json.loads(sh(TARGET, f"cat /var/backups/mattermost/{name}/manifest.json"))
+    assert manifest["files_from"] == f"bucket {seaweedfs.BUCKET}", manifest
+    report = file_path(STATE["ids"][0])
+    assert sh(TARGET, f"cat '/var/backups/mattermost/{name}/data/{report}'") == "stored locally first\n"
+    # an object lost from the bucket (a wrong lifecycle rule, a mistaken delete)
+    sh(TARGET, f"python3 - '{report}' <<'EOF'\n{LOSE}\nEOF")
+    olga = chat.login(PORT, "olga")
+    with pytest.raises(Exception):  # noqa: B017 - the driver raises its own error for the 500/404
+        served(olga, STATE["ids"][0])
+    restored = run("verbs/restore.py", "--data", "restore_backup=latest", "--data", "files_store=s3")
+    assert restored.ok, restored.output[-3000:]
+    assert "copied back into the bucket" in restored.output
+    assert served(chat.login(PORT, "olga"), STATE["ids"][0]) == b"stored locally first\n"
+
+
+def test_move_back_killed_after_the_stop_goes_on(server):
+    sh(TARGET, "(while ! grep -q '\"stop\"' /var/lib/mattermost-deploy/files-move.json 2>/dev/null; do sleep 0.05; "
+               "done; pkill -9 -f '[m]mhelper.py files-move'; pkill -9 -x rclone) >/dev/null 2>&1 &")
+    killed = run("verbs/move_files.py", "--data", "move_back=true")
+    assert not killed.ok
+    state = json.loads(sh(TARGET, "cat /var/lib/mattermost-deploy/files-move.json"))
+    assert state["status"] == "running" and "stop" in state["done"] and "switch" not in state["done"], state
+    assert "an earlier move stopped after" in plan("--back")
+
+
 def test_move_back_to_the_local_folder(server):
     back = run("verbs/move_files.py", "--data", "move_back=true")
     assert back.ok, back.output[-5000:]
+    assert "continuing the unfinished move" in back.output
     assert config()["FileSettings"]["DriverName"] == "local"
     olga = chat.login(PORT, "olga")
     for file_id, body in ((STATE["ids"][0], b"stored locally first\n"), (STATE["after"], b"stored in the bucket\n")):
