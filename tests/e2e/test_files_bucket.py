@@ -15,6 +15,7 @@ import json
 import struct
 import subprocess
 import sys
+import zipfile
 import zlib
 
 import pytest
@@ -240,6 +241,52 @@ def test_a_destroyed_server_is_rebuilt_with_its_files_in_the_bucket(server):
     rebuilt = run("verbs/rebuild.py", "--data", "files_store=s3")
     assert rebuilt.ok, rebuilt.output[-5000:]
     assert "restore check: everything the backup holds is back" in rebuilt.output
+    everything_served()
+
+
+def bucket_keys() -> set[str]:
+    """What is in the bucket, listed on the server with Mattermost's key."""
+    listing = sh(TARGET, "python3 - <<'EOF'\n" + LOSE.split("print(")[0] + "print(json.dumps(sorted(b.listing())))\nEOF")
+    return set(json.loads(listing.strip().splitlines()[-1]))
+
+
+def test_export_retention_and_erasure_with_the_files_in_the_bucket(server, tmp_path):
+    # export: the job writes its zip into the bucket; the verb brings it to the workstation
+    exported = verb_output("verbs.export", "--data", f"exports_dir={tmp_path}", "--data", "files_store=s3")
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    [archive] = list(tmp_path.glob(f"local-{TARGET}/*_export.zip"))
+    with zipfile.ZipFile(archive) as z:
+        assert z.testzip() is None and any(name.endswith(".jsonl") for name in z.namelist())
+    # retention: an old post's file leaves the bucket, a recent one stays
+    olga = chat.login(PORT, "olga")
+    old = olga.files.upload_file(STATE["channel"], files={"files": ("old.txt", b"three years old\n")})
+    chat.mmctl(TARGET, "user create --username boss --email boss@example.org --password " + chat.PASSWORD
+               + " --system-admin")
+    chat.mmctl(TARGET, "team users add acme boss")
+    old_id = old["file_infos"][0]["id"]
+    chat.login(PORT, "boss").posts.create_post({"channel_id": STATE["channel"], "message": "old minutes",
+                                                 "file_ids": [], "create_at": 1_600_000_000_000})
+    sh(TARGET, "runuser -u postgres -- psql -XAtq -d mattermost -c \"UPDATE fileinfo SET postid = (SELECT id FROM posts "
+               f"WHERE message = 'old minutes'), createat = 1600000000000 WHERE id = '{old_id}'\"")
+    old_path, kept = file_path(old_id), file_path(next(iter(STATE["files"])))
+    assert {old_path, kept} <= bucket_keys()
+    applied = run("verbs/retention.py", "--data", "mattermost_retention_days=30", "--data", "retention_apply=true",
+                  "--data", "files_store=s3")
+    assert applied.ok, applied.output[-3000:]
+    keys_now = bucket_keys()
+    assert old_path not in keys_now and kept in keys_now
+    # erasure: the erased user's files and picture leave the bucket
+    chat.create_user(TARGET, "eve", team="acme")
+    eve = chat.login(PORT, "eve")
+    upload = eve.files.upload_file(STATE["channel"], files={"files": ("eve.txt", b"eve was here\n")})
+    eve.posts.create_post({"channel_id": STATE["channel"], "message": "bye",
+                           "file_ids": [upload["file_infos"][0]["id"]]})
+    eve_path = file_path(upload["file_infos"][0]["id"])
+    assert eve_path in bucket_keys()
+    erased = run("verbs/erase.py", "--data", "erase_user=eve", "--data", "erase_confirmed=eve",
+                 "--data", "files_store=s3")
+    assert erased.ok, erased.output[-3000:]
+    assert eve_path not in bucket_keys()
     everything_served()
 
 
