@@ -15,7 +15,7 @@ from pyinfra.api.exceptions import PyinfraError
 from tasks import db_migrate
 from tasks.common import HELPER, helper, path_info, run_on, settings
 from tasks.state import read as read_server_state
-from verbs.session import each_host
+from verbs.session import report_plans
 
 
 def plan_for(host) -> dict:
@@ -32,15 +32,7 @@ def plan_for(host) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    results = each_host(argv, plan_for)
-    for name, _, error in results:
-        if error:
-            print(f"FAILED: {name}: {error}", file=sys.stderr)
-    plans = {name: plan for name, plan, error in results if not error}
-    if plans or "--json" in argv:
-        print(json.dumps(plans, indent=1, sort_keys=True) if "--json" in argv else
-              "\n".join(db_migrate.plan_text(name, plan) for name, plan in plans.items()))
-    return 1 if any(error for *_, error in results) else 0
+    return report_plans(argv, plan_for, db_migrate.plan_text)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,13 @@ hop's long migrations, and why an upgrade is refused - changing nothing.
 
 from __future__ import annotations
 
-import json
 import sys
 
 from tasks.common import on_mysql
 from tasks.release import decision, installed_version
 from tasks.state import read as read_server_state
 from tasks.versions import hop_notes
-from verbs.session import each_host
+from verbs.session import report_plans
 
 
 def plan_for(host) -> dict:
@@ -43,14 +42,7 @@ def plan_text(plan: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    results = each_host(argv, plan_for)
-    for name, _, error in results:
-        if error:
-            print(f"FAILED: {name}: {error}", file=sys.stderr)
-    plans = [plan for _, plan, error in results if not error]
-    if plans or "--json" in argv:
-        print(json.dumps(plans, indent=1) if "--json" in argv else "\n".join(plan_text(p) for p in plans))
-    return 1 if any(error for *_, error in results) else 0
+    return report_plans(argv, plan_for, lambda name, plan: plan_text(plan))
 
 
 if __name__ == "__main__":

@@ -127,3 +127,33 @@ def test_calls_ports_open_only_while_calls_is_on():
     assert not any("com.mattermost.calls].udp" in k for k in desired_config(off))
     with pytest.raises(SettingsError, match="calls_udp_port must be a port number"):
         load(calls_udp_port=70000)
+
+
+def test_the_file_store_settings_and_their_checks(tmp_path):
+    from tasks.config import desired_config
+    from tasks.secrets import all_secrets
+
+    keys = {"MATTERMOST_S3_ACCESS_KEY_ID": "AKID", "MATTERMOST_S3_SECRET_ACCESS_KEY": "a-secret-key-1"}
+    s = load(keys, files_s3_bucket="chat-files", files_s3_endpoint="s3.example.org:8333")
+    assert s.files.bucket == "chat-files" and s.files.store == "local" and "a-secret-key-1" not in repr(s)
+    owned = desired_config(s)
+    assert owned["FileSettings.AmazonS3Endpoint"] == "s3.example.org:8333"
+    assert owned["FileSettings.AmazonS3SecretAccessKey"] == {"$secret_file": "/etc/mattermost/private/s3-secret-access-key"}
+    assert owned["FileSettings.DriverName"] == {"$keep_unless_fresh": "local"}
+    assert "a-secret-key-1" not in str(owned)
+    assert all_secrets(s)["/etc/mattermost/private/s3-secret-access-key"] == "a-secret-key-1\n"
+    on_s3 = load(keys, files_store="s3", files_s3_bucket="chat-files", files_s3_endpoint="s3.example.org")
+    assert desired_config(on_s3)["FileSettings.DriverName"] == {"$keep_unless_fresh": "amazons3"}
+    for overrides, message in [
+        ({"files_store": "s3"}, "files_s3_bucket is not set"),
+        ({"files_s3_bucket": "b", "files_s3_endpoint": "s3.example.org"}, "is not a bucket name"),
+        ({"files_s3_bucket": "chat-files", "files_s3_endpoint": "https://s3.example.org"}, "without https://"),
+        ({"files_s3_bucket": "chat-files", "files_s3_endpoint": "s3.example.org",
+          "files_s3_ca_file": str(tmp_path / "none.pem")}, "is not a PEM certificate"),
+        ({"files_s3_bucket": "chat-files", "files_s3_endpoint": "s3.example.org",
+          "files_s3_request_timeout_ms": 1000}, "at least 30000"),
+    ]:
+        with pytest.raises(SettingsError, match=message):
+            load(keys, **overrides)
+    with pytest.raises(SettingsError, match="MATTERMOST_S3_ACCESS_KEY_ID and MATTERMOST_S3_SECRET_ACCESS_KEY"):
+        load({}, files_s3_bucket="chat-files", files_s3_endpoint="s3.example.org")
