@@ -9,6 +9,10 @@ install, PostgreSQL, config.json, the service (or the upgrade), nginx, backups, 
 declared channels, users and emoji, the operations notices,
 OS update settings (needrestart, unattended-upgrades), the firewall, SSH access.
 Releases are downloaded and verified before anything touches the running service.
+
+A database server of other machines (mattermost_role "database", tasks/db_server.py) gets
+PostgreSQL, its TLS, pg_hba and firewall instead - converged before the Mattermost servers
+in the same run, so they find it ready.
 """
 
 from tasks import (
@@ -17,6 +21,7 @@ from tasks import (
     base,
     config,
     database,
+    db_server,
     firewall,
     housekeeping,
     nginx,
@@ -29,20 +34,27 @@ from tasks import (
 )
 from tasks.common import settings
 
-settings()  # bad settings or a missing secret stop here, before any change
-state.read()  # one round trip: what the server is now
-release.decision()  # which version, and whether an upgrade is due or refused
 
-base.configure()
-release.configure()
-adopted = adopt.configure()
-password = database.configure()
-merged = config.configure(password)
-service.configure([adopted, password, merged])
-nginx.configure()
-backup.configure()
-housekeeping.configure()
-notices.configure()
-os_updates.configure()
-firewall.configure()
-ssh_access.configure()
+def converge_mattermost_server():
+    base.configure()
+    release.configure()
+    adopted = adopt.configure()
+    password = database.configure()
+    merged = config.configure(password)
+    service.configure([adopted, password, merged])
+    nginx.configure()
+    backup.configure()
+    housekeeping.configure()
+    notices.configure()
+    os_updates.configure()
+    firewall.configure()
+    ssh_access.configure()
+
+
+s = settings()  # bad settings or a missing secret stop here, before any change
+state.read()  # one round trip: what the server is now
+if s.place.role == "database":
+    db_server.configure()
+else:
+    release.decision()  # which version, and whether an upgrade is due or refused
+    converge_mattermost_server()

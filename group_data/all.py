@@ -127,6 +127,20 @@ postgresql_db_user = "mmuser"  # role, as in Mattermost's install guide
 # when it is unset). False: taken from there when set, else generated once on the server.
 postgresql_password_from_env = False
 
+# --- Which part this server plays (see README "When one server is not enough") ----------------------
+# "all": Mattermost and its PostgreSQL here. "app": Mattermost here, the database at db_host (a server this
+# deploy runs with mattermost_role "database", or a managed PostgreSQL). "database": PostgreSQL for the
+# Mattermost servers in db_clients. Split roles need MATTERMOST_DB_PASSWORD on the workstation.
+mattermost_role = "all"
+db_host = None  # app: the database server's name or private address, as its certificate names it
+db_port = 5432  # app: its port
+db_ca_file = None  # app: the CA that signed its certificate (a managed service's CA file); None: the deploy's own CA
+db_maintenance_database = "postgres"  # app: where CREATE/DROP DATABASE connect (a managed service may say "defaultdb")
+db_listen_address = None  # database: the private IP address PostgreSQL listens on (never a public one)
+db_server_name = None  # database: the name in its certificate, as the app servers' db_host says; None: the address
+db_clients = []  # database: the Mattermost servers' private addresses allowed in (pg_hba and firewall)
+db_ca_dir = None  # the deploy's own CA for the database's TLS, on this workstation; None: .local/db-ca (git-ignored)
+
 # --- Uploaded files in an S3-compatible bucket (see README "When the disk is not enough") -----------------
 # Mattermost's key: MATTERMOST_S3_ACCESS_KEY_ID and MATTERMOST_S3_SECRET_ACCESS_KEY (environment or secrets.env);
 # a read-only key for backups: MATTERMOST_S3_BACKUP_ACCESS_KEY_ID, MATTERMOST_S3_BACKUP_SECRET_ACCESS_KEY.

@@ -13,7 +13,7 @@ import tempfile
 import time
 
 from mmhelper import mysql
-from mmhelper.common import Failure, literal, psql_as_postgres, read_json
+from mmhelper.common import Failure, literal, pg_command, psql_as_postgres, read_json
 from mmhelper.offsite import offsite_copy
 
 BACKUP_NAME = re.compile(r"^\d{8}-\d{6}-\d+\.\d+\.\d+-[a-z-]+$")
@@ -124,13 +124,13 @@ def mysql_dump_in(folder):
     return path if os.path.exists(path) else None
 
 
-def _pipe(first, second, stdin, stdout):
+def _pipe(first, second, stdin, stdout, env=None):
     """`first | second`, from stdin to stdout; returns each side's (exit status, stderr text).
     The stderr of both goes to temporary files: a pipe read only at the end could fill up and
     stall the program writing it, and with it the whole pipe."""
     with tempfile.TemporaryFile() as first_err, tempfile.TemporaryFile() as second_err:
-        left = subprocess.Popen(first, stdin=stdin, stdout=subprocess.PIPE, stderr=first_err)
-        right = subprocess.Popen(second, stdin=left.stdout, stdout=stdout, stderr=second_err)
+        left = subprocess.Popen(first, stdin=stdin, stdout=subprocess.PIPE, stderr=first_err, env=env)
+        right = subprocess.Popen(second, stdin=left.stdout, stdout=stdout, stderr=second_err, env=env)
         left.stdout.close()  # the right side alone holds the pipe: it sees the end when the left one exits
         outcome = []
         for process, err in ((right, second_err), (left, first_err)):
@@ -143,12 +143,16 @@ def _pipe(first, second, stdin, stdout):
 def pg_dump(database_name, dest):
     """pg_dump -Fc -Z0 | gzip --rsyncable, as the postgres user, written by root into a
     root-only file; both ends of the pipe must succeed."""
+    dump, env = pg_command("pg_dump", database_name, "-Fc", "-Z0")
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         (dump_status, dump_err), (gzip_status, gzip_err) = _pipe(
-            ["runuser", "-u", "postgres", "--", "pg_dump", "-Fc", "-Z0", "-d", database_name],
-            ["gzip", "--rsyncable", "-6", "-c"], subprocess.DEVNULL, f)
+            dump, ["gzip", "--rsyncable", "-6", "-c"], subprocess.DEVNULL, f, env=env)
     if dump_status != 0:
+        if "server version mismatch" in dump_err:  # pg_dump must be of the server's major version or newer
+            raise Failure(f"pg_dump of {database_name} failed: {dump_err} - install the client of the database "
+                          "server's major version on this server (apt-get install postgresql-client-<major>, "
+                          "from PGDG when Debian has none) and run again")
         raise Failure(f"pg_dump of {database_name} failed: {dump_err}")
     if gzip_status != 0:
         raise Failure(f"compressing the dump of {database_name} failed: {gzip_err}")
@@ -156,14 +160,14 @@ def pg_dump(database_name, dest):
 
 def pg_restore(dump, database_name, owner):
     """Load a dump (either form) into an empty database, stopping at the first error."""
-    restore = ["runuser", "-u", "postgres", "--", "pg_restore", "--no-owner", f"--role={owner}",
-               "--exit-on-error", "-d", database_name]
+    restore, env = pg_command("pg_restore", database_name, "--no-owner", f"--role={owner}", "--exit-on-error")
     with open(dump, "rb") as f:
         if not dump.endswith(".gz"):
-            result = subprocess.run(restore, stdin=f, capture_output=True)
+            result = subprocess.run(restore, stdin=f, capture_output=True, env=env)
             status, error = result.returncode, result.stderr.decode(errors="replace").strip()[-300:]
         else:
-            (gunzip_status, gunzip_err), (status, error) = _pipe(["gzip", "-dc"], restore, f, subprocess.DEVNULL)
+            (gunzip_status, gunzip_err), (status, error) = _pipe(["gzip", "-dc"], restore, f, subprocess.DEVNULL,
+                                                                 env=env)
             if gunzip_status != 0:  # the cause, whatever pg_restore made of the short input
                 raise Failure(f"pg_restore failed: the dump {dump} does not decompress: {gunzip_err}")
     if status != 0:

@@ -116,9 +116,44 @@ def unit_property(unit, prop):
     return systemctl("show", unit, "-p", prop, "--value").stdout.strip()
 
 
+# On a Mattermost server whose database is elsewhere (mattermost_role "app"), the deploy
+# writes where it is (no password: that stays in the root-only password file).
+REMOTE_DB_FILE = "/etc/mattermost/db-remote.json"
+
+
+def remote_db():
+    """{host, port, user, database, sslrootcert, maintenance_db, password_file} when this
+    server's database is on another machine, else None (the local cluster)."""
+    return read_json(REMOTE_DB_FILE)
+
+
+def pg_command(program, database, *args):
+    """(argv, env) for a PostgreSQL client program against Mattermost's database server: the
+    local cluster as the postgres superuser, or the remote one as Mattermost's own role over
+    TLS with the CA and the name checked (sslmode=verify-full), its password in the
+    environment, never in argv. "postgres" means the maintenance database."""
+    conn = remote_db()
+    if not conn:
+        return ["runuser", "-u", "postgres", "--", program, *args, "-d", database], None
+    password = read_password(conn["password_file"])
+    if password is None:
+        raise Failure(f"{conn['password_file']} is missing: run the full deploy (MATTERMOST_DB_PASSWORD)")
+    env = dict(os.environ, PGHOST=conn["host"], PGPORT=str(conn["port"]), PGUSER=conn["user"],
+               PGSSLMODE="verify-full", PGSSLROOTCERT=conn["sslrootcert"], PGPASSWORD=password,
+               PGCONNECT_TIMEOUT="10", PGAPPNAME="mattermost-deploy")
+    if database == "postgres":
+        database = conn.get("maintenance_db") or "postgres"
+    return [program, *args, "-d", database], env
+
+
 def psql_as_postgres(sql, database="postgres", port=None):
-    return run(["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
-                "-d", database, *(["-p", str(port)] if port else [])], input=sql)
+    """SQL as the database's administrator: the postgres superuser on the local cluster, the
+    owner role on a remote one (which may create, rename and drop its own databases)."""
+    if port:
+        return run(["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
+                    "-d", database, "-p", str(port)], input=sql)
+    cmd, env = pg_command("psql", database, "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1")
+    return run(cmd, input=sql, env=env)
 
 
 def ident(name):

@@ -28,7 +28,10 @@ def database(spec):
     user, name = spec["user"], spec["name"]
     role_exists = psql_as_postgres(f"SELECT 1 FROM pg_roles WHERE rolname = {literal(user)};").stdout.strip()
     verb = "ALTER" if role_exists else "CREATE"
-    psql_as_postgres(f"{verb} ROLE {ident(user)} WITH LOGIN PASSWORD {literal(password)};")
+    # CREATEDB for a database server of other machines: a restore there renames and creates
+    # databases as this role (there is no superuser on the Mattermost server's side).
+    createdb = " CREATEDB" if spec.get("createdb") else ""
+    psql_as_postgres(f"{verb} ROLE {ident(user)} WITH LOGIN{createdb} PASSWORD {literal(password)};")
     if not database_exists(name):
         psql_as_postgres(f"CREATE DATABASE {ident(name)} WITH OWNER {ident(user)} ENCODING 'UTF8' "
                          "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' TEMPLATE template0;")
@@ -36,3 +39,19 @@ def database(spec):
         psql_as_postgres(f"ALTER DATABASE {ident(name)} OWNER TO {ident(user)};")
     psql_as_postgres(f"GRANT ALL ON SCHEMA public TO {ident(user)};", database=name)
     print(f"role {user} and database {name} are in place")
+
+
+def db_remote_check(spec):
+    """Mattermost's role logs in to its remote database as Mattermost will (verify-full TLS:
+    the CA and the server's name checked), or one line saying why not and what to check."""
+    from mmhelper.state import remote_login
+
+    password = read_password(spec["password_file"])
+    if not password:
+        raise Failure(f"{spec['password_file']} is missing or empty: set MATTERMOST_DB_PASSWORD and run the deploy")
+    outcome = remote_login(spec, password)
+    if outcome is not True:
+        raise Failure(f"{spec['user']} cannot log in to {spec['database']} at {spec['host']}:{spec['port']}: {outcome} "
+                      "- check that the database server is converged (mattermost_role \"database\", this server in "
+                      "its db_clients), that db_host is the name in its certificate, and the password")
+    print(f"{spec['user']} logs in to {spec['database']} at {spec['host']}:{spec['port']} (verify-full)")

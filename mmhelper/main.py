@@ -14,6 +14,7 @@ read from root-only files and never printed or put on a command line.
     mmhelper.py adopt SPEC_JSON
     mmhelper.py db-password PASSWORD_FILE
     mmhelper.py database SPEC_JSON
+    mmhelper.py db-remote-check @REMOTE_DB_FILE
     mmhelper.py merge-config SPEC_JSON
     mmhelper.py switch SPEC_JSON
     mmhelper.py wait-healthy SPEC_JSON
@@ -40,7 +41,7 @@ from mmhelper.adopt import adopt
 from mmhelper.backup import backup
 from mmhelper.common import Failure, wait_healthy
 from mmhelper.config import merge_config_file
-from mmhelper.database import database, db_password
+from mmhelper.database import database, db_password, db_remote_check
 from mmhelper.db_migrate import migrate, plan
 from mmhelper.db_migrate import rollback as db_rollback
 from mmhelper.export import export
@@ -62,6 +63,7 @@ COMMANDS = {
     "adopt": adopt,
     "client-writable": client_writable,
     "database": database,
+    "db-remote-check": db_remote_check,
     "merge-config": merge_config_file,
     "switch": switch,
     "wait-healthy": wait_healthy,

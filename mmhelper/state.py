@@ -116,14 +116,25 @@ def state(query):
     # PostgreSQL: role, database, and whether the password in the file logs in.
     db = query["db"]
     db_out = {"server_active": systemctl("is-active", "postgresql").stdout.strip() == "active"}
-    if db_out["server_active"] and shutil.which("psql"):
+    if db.get("remote"):
+        # Mattermost's database is on another machine: only Mattermost's own role is known
+        # here; what counts is that it logs in over verify-full TLS as Mattermost will.
+        remote = db["remote"]
+        login = bool(password) and os.path.exists(remote["sslrootcert"]) and shutil.which("psql") and \
+            remote_login(remote, password)
+        db_out.update(remote=True, login_ok=login is True, login_error=None if login is True else (login or None))
+        if login is True:
+            db_out.update(role_exists=True, db_exists=True, db_owner=db["user"])
+    elif db_out["server_active"] and shutil.which("psql"):
         result = psql_as_postgres(
             f"SELECT 'role', rolname FROM pg_roles WHERE rolname = {literal(db['user'])} UNION ALL "
+            f"SELECT 'createdb', rolcreatedb::text FROM pg_roles WHERE rolname = {literal(db['user'])} UNION ALL "
             f"SELECT 'db', pg_get_userbyid(datdba) FROM pg_database WHERE datname = {literal(db['name'])};")
         rows = dict(line.split("|", 1) for line in result.stdout.splitlines() if "|" in line)
         db_out["role_exists"] = "role" in rows
         db_out["db_exists"] = "db" in rows
         db_out["db_owner"] = rows.get("db")
+        db_out["createdb"] = rows.get("createdb") == "true"
         spec = {"user": db["user"], "database": db["name"], "host": db.get("host", "localhost"),
                 "port": db.get("port", 5432)}
         db_out["login_ok"] = bool(password) and db_out["db_exists"] and psql_login_ok(spec, password)
@@ -170,8 +181,30 @@ def state(query):
         out["notices"] = notices_state(query["notices"])
         out["notices_timer"] = {"enabled": systemctl("is-enabled", "mattermost-notices.timer").stdout.strip(),
                                 "active": systemctl("is-active", "mattermost-notices.timer").stdout.strip()}
+    if query.get("postgresql_files") is not None:
+        out["postgresql"] = postgresql_facts(query["postgresql_files"])
     out["now"] = time.time()
     return out
+
+
+def remote_login(remote, password):
+    """True when Mattermost's role logs in to its remote database (verify-full), else the
+    server's own words for why not."""
+    env = dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT="5", PGSSLMODE="verify-full",
+               PGSSLROOTCERT=remote["sslrootcert"], PGHOST=remote["host"], PGPORT=str(remote["port"]),
+               PGUSER=remote["user"], PGDATABASE=remote["database"])
+    result = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-c", "SELECT 1"], env=env, capture_output=True, text=True)
+    return True if result.returncode == 0 else (result.stderr.strip()[-300:] or "psql failed")
+
+
+def postgresql_facts(wanted_files):
+    """The PostgreSQL major version the server runs or would install (Debian's postgresql
+    package: "17+278" -> 17), its main cluster's folder, and the managed files in it."""
+    version = package_version("postgresql") or ""
+    major = version.split("+")[0] if version else None
+    conf_dir = f"/etc/postgresql/{major}/main" if major else None
+    return {"major": major, "conf_dir": conf_dir,
+            "files": {name: file_info(f"{conf_dir}/{name}") if conf_dir else None for name in wanted_files}}
 
 
 def secret_digest(path, salt):

@@ -28,6 +28,8 @@ TEMPLATES = ROOT / "templates"
 HELPER = "/usr/local/lib/mattermost-deploy/mmhelper.py"
 
 PACKAGES = ["postgresql", "nginx", "gpg", "openssl", "ca-certificates", "python3", "needrestart"]
+# A database server of other machines (mattermost_role "database"): PostgreSQL and no more.
+DATABASE_SERVER_PACKAGES = ["postgresql", "ca-certificates", "python3", "needrestart"]
 
 
 # What `make db-migrate` needs on a server still on MySQL/MariaDB: Debian's pgloader and the
@@ -41,7 +43,11 @@ def on_mysql(now: dict) -> bool:
 
 
 def packages(s: Settings) -> list[str]:
-    return (PACKAGES + (["unattended-upgrades"] if s.unattended_upgrades else []) + (["nftables"] if s.firewall else [])
+    if s.place.role == "database":
+        return DATABASE_SERVER_PACKAGES + (["unattended-upgrades"] if s.unattended_upgrades else []) + \
+            (["nftables"] if s.firewall else []) + (["sudo"] if s.ssh_admin_user else [])
+    base = [("postgresql-client" if p == "postgresql" else p) for p in PACKAGES] if s.place.remote else PACKAGES
+    return (base + (["unattended-upgrades"] if s.unattended_upgrades else []) + (["nftables"] if s.firewall else [])
             + (["certbot"] if s.acme_email else []) + (["sudo"] if s.ssh_admin_user else [])
             + (["restic", "openssh-client"] if s.offsite_repository else [])
             + (["rclone"] if s.files.bucket_configured else []))

@@ -16,6 +16,20 @@ from tasks.release import decision
 from tasks.secrets import files_secrets, secret_in_place, smtp_secrets
 from tasks.settings import Settings, SettingsError
 
+# Where an "app" server keeps the CA of its database's certificate (public: Mattermost's
+# service user reads it for sslrootcert).
+DB_CA_PATH = "/etc/mattermost/db-ca.crt"
+
+
+def datasource_parts(s: Settings) -> dict:
+    """Mattermost's DataSource without its password: loopback without TLS on one server, the
+    database server with TLS, its CA and its name checked (lib/pq's verify-full) otherwise."""
+    if s.place.remote:
+        return {"user": s.db_user, "host": s.place.host, "port": s.place.port, "database": s.db_name,
+                "params": f"sslmode=verify-full&sslrootcert={DB_CA_PATH}&connect_timeout=10&binary_parameters=yes"}
+    return {"user": s.db_user, "host": "localhost", "port": 5432, "database": s.db_name,
+            "params": "sslmode=disable&connect_timeout=10&binary_parameters=yes"}
+
 
 def desired_config(s: Settings) -> dict:
     """The config.json keys this deploy owns (dotted). Everything else is the admin's."""
@@ -25,9 +39,7 @@ def desired_config(s: Settings) -> dict:
         "ServiceSettings.EnableLocalMode": True,
         "ServiceSettings.LocalModeSocketLocation": s.socket_path,
         "SqlSettings.DriverName": "postgres",
-        "SqlSettings.DataSource": {"$datasource": {
-            "user": s.db_user, "host": "localhost", "port": 5432, "database": s.db_name,
-            "params": "sslmode=disable&connect_timeout=10&binary_parameters=yes"}},
+        "SqlSettings.DataSource": {"$datasource": datasource_parts(s)},
         "FileSettings.Directory": f"{s.state_dir}/data/",
         "LogSettings.FileLocation": s.log_dir,
         # Only where the version still has the section (gone in v11): see mmhelper applicable.

@@ -4,12 +4,18 @@ workstation's MATTERMOST_DB_PASSWORD - never printed, never on a command line.""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from pyinfra import host
 from pyinfra.api import operation
 
+from mmhelper.common import REMOTE_DB_FILE
 from mmhelper.config import password_digest  # the same slow salted digest on both sides
 from tasks.adopt import adoption_pending
-from tasks.common import current, helper, settings, upload_secret
+from tasks.common import current, helper, managed_file, settings, upload_secret
+from tasks.config import DB_CA_PATH
+from tasks.db_tls import ensure_ca
 
 
 def password_action(now: dict, env_password: str | None) -> str | None:
@@ -40,25 +46,60 @@ def password_in_place():
         yield helper("db-password", s.password_file)
 
 
-def database_ok(now: dict, db_user: str) -> bool:
+def database_ok(now: dict, db_user: str, createdb: bool = False) -> bool:
     db = now["db"]
     return bool(db.get("role_exists") and db.get("db_exists") and db.get("db_owner") == db_user
-                and db.get("login_ok"))
+                and db.get("login_ok") and (db.get("createdb") or not createdb))
 
 
 @operation()
 def role_and_database(password_changes: bool):
     """Create or fix the role (password from the file, via stdin) and its database."""
     s, now = settings(), current()
-    if database_ok(now, s.db_user) and not password_changes:
+    createdb = s.place.role == "database"
+    if database_ok(now, s.db_user, createdb) and not password_changes:
         host.noop(f"role {s.db_user} logs in to database {s.db_name}")
         return
-    yield helper("database", {"user": s.db_user, "name": s.db_name, "password_file": s.password_file})
+    yield helper("database", {"user": s.db_user, "name": s.db_name, "password_file": s.password_file,
+                              "createdb": createdb})
+
+
+def remote_spec(s) -> dict:
+    """Where the helper finds Mattermost's remote database (mmhelper.common.REMOTE_DB_FILE)."""
+    return {"host": s.place.host, "port": s.place.port, "user": s.db_user, "database": s.db_name,
+            "sslrootcert": DB_CA_PATH, "maintenance_db": s.place.maintenance_db, "password_file": s.password_file}
+
+
+def ca_pem(s) -> str:
+    """The CA an "app" server trusts for its database: the operator's file, else the deploy's own."""
+    if s.place.ca_file and Path(s.place.ca_file).exists():
+        return Path(s.place.ca_file).read_text()
+    return ensure_ca(s.place.ca_dir).read_text()
+
+
+@operation()
+def remote_login(will_change: bool):
+    """Mattermost's role logs in to its remote database over verify-full TLS (checked on the
+    server, before config.json and the service are touched)."""
+    s, now = settings(), current()
+    if now["db"].get("login_ok") and not will_change:
+        host.noop(f"role {s.db_user} logs in to {s.db_name} at {s.place.host} (TLS, name checked)")
+        return
+    yield helper("db-remote-check", "@" + REMOTE_DB_FILE)
 
 
 def configure():
     s = settings()
     password = password_in_place(name="Keep the database password on the server (root only)")
-    role_and_database(name=f"Create the PostgreSQL role {s.db_user} and database {s.db_name}",
-                      password_changes=password.will_change)
+    if not s.place.remote:
+        role_and_database(name=f"Create the PostgreSQL role {s.db_user} and database {s.db_name}",
+                          password_changes=password.will_change)
+        return password
+    ca = managed_file(name=f"Trust the CA of the database server {s.place.host}", path=DB_CA_PATH,
+                      content=ca_pem(s))
+    where = managed_file(name=f"Tell the server-side helper where the database is ({s.place.host})",
+                         path=REMOTE_DB_FILE, content=json.dumps(remote_spec(s), indent=1, sort_keys=True) + "\n")
+    remote_login(name=f"Check that {s.db_user} logs in to {s.db_name} at {s.place.host}:{s.place.port} "
+                      "(TLS, CA and name checked)",
+                 will_change=password.will_change or ca.will_change or where.will_change)
     return password

@@ -49,7 +49,8 @@ def configure():
     if not s.firewall:
         return
     calls = f", Calls {s.calls_udp_port}/udp {s.calls_tcp_port}/tcp" if s.calls_on else ""
-    rules = managed_file(name=f"Write the nftables rules (SSH, 80, 443{calls} in; everything else dropped)", path=CONF,
+    opened = f"SSH, PostgreSQL from {', '.join(s.place.clients)}" if s.place.role == "database" else f"SSH, 80, 443{calls}"
+    rules = managed_file(name=f"Write the nftables rules ({opened} in; everything else dropped)", path=CONF,
                          content=render("etc/nftables.conf.j2", s=s), mode=0o755)
     firewall_active(name=f"Turn the firewall on (SSH on port {s.firewall_ssh_port} first, checked before and after)",
                     changed=rules.will_change)

@@ -16,6 +16,7 @@ from pyinfra.api.exceptions import DeployError
 
 from tasks import privacy
 from tasks.db_migrate import MigrationSettings, migration_settings
+from tasks.dbplace import DbPlace, place_settings
 from tasks.files import FileStore, files_settings
 from tasks.versions import is_valid_policy
 
@@ -136,6 +137,7 @@ class Settings:
     privacy: dict = field(default_factory=dict)
     migration: MigrationSettings = field(default_factory=MigrationSettings)
     files: FileStore = field(default_factory=FileStore)
+    place: DbPlace = field(default_factory=DbPlace)
     calls_udp_port: int = 8443
     calls_tcp_port: int = 8443
     calls_ice_host_override: str | None = None
@@ -163,8 +165,9 @@ class Settings:
 
     @property
     def calls_on(self) -> bool:
-        """The Calls flow is allowed (tasks/privacy.py): its media ports are opened."""
-        return privacy.choices(self.privacy, self.privacy_strict)["calls"]
+        """The Calls flow is allowed (tasks/privacy.py): its media ports are opened (on a
+        Mattermost server: a database server runs no Calls)."""
+        return self.place.runs_mattermost and privacy.choices(self.privacy, self.privacy_strict)["calls"]
 
     @property
     def site_path(self) -> str:
@@ -475,6 +478,8 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
     problems += migration_problems
     files, files_problems = files_settings(get, env)
     problems += files_problems
+    place, place_problems = place_settings(get, password)
+    problems += place_problems
     for port_key in ("calls_udp_port", "calls_tcp_port"):
         port = get(port_key)
         if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
@@ -580,6 +585,7 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
         notices_github_api_url=get("notices_github_api_url") or None,
         migration=migration,
         files=files,
+        place=place,
         calls_udp_port=get("calls_udp_port") or 8443,
         calls_tcp_port=get("calls_tcp_port") or 8443,
         calls_ice_host_override=ice,

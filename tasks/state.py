@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 
-from tasks import backup, base, email, files, firewall, nginx, notices, os_updates, secrets, service, ssh_access
+from mmhelper.common import REMOTE_DB_FILE
+from tasks import backup, base, db_server, email, files, firewall, nginx, notices, os_updates, secrets, service, ssh_access
 from tasks.common import HELPER, MYSQL_MIGRATION_PACKAGES, packages, read_state, settings
-from tasks.config import desired_config
+from tasks.config import DB_CA_PATH, desired_config
+from tasks.database import remote_spec
 from tasks.housekeeping import declared, helper_spec
 from tasks.os_release import NEXT
 from tasks.settings import Settings
@@ -26,7 +28,10 @@ def read(os_updates: str | None = None, housekeeping: bool = False, os_release: 
     anyway when housekeeping is declared.
     os_release: also what a Debian release upgrade would do (simulated against the next
     release's package lists in a private folder)."""
-    return read_state(query(settings(), os_updates, housekeeping, os_release))
+    s = settings()
+    if s.place.role == "database":
+        return db_server.read_state_of(s, os_updates)
+    return read_state(query(s, os_updates, housekeeping, os_release))
 
 
 def managed_paths(s: Settings) -> list[str]:
@@ -40,7 +45,7 @@ def managed_paths(s: Settings) -> list[str]:
         s.backup_dir, backup.SPEC_FILE, backup.SERVICE, backup.TIMER, s.offsite_known_hosts_file,
         notices.SPEC_FILE, notices.SERVICE, notices.TIMER,
         os_updates.NEEDRESTART_CONF, os_updates.AUTO_UPGRADES, os_updates.UNATTENDED_CONF,
-        firewall.CONF, ssh_access.SUDOERS, ssh_access.SSHD_DROPIN, files.CA_PATH,
+        firewall.CONF, ssh_access.SUDOERS, ssh_access.SSHD_DROPIN, files.CA_PATH, DB_CA_PATH, REMOTE_DB_FILE,
     ]
 
 
@@ -55,7 +60,7 @@ def query(s: Settings, os_updates: str | None = None, housekeeping: bool = False
         "config_file": s.config_file,
         "desired_config": desired_config(s),
         "password_file": s.password_file,
-        "db": {"user": s.db_user, "name": s.db_name},
+        "db": {"user": s.db_user, "name": s.db_name, "remote": remote_spec(s) if s.place.remote else None},
         "service": "mattermost",
         "ping_url": s.ping_url,
         "hold_file": s.hold_file,

@@ -526,6 +526,12 @@ def start_server(name: str, ssh_port: int, https_port: int | None = None, http_p
     return description
 
 
+def container_ip(name: str) -> str:
+    """A test server's address on the test network (what another server reaches it by)."""
+    container = client().containers.get(container_name(name))
+    return container.attrs["NetworkSettings"]["Networks"][NETWORK]["IPAddress"]
+
+
 def pin_host_keys(container, name: str, ssh_port: int) -> Path:
     """The server's own SSH host keys, pinned for this workstation's runs (as an operator
     pins a VPS's key on first contact): no "No host key ... found" warning on every command,

@@ -16,6 +16,9 @@ from tasks.state import read as read_server_state
 
 def require_deployed() -> None:
     s = settings()
+    if s.place.role == "database":
+        raise DeployError(f"{s.host} is a database server (mattermost_role \"database\"): this verb works on its "
+                          "Mattermost server - run it with --limit <that server> (nothing was changed)")
     read_server_state()
     if not path_info(HELPER):
         raise DeployError(f"{s.host}: the deploy has not run on this server yet: run `make deploy` first")

@@ -1,0 +1,149 @@
+"""When one server is not enough, the database part: two Debian 13 containers, one the
+database server (mattermost_role "database": Debian's PostgreSQL, TLS from the deploy's own
+CA, scram-sha-256, pg_hba and nftables open to the Mattermost server alone), one the
+Mattermost server (mattermost_role "app": real Mattermost connecting with sslmode=verify-full,
+no PostgreSQL server of its own), converged in one run; what the network lets through and
+what TLS refuses; people post; a backup dumped over TLS from the remote database and a
+restore into it; an upgrade to a broken release rolled back, then the upgrade; a second run
+changes nothing on either server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests import testhost
+from tests.e2e import chat
+from tests.e2e.conftest import KEEP, deploy, https_get, planned_changes, sh
+from tests.standin import build
+
+DB, APP = "e2e-dbsrv", "e2e-dbapp"
+BOTH = f"{DB},{APP}"
+PORT = 24460
+PASSWORD = "remote-db-password-for-tests-31"  # the test database's password, test only
+CA_DIR = testhost.LOCAL / "db-ca-e2e"
+A, B, BROKEN = build.OLDER_ESR, build.ESR_VERSION, build.BROKEN
+STATE: dict = {"pin": A}
+
+
+def env() -> dict:
+    return {"MATTERMOST_DB_PASSWORD": PASSWORD}
+
+
+def data(*extra: str) -> list[str]:
+    return ["--data", f"mattermost_version={STATE['pin']}", *extra]
+
+
+def run(target: str = BOTH, *args: str, timeout: int = 1800):
+    verb = [args[0]] if args and args[0].endswith(".py") else []
+    return deploy(target, *verb, *data(), *args[len(verb):], env=env(), timeout=timeout)
+
+
+def psql_on_db(sql: str) -> str:
+    return sh(DB, f"runuser -u postgres -- psql -XAt -d mattermost -c \"{sql}\"").strip()
+
+
+@pytest.fixture(scope="module")
+def servers():
+    for name in (DB, APP):
+        testhost.stop_server(name)
+    shutil.rmtree(CA_DIR, ignore_errors=True)
+    testhost.start_server(DB, ssh_port=22335)
+    testhost.start_server(APP, ssh_port=22336, https_port=PORT)
+    db_ip, app_ip = testhost.container_ip(DB), testhost.container_ip(APP)
+    db_name = testhost.container_name(DB)  # the name the app server resolves on the test network
+    testhost.start_server(DB, ssh_port=22335, extra_data={
+        "mattermost_role": "database", "db_listen_address": db_ip, "db_server_name": db_name,
+        "db_clients": [app_ip], "db_ca_dir": str(CA_DIR)})
+    testhost.start_server(APP, ssh_port=22336, https_port=PORT, extra_data={
+        "mattermost_role": "app", "db_host": db_name, "db_ca_dir": str(CA_DIR)})
+    STATE.update(db_ip=db_ip, app_ip=app_ip, db_name=db_name)
+    yield
+    if not KEEP:
+        for name in (DB, APP):
+            testhost.stop_server(name)
+
+
+def test_both_roles_converge_in_one_run(servers):
+    converged = run()
+    assert converged.ok, converged.output[-5000:]
+    assert PASSWORD not in converged.output
+    status, _, body = https_get(PORT)
+    assert status == 200 and json.loads(body)["status"] == "OK"
+    ds = json.loads(sh(APP, "cat /var/lib/mattermost/config/config.json"))["SqlSettings"]["DataSource"]
+    assert f"@{STATE['db_name']}:5432/mattermost?sslmode=verify-full&sslrootcert=/etc/mattermost/db-ca.crt" in ds
+    # the Mattermost server runs no PostgreSQL of its own, only the client
+    assert "ii" not in sh(APP, "dpkg -l postgresql 2>/dev/null | tail -1 || true")
+    assert sh(APP, "pg_dump --version").startswith("pg_dump (PostgreSQL)")
+    # Mattermost's connections arrive from the app server, over TLS
+    rows = psql_on_db("SELECT DISTINCT a.client_addr, s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s "
+                      "USING (pid) WHERE a.usename = 'mmuser' AND a.datname = 'mattermost'")
+    assert f"{STATE['app_ip']}|t" in rows.splitlines(), rows
+    assert psql_on_db("SELECT rolcreatedb FROM pg_roles WHERE rolname = 'mmuser'") == "t"
+    assert sh(DB, "stat -c '%U:%G %a' /etc/postgresql/mattermost-tls/server.key").strip() == "root:postgres 640"
+    # the CA's key never left the workstation
+    assert "PRIVATE KEY" not in sh(APP, "cat /etc/mattermost/db-ca.crt")
+    assert planned_changes(BOTH, *data(), env=env()) == []
+
+
+def test_only_the_mattermost_server_gets_in_and_only_over_verified_tls(servers):
+    db_ip = STATE["db_ip"]
+    # another machine on the same network: the firewall drops it
+    code, out = testhost.exec_on_container(
+        testhost.UPSTREAM, f"python3 -c \"import socket; socket.create_connection(('{db_ip}', 5432), 3)\"")
+    assert code != 0 and "timed out" in out, out
+    base = (f"PGPASSWORD={PASSWORD} PGCONNECT_TIMEOUT=5 psql -XAt -c 'SELECT 1' "
+            f"-d 'dbname=mattermost user=mmuser sslrootcert=/etc/mattermost/db-ca.crt")
+    # from the app server: without TLS pg_hba refuses; by address instead of the certificate's name,
+    # verify-full refuses; by name with the CA, it logs in
+    code, out = testhost.exec_on(APP, f"{base} sslmode=disable host={db_ip}'")
+    assert code != 0 and "no encryption" in out, out
+    code, out = testhost.exec_on(APP, f"{base} sslmode=verify-full host={db_ip}'")
+    assert code != 0 and "does not match host name" in out, out
+    code, out = testhost.exec_on(APP, f"{base} sslmode=verify-full host={STATE['db_name']}'")
+    assert code == 0 and out.strip() == "1", out
+    # PostgreSQL listens on loopback and the private address only
+    listening = sh(DB, "ss -Hltn 'sport = :5432'")
+    assert f"{db_ip}:5432" in listening and "0.0.0.0:5432" not in listening and "*:5432" not in listening
+
+
+def test_backup_dumps_the_remote_database_and_restore_puts_it_back(servers):
+    chat.mmctl(APP, "team create --name acme --display-name Acme")
+    chat.create_user(APP, "olga", team="acme")
+    olga = chat.login(PORT, "olga")
+    channel = olga.channels.get_channel_by_name_and_team_name("acme", "town-square")
+    kept = olga.posts.create_post({"channel_id": channel["id"], "message": "in the backup"})
+    backup = run(APP, "verbs/backup.py")
+    assert backup.ok, backup.output[-3000:]
+    name = sh(APP, "ls -t /var/backups/mattermost | grep -v '^\\.' | head -1").strip()
+    manifest = json.loads(sh(APP, f"cat /var/backups/mattermost/{name}/manifest.json"))
+    posts = int(psql_on_db("SELECT count(*) FROM posts"))
+    assert manifest["counts"]["posts"] == posts, manifest
+    after = olga.posts.create_post({"channel_id": channel["id"], "message": "after the backup"})
+    restored = run(APP, "verbs/restore.py", "--data", "restore_backup=latest")
+    assert restored.ok, restored.output[-3000:]
+    assert int(psql_on_db("SELECT count(*) FROM posts")) == posts
+    assert psql_on_db(f"SELECT count(*) FROM posts WHERE id = '{kept['id']}'") == "1"
+    assert psql_on_db(f"SELECT count(*) FROM posts WHERE id = '{after['id']}'") == "0"
+    # the database as it was before the restore is kept on the database server, renamed
+    kept_dbs = sh(DB, "runuser -u postgres -- psql -XAt -c \"SELECT datname FROM pg_database\"").split()
+    assert any(d.startswith("mattermost_") for d in kept_dbs), kept_dbs
+    assert chat.login(PORT, "olga").posts.get_post(kept["id"])["message"] == "in the backup"
+
+
+def test_an_upgrade_rolled_back_then_done_against_the_remote_database(servers):
+    STATE["pin"] = BROKEN
+    broken = run(APP)
+    assert not broken.ok and "rolled back" in broken.output, broken.output[-3000:]
+    assert "Mattermost reversed its migrations (db downgrade)" in broken.output
+    status, _, _ = https_get(PORT)
+    assert status == 200
+    assert run(APP, "verbs/unhold.py").ok
+    STATE["pin"] = B
+    upgraded = run()
+    assert upgraded.ok, upgraded.output[-4000:]
+    assert json.loads(https_get(PORT)[2])["status"] == "OK"
+    assert chat.login(PORT, "olga").users.get_user("me")["username"] == "olga"
+    assert planned_changes(BOTH, *data(), env=env()) == []
