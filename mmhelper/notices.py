@@ -21,7 +21,17 @@ import urllib.parse
 import urllib.request
 
 from mmhelper.backup import backup_names
-from mmhelper.common import Failure, journal_tail, ping, read_json, systemctl, unit_property, write_private
+from mmhelper.common import (
+    Failure,
+    journal_tail,
+    ping,
+    read_json,
+    read_password,
+    remote_db,
+    systemctl,
+    unit_property,
+    write_private,
+)
 from mmhelper.config import smtp_send
 from mmhelper.housekeeping import api_with_token, bot_token, bot_token_works, find_user, local_api
 from mmhelper.offsite import offsite_state
@@ -104,6 +114,14 @@ def checks(spec, state=None, now=None, network=False):
         "active" else {"ok": False, "error": "the service is not running", "version": None}
     add("down", health["ok"], f"Mattermost {health['version']} answers" if health["ok"] else
         f"Mattermost on {host} is not answering: {health.get('error')}")
+
+    remote = remote_db()
+    if remote:  # the database on another machine: does Mattermost's role still get in (verify-full)?
+        from mmhelper.state import remote_login
+
+        outcome = remote_login(remote, read_password(remote["password_file"]) or "")
+        add("database", outcome is True, f"the database at {remote['host']} answers (TLS verified)" if outcome is True
+            else f"the database at {remote['host']}:{remote['port']} does not let Mattermost in: {outcome}")
 
     if systemctl("is-failed", "mattermost-backup.service").stdout.strip() == "failed":
         add("backup-failed", False, "the last nightly backup FAILED: " +

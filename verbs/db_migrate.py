@@ -6,10 +6,11 @@ the upgrade chain on PostgreSQL."""
 
 from pyinfra import host
 from pyinfra.api import operation
+from pyinfra.api.exceptions import DeployError
 
 from tasks import db_migrate
 from tasks.common import current, helper, on_mysql, settings, streamed
-from verbs.server_actions import require_deployed
+from verbs.server_actions import require_deployed, single_server_only
 
 
 @operation(is_idempotent=False)
@@ -22,5 +23,7 @@ def moved_to_postgresql():
     yield streamed(helper("db-migrate", db_migrate.spec(settings())))
 
 
+if single_server_only("the move from MySQL to PostgreSQL"):
+    raise DeployError(single_server_only("the move from MySQL to PostgreSQL"))
 require_deployed()
 moved_to_postgresql(name="Move the MySQL database to PostgreSQL (stop, copy, check every table, switch, start)")

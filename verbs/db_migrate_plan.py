@@ -15,12 +15,15 @@ from pyinfra.api.exceptions import PyinfraError
 from tasks import db_migrate
 from tasks.common import HELPER, helper, path_info, run_on, settings
 from tasks.state import read as read_server_state
+from verbs.server_actions import single_server_only
 from verbs.session import report_plans
 
 
 def plan_for(host) -> dict:
     """The helper's read-only plan for this host."""
     s = settings()
+    if single_server_only("the move from MySQL to PostgreSQL"):
+        raise PyinfraError(single_server_only("the move from MySQL to PostgreSQL"))
     read_server_state()
     if not path_info(HELPER):
         raise PyinfraError("the deploy has not run on this server yet: `make deploy` adopts the hand install first "

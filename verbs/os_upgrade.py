@@ -26,7 +26,7 @@ from tasks.os_release import make_os_plan, plan_text, report_text
 from tasks.patching import operator_id
 from tasks.release import installed_version
 from tasks.state import read as read_server_state
-from verbs.server_actions import reboot_and_wait, require_deployed
+from verbs.server_actions import reboot_and_wait, require_deployed, single_server_only
 
 
 def os_spec(s, **extra) -> dict:
@@ -118,6 +118,8 @@ def nothing_to_do(reason: str):
 
 
 s = settings()
+if single_server_only("the Debian release upgrade"):
+    raise DeployError(single_server_only("the Debian release upgrade"))
 now = read_server_state(os_release=True)
 require_deployed()
 plan = make_os_plan(host.name, now["os"], now["os_release"], bool(now["health"]["ok"]))

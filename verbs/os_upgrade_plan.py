@@ -13,6 +13,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 from tasks.os_release import make_os_plan, plan_text
 from tasks.state import read as read_server_state
+from verbs.server_actions import single_server_only
 from verbs.session import connected, on
 
 
@@ -26,6 +27,8 @@ def main(argv: list[str]) -> int:
                 continue
             with on(host):
                 try:
+                    if single_server_only("the Debian release upgrade"):
+                        raise PyinfraError(single_server_only("the Debian release upgrade"))
                     now = read_server_state(os_release=True)
                     plan = make_os_plan(host.name, now["os"], now["os_release"], bool(now["health"]["ok"]))
                 except PyinfraError as e:

@@ -28,6 +28,10 @@ def main(argv: list[str]) -> int:
                 continue
             with on(host):
                 try:
+                    if settings().place.role == "database":
+                        print(f"{host.name}: database server - patch night does not cover it yet: its security "
+                              "updates come from unattended-upgrades; apply the rest by hand, one server at a time")
+                        continue
                     s, now = settings(), read_server_state(os_updates="refresh")
                     plan = make_plan(now["os_updates"], decision(), s.patch_reboot_packages, s.patch_never_restart)
                 except PyinfraError as e:

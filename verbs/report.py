@@ -30,6 +30,8 @@ def main(argv: list[str]) -> int:
                 try:
                     if error:
                         raise PyinfraError(error)
+                    if settings().place.role == "database":
+                        continue  # a database server of other machines: its Mattermost server reports
                     s, state = settings(), read_server_state(housekeeping=True).get("housekeeping") or {}
                     if state.get("error"):
                         raise PyinfraError(state["error"])

@@ -24,6 +24,16 @@ def require_deployed() -> None:
         raise DeployError(f"{s.host}: the deploy has not run on this server yet: run `make deploy` first")
 
 
+def single_server_only(what: str) -> str | None:
+    """Why `what` is refused on a server of a split layout (mattermost_role "app" or "database"),
+    else None: these moves are built and tested for one server holding both parts."""
+    s = settings()
+    if s.place.role == "all":
+        return None
+    return (f"{s.host}: {what} is built for one server holding Mattermost and PostgreSQL; this one has "
+            f"mattermost_role {s.place.role!r} - not supported yet (nothing was changed)")
+
+
 def restore_spec(s, backup: str | None = None) -> dict:
     return {
         "backup": backup, "backup_dir": s.backup_dir, "releases_dir": s.releases_dir,

@@ -68,8 +68,12 @@ class ConnectErrors(BaseStateCallback):
 
 
 def each_host(argv: list[str], read) -> list[tuple[str, object, str | None]]:
-    """(host name, read(host), None) for every host of the inventory, or (name, None, why)
-    when it cannot be reached or the read fails with the operator's reason."""
+    """(host name, read(host), None) for every Mattermost server of the inventory, or
+    (name, None, why) when it cannot be reached or the read fails with the operator's reason.
+    Database servers of other machines (mattermost_role "database") have no Mattermost to
+    read and are left out."""
+    from tasks.common import settings
+
     out = []
     with connected(argv) as (_, hosts):
         for host, error in hosts:
@@ -78,6 +82,8 @@ def each_host(argv: list[str], read) -> list[tuple[str, object, str | None]]:
                 continue
             try:
                 with on(host):
+                    if settings().place.role == "database":
+                        continue
                     out.append((host.name, read(host), None))
             except PyinfraError as e:
                 out.append((host.name, None, str(e)))

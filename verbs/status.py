@@ -39,10 +39,23 @@ def latest_known(s) -> tuple[str | None, str | None]:
     return (versions[-1] if versions else None), error
 
 
+def database_server_row(host, s, now) -> dict:
+    """A database server's line: PostgreSQL up, its OS updates."""
+    active = (now.get("db") or {}).get("server_active")
+    row = {"host": host.name, "action": "database server", "healthy": bool(active),
+           "os_updates": (now.get("os_updates") or {}).get("count"),
+           "database": f"PostgreSQL {(now.get('postgresql') or {}).get('major')} for {', '.join(s.place.clients)}",
+           "problems": [] if active else ["PostgreSQL is not running"]}
+    row["checks"] = "ok" if active else "1 problem(s)"
+    return row
+
+
 def row_for(host) -> dict:
     with on(host):
         try:
             s, now = settings(), read_server_state(os_updates="cached")
+            if s.place.role == "database":
+                return database_server_row(host, s, now)
             d = decision()
         except PyinfraError as e:
             return {"host": host.name, "action": f"error: {e}"}
@@ -67,6 +80,7 @@ def row_for(host) -> dict:
             "offsite_state": (now.get("offsite") or {}).get("state"),
             "files": (f"bucket {s.files.bucket} at {s.files.endpoint}" if now.get("files_driver") == "amazons3"
                       else "local data folder"),
+            "database": f"{s.place.host}:{s.place.port} (TLS verified)" if s.place.remote else "local PostgreSQL",
         }
         probe = now.get("files_probe") or {}
         if now.get("files_driver") == "amazons3" and probe.get("problem"):

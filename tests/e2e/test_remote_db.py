@@ -5,18 +5,22 @@ Mattermost server (mattermost_role "app": real Mattermost connecting with sslmod
 no PostgreSQL server of its own), converged in one run; what the network lets through and
 what TLS refuses; people post; a backup dumped over TLS from the remote database and a
 restore into it; an upgrade to a broken release rolled back, then the upgrade; a second run
-changes nothing on either server."""
+changes nothing on either server; `make status` and the reports across both, and the database
+stopped: what the Mattermost server's checks say, and Mattermost reconnecting by itself."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import time
 
 import pytest
 
 from tests import testhost
 from tests.e2e import chat
-from tests.e2e.conftest import KEEP, deploy, https_get, planned_changes, sh
+from tests.e2e.conftest import KEEP, ROOT, deploy, https_get, planned_changes, run_env, sh
 from tests.standin import build
 
 DB, APP = "e2e-dbsrv", "e2e-dbapp"
@@ -147,3 +151,40 @@ def test_an_upgrade_rolled_back_then_done_against_the_remote_database(servers):
     assert json.loads(https_get(PORT)[2])["status"] == "OK"
     assert chat.login(PORT, "olga").users.get_user("me")["username"] == "olga"
     assert planned_changes(BOTH, *data(), env=env()) == []
+
+
+def verb_output(module: str, *args: str):
+    return subprocess.run([sys.executable, "-m", module, *data(), *args], cwd=ROOT, env=run_env(BOTH, env()),
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_status_and_reports_across_both_and_the_database_down(servers):
+    status = verb_output("verbs.status", "--json")
+    assert status.returncode == 0, status.stdout + status.stderr
+    rows = {row["host"]: row for row in json.loads(status.stdout)}
+    assert rows[f"local-{DB}"]["action"] == "database server" and rows[f"local-{DB}"]["healthy"] is True
+    assert rows[f"local-{APP}"]["database"] == f"{STATE['db_name']}:5432 (TLS verified)"
+    assert rows[f"local-{APP}"]["healthy"] is True
+    users = verb_output("verbs.report", "users", "--json")
+    assert users.returncode == 0, users.stderr
+    assert list(json.loads(users.stdout)) == [f"local-{APP}"]  # the database server has no people to report
+    # PostgreSQL stopped on the database server: the Mattermost server's checks say so
+    sh(DB, "systemctl stop postgresql")
+    try:
+        down = verb_output("verbs.status", "--json")
+        app = {row["host"]: row for row in json.loads(down.stdout)}[f"local-{APP}"]
+        assert down.returncode == 1
+        assert any(p.startswith(f"the database at {STATE['db_name']}:5432 does not let Mattermost in")
+                   for p in app["problems"]), app
+    finally:
+        sh(DB, "systemctl start postgresql")
+    # Mattermost reconnects by itself once PostgreSQL is back
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        status, _, body = https_get(PORT)
+        if status == 200 and json.loads(body).get("status") == "OK":
+            break
+        time.sleep(2)
+    olga = chat.login(PORT, "olga")
+    channel = olga.channels.get_channel_by_name_and_team_name("acme", "town-square")
+    assert olga.posts.create_post({"channel_id": channel["id"], "message": "after PostgreSQL came back"})["id"]
