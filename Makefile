@@ -18,6 +18,8 @@
 #   make db-migrate      move it: backup, schema, copy, every table checked, switch (YES=1); resumable
 #   make db-migrate-rollback   back to the untouched MySQL database (DISCARD=1: lose posts written since)
 #   make move-files-plan | move-files [BACK=1]   uploaded files into the bucket (BACK=1: back to the data folder)
+#   make move-database-plan | move-database       the database to the database server in db_host (logical replication)
+#   make move-database-rollback [DISCARD=1]        back to this server's database, untouched since the move
 #   make test            unit tests, and end-to-end tests of real Mattermost (built from source) on real Debian 12 containers
 #   make bench           benchmarks (bench/), printing numbers
 #   make lint / clean / setup
@@ -37,7 +39,7 @@ YESFLAG := $(if $(filter 1 yes true,$(YES)),-y,)
 
 .PHONY: setup prereqs mattermost-builds demo diff deploy upgrade status backup fetch-backup restore rollback rebuild \
 	restore-drill unhold \
-	patch-plan patch-night os-upgrade-plan os-upgrade upgrade-plan db-migrate-plan db-migrate db-migrate-rollback move-files-plan move-files channels users archive-stale offboard erase export retention \
+	patch-plan patch-night os-upgrade-plan os-upgrade upgrade-plan db-migrate-plan db-migrate db-migrate-rollback move-files-plan move-files move-database-plan move-database move-database-rollback channels users archive-stale offboard erase export retention \
 	test unit e2e lint bench bench-upgrade bench-scale bench-security bench-old bench-files clean
 
 setup: $(VENV)/.installed
@@ -144,6 +146,15 @@ move-files-plan: setup
 
 move-files: setup
 	$(PY) -m tasks.run verbs/move_files.py $(YESFLAG) $(if $(filter 1 yes true,$(BACK)),--data move_back=true,)
+
+move-database-plan: setup
+	$(PY) -m verbs.move_database_plan $(if $(filter 1 yes true,$(JSON)),--json,)
+
+move-database: setup
+	$(PY) -m tasks.run verbs/move_database.py $(YESFLAG)
+
+move-database-rollback: setup
+	$(PY) -m tasks.run verbs/move_database_rollback.py $(YESFLAG) $(if $(filter 1 yes true,$(DISCARD)),--data discard=true,)
 
 test: setup prereqs mattermost-builds
 	$(PY) -m pytest

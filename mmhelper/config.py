@@ -58,6 +58,10 @@ def resolve_desired(desired, password, missing_secret=None):
     `missing_secret` when given (the state query: the key then differs), else fails."""
     resolved = {}
     for key, value in desired.items():
+        if isinstance(value, dict) and "$after_move" in value:
+            resolved[key] = {"$after_move": resolve_desired({key: value["$after_move"]}, password,
+                                                            missing_secret)[key]}
+            continue
         if isinstance(value, dict) and "$datasource" in value:
             if password is None:
                 raise Failure("no database password on the server yet: run the full deploy "
@@ -103,10 +107,16 @@ def applicable(config, desired):
     would never converge. While the database is MySQL (an old hand install before `make
     db-migrate`), SqlSettings are left as they are: the migration switches them."""
     on_mysql = get_dotted(config, "SqlSettings.DriverName")[0] == "mysql"
+    local_db = (parse_datasource(get_dotted(config, "SqlSettings.DataSource")[0] or "") or {}).get("host") in \
+        ("localhost", "127.0.0.1", "::1", "")
     result = {}
     for key, value in desired.items():
         if on_mysql and key.startswith("SqlSettings."):
             continue
+        if isinstance(value, dict) and "$after_move" in value:
+            if local_db and get_dotted(config, key)[1]:
+                continue  # still on this server's database: `make move-database` switches it
+            value = value["$after_move"]
         if isinstance(value, dict) and "$if_section" in value:
             if key.split(".")[0] not in config:
                 continue
@@ -172,7 +182,10 @@ def merge_config_file(spec):
         with open(spec["seed_file"]) as f:
             config = json.load(f)
         print(f"  new {path} from the release defaults", flush=True)
-        desired = {k: v["$keep_unless_fresh"] if isinstance(v, dict) and "$keep_unless_fresh" in v else v
+        # A new config.json: what is kept on an existing one is set here (a fresh "app" server
+        # uses its remote database from the start: there is nothing local to move).
+        desired = {k: v["$keep_unless_fresh"] if isinstance(v, dict) and "$keep_unless_fresh" in v else
+                   v["$after_move"] if isinstance(v, dict) and "$after_move" in v else v
                    for k, v in desired.items()}
     changed = merge_config(config, desired)
     # Only when the deploy owns the relay (smtp_server) and a key of the connection changed:

@@ -32,6 +32,9 @@ def database(spec):
     # databases as this role (there is no superuser on the Mattermost server's side).
     createdb = " CREATEDB" if spec.get("createdb") else ""
     psql_as_postgres(f"{verb} ROLE {ident(user)} WITH LOGIN{createdb} PASSWORD {literal(password)};")
+    if spec.get("createdb") and int(psql_as_postgres("SHOW server_version_num;").stdout.strip()) >= 160000:
+        # `make move-database` subscribes to the Mattermost server's database as this role.
+        psql_as_postgres(f"GRANT pg_create_subscription TO {ident(user)};")
     if not database_exists(name):
         psql_as_postgres(f"CREATE DATABASE {ident(name)} WITH OWNER {ident(user)} ENCODING 'UTF8' "
                          "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' TEMPLATE template0;")

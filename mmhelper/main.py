@@ -14,7 +14,7 @@ read from root-only files and never printed or put on a command line.
     mmhelper.py adopt SPEC_JSON
     mmhelper.py db-password PASSWORD_FILE
     mmhelper.py database SPEC_JSON
-    mmhelper.py db-remote-check @REMOTE_DB_FILE
+    mmhelper.py db-remote-check SPEC_JSON
     mmhelper.py merge-config SPEC_JSON
     mmhelper.py switch SPEC_JSON
     mmhelper.py wait-healthy SPEC_JSON
@@ -31,6 +31,7 @@ read from root-only files and never printed or put on a command line.
     mmhelper.py notices|notices-setup|notify SPEC_JSON|@FILE
     mmhelper.py db-migrate-plan|db-migrate|db-migrate-rollback SPEC_JSON
     mmhelper.py files-move-plan|files-move SPEC_JSON
+    mmhelper.py db-move-plan|db-move|db-move-rollback SPEC_JSON
 """
 
 import json
@@ -44,6 +45,9 @@ from mmhelper.config import merge_config_file
 from mmhelper.database import database, db_password, db_remote_check
 from mmhelper.db_migrate import migrate, plan
 from mmhelper.db_migrate import rollback as db_rollback
+from mmhelper.db_move import move as db_move
+from mmhelper.db_move import plan as db_move_plan
+from mmhelper.db_move import rollback as db_move_rollback
 from mmhelper.export import export
 from mmhelper.files_move import move as files_move
 from mmhelper.files_move import plan as files_move_plan
@@ -96,6 +100,9 @@ COMMANDS = {
     "db-migrate": migrate,
     "db-migrate-rollback": db_rollback,
     "files-move-plan": files_move_plan,
+    "db-move-plan": db_move_plan,
+    "db-move": db_move,
+    "db-move-rollback": db_move_rollback,
     "files-move": files_move,
 }
 

@@ -129,12 +129,17 @@ def state(query):
         result = psql_as_postgres(
             f"SELECT 'role', rolname FROM pg_roles WHERE rolname = {literal(db['user'])} UNION ALL "
             f"SELECT 'createdb', rolcreatedb::text FROM pg_roles WHERE rolname = {literal(db['user'])} UNION ALL "
+            f"SELECT 'subscriber', count(*)::text FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid JOIN "
+            f"pg_roles u ON u.oid = m.member WHERE r.rolname = 'pg_create_subscription' AND u.rolname = "
+            f"{literal(db['user'])} UNION ALL "
+            f"SELECT 'subscribable', count(*)::text FROM pg_roles WHERE rolname = 'pg_create_subscription' UNION ALL "
             f"SELECT 'db', pg_get_userbyid(datdba) FROM pg_database WHERE datname = {literal(db['name'])};")
         rows = dict(line.split("|", 1) for line in result.stdout.splitlines() if "|" in line)
         db_out["role_exists"] = "role" in rows
         db_out["db_exists"] = "db" in rows
         db_out["db_owner"] = rows.get("db")
-        db_out["createdb"] = rows.get("createdb") == "true"
+        db_out["createdb"] = rows.get("createdb") == "true" and (
+            rows.get("subscriber") == "1" or rows.get("subscribable") == "0")  # PostgreSQL 16+: may subscribe
         spec = {"user": db["user"], "database": db["name"], "host": db.get("host", "localhost"),
                 "port": db.get("port", 5432)}
         db_out["login_ok"] = bool(password) and db_out["db_exists"] and psql_login_ok(spec, password)

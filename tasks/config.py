@@ -39,7 +39,10 @@ def desired_config(s: Settings) -> dict:
         "ServiceSettings.EnableLocalMode": True,
         "ServiceSettings.LocalModeSocketLocation": s.socket_path,
         "SqlSettings.DriverName": "postgres",
-        "SqlSettings.DataSource": {"$datasource": datasource_parts(s)},
+        # On an "app" server still on its local database (before `make move-database`), the
+        # DataSource stays as it is: the move switches it (mmhelper/config.py applicable).
+        "SqlSettings.DataSource": ({"$after_move": {"$datasource": datasource_parts(s)}} if s.place.remote
+                                   else {"$datasource": datasource_parts(s)}),
         "FileSettings.Directory": f"{s.state_dir}/data/",
         "LogSettings.FileLocation": s.log_dir,
         # Only where the version still has the section (gone in v11): see mmhelper applicable.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import operation
 
 from mmhelper.common import REMOTE_DB_FILE
@@ -16,6 +16,7 @@ from tasks.adopt import adoption_pending
 from tasks.common import current, helper, managed_file, settings, upload_secret
 from tasks.config import DB_CA_PATH
 from tasks.db_tls import ensure_ca
+from tasks.dbplace import move_pending
 
 
 def password_action(now: dict, env_password: str | None) -> str | None:
@@ -85,7 +86,7 @@ def remote_login(will_change: bool):
     if now["db"].get("login_ok") and not will_change:
         host.noop(f"role {s.db_user} logs in to {s.db_name} at {s.place.host} (TLS, name checked)")
         return
-    yield helper("db-remote-check", "@" + REMOTE_DB_FILE)
+    yield helper("db-remote-check", remote_spec(s))
 
 
 def configure():
@@ -97,9 +98,15 @@ def configure():
         return password
     ca = managed_file(name=f"Trust the CA of the database server {s.place.host}", path=DB_CA_PATH,
                       content=ca_pem(s))
-    where = managed_file(name=f"Tell the server-side helper where the database is ({s.place.host})",
-                         path=REMOTE_DB_FILE, content=json.dumps(remote_spec(s), indent=1, sort_keys=True) + "\n")
+    changed = password.will_change or ca.will_change
+    if move_pending(s, current()):
+        # Mattermost still uses this server's database: the helper's work stays local too.
+        logger.warning(f"    [{s.host}] the database is still on this server: `make move-database-plan`, then "
+                       f"`make move-database` moves it to {s.place.host} (until then the DataSource stays as it is)")
+    else:
+        where = managed_file(name=f"Tell the server-side helper where the database is ({s.place.host})",
+                             path=REMOTE_DB_FILE, content=json.dumps(remote_spec(s), indent=1, sort_keys=True) + "\n")
+        changed = changed or where.will_change
     remote_login(name=f"Check that {s.db_user} logs in to {s.db_name} at {s.place.host}:{s.place.port} "
-                      "(TLS, CA and name checked)",
-                 will_change=password.will_change or ca.will_change or where.will_change)
+                      "(TLS, CA and name checked)", will_change=changed)
     return password

@@ -19,12 +19,13 @@ from mmhelper.config import password_digest
 from tasks import database, firewall, os_updates, ssh_access
 from tasks.base import helper_bundle, packages_installed
 from tasks.common import HELPER, current, managed_file, packages, read_state, settings
-from tasks.db_tls import server_certificate
+from tasks.db_tls import ensure_ca, server_certificate
 from tasks.settings import Settings
 
 TLS_DIR = "/etc/postgresql/mattermost-tls"
 CERT = f"{TLS_DIR}/server.crt"
 KEY = f"{TLS_DIR}/server.key"
+CA = f"{TLS_DIR}/ca.crt"
 CONF_NAME = "conf.d/50-mattermost-deploy.conf"
 HBA_NAME = "pg_hba.conf"
 
@@ -34,7 +35,7 @@ def query(s: Settings, os_updates_mode: str | None = None) -> str:
     return json.dumps({
         "packages": packages(s),
         "user": "postgres",
-        "paths": [HELPER, CERT, os_updates.NEEDRESTART_CONF, os_updates.AUTO_UPGRADES, os_updates.UNATTENDED_CONF,
+        "paths": [HELPER, CERT, CA, os_updates.NEEDRESTART_CONF, os_updates.AUTO_UPGRADES, os_updates.UNATTENDED_CONF,
                   firewall.CONF, ssh_access.SUDOERS, ssh_access.SSHD_DROPIN],
         "install_dir": "/nonexistent/mattermost", "releases_dir": "/nonexistent/releases",
         "config_file": "/nonexistent/config.json",
@@ -137,6 +138,9 @@ def configure():
     key = tls_key(name=f"Place the database server's TLS key (from the deploy's CA, for {name})", content=key_pem)
     cert = managed_file(name=f"Place the database server's TLS certificate (names {name})", path=CERT,
                         content=cert_pem)
+    # The deploy's CA: `make move-database` checks the Mattermost server's certificate with it.
+    managed_file(name="Place the deploy's CA certificate (for the move's replication link)", path=CA,
+                 content=ensure_ca(s.place.ca_dir).read_text())
     conf = managed_file(name=f"PostgreSQL listens on localhost and {s.place.listen_address}, TLS on, SCRAM passwords",
                         path=f"{pg['conf_dir']}/{CONF_NAME}", content=conf_content(s), user="postgres",
                         group="postgres")

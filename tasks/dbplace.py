@@ -39,6 +39,8 @@ class DbPlace:
     clients: tuple = field(default_factory=tuple)  # database: addresses of the Mattermost servers
     ca_dir: str = str(ROOT / ".local" / "db-ca")
     maintenance_db: str = "postgres"  # app: the database to connect to for CREATE/DROP DATABASE
+    move_source_address: str | None = None  # app: this server's private address, for `make move-database`
+    own_ca: bool = True  # app: the database's certificate comes from the deploy's CA (a server it runs)
 
     @property
     def remote(self) -> bool:
@@ -104,8 +106,16 @@ def place_settings(get, password: str | None) -> tuple[DbPlace, list[str]]:
         ca = Path(str(ca_file)).expanduser() if ca_file else Path(ca_dir) / "ca.crt"
         if ca_file and (not ca.is_file() or "BEGIN CERTIFICATE" not in ca.read_text(errors="replace")):
             problems.append(f"db_ca_file {ca_file!r} is not a PEM certificate file on this workstation")
+        source = get("db_move_source_address") or None
+        if source is not None:
+            try:
+                ipaddress.ip_address(str(source))
+            except ValueError:
+                problems.append(f"db_move_source_address must be this server's private IP address, not {source!r}")
         return DbPlace(role=role, host=str(host or ""), port=port, ca_file=str(ca), ca_dir=ca_dir,
-                       maintenance_db=str(get("db_maintenance_database") or "postgres")), problems
+                       maintenance_db=str(get("db_maintenance_database") or "postgres"),
+                       move_source_address=str(source) if source else None,
+                       own_ca=not get("db_ca_file")), problems
     listen = get("db_listen_address")
     try:
         ipaddress.ip_address(str(listen))
@@ -123,3 +133,16 @@ def place_settings(get, password: str | None) -> tuple[DbPlace, list[str]]:
         problems.append("db_port other than 5432 is not supported for a database server this deploy runs")
     return DbPlace(role=role, port=port, listen_address=str(listen or ""), server_name=name, clients=clients,
                    ca_dir=ca_dir), problems
+
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "")
+
+
+def move_pending(s, now: dict) -> bool:
+    """The settings put the database elsewhere ("app") but Mattermost still uses its local one:
+    `make move-database` is due, and until then the deploy leaves the DataSource alone."""
+    if not s.place.remote:
+        return False
+    engine = now.get("database_engine") or {}
+    ds = engine.get("datasource") or {}
+    return engine.get("engine") == "postgres" and (ds.get("host") or "") in LOCAL_HOSTS

@@ -11,6 +11,7 @@ from pyinfra.api.exceptions import DeployError
 
 from facts.github import ReleaseLookupError, fetch_releases
 from tasks.common import current, helper, on_mysql, settings, streamed
+from tasks.dbplace import move_pending
 from tasks.settings import Settings
 from tasks.versions import PINNED, Decision, decide, server_versions
 
@@ -67,6 +68,10 @@ def decision() -> Decision:
                   f"and rollbacks of upgrades are PostgreSQL's): `make db-migrate-plan`, then `make db-migrate` moves "
                   f"it to PostgreSQL at {installed_version(now)}; the upgrade {' -> '.join([installed_version(now), *d.hops])} "
                   "follows")
+        d = Decision(installed_version(now), d.candidate, d.latest, f"blocked: {reason}", reason)
+    if d.upgrade and move_pending(s, now):
+        reason = (f"the settings put the database at {s.place.host} but Mattermost still uses this server's: "
+                  "`make move-database-plan`, then `make move-database`; the upgrade follows on the new database")
         d = Decision(installed_version(now), d.candidate, d.latest, f"blocked: {reason}", reason)
     if d.target is None:
         raise DeployError(f"{s.host}: no Mattermost version to install: {d.blocked} (nothing was changed)")

@@ -1,0 +1,281 @@
+"""`make move-database`: Mattermost's PostgreSQL database from this server to a database
+server (mattermost_role "database", or a managed PostgreSQL), with PostgreSQL's own logical
+replication while Mattermost serves, so users wait only for the catch-up, the check and a
+restart:
+
+  prepare   the local cluster publishes: wal_level=logical (a restart of PostgreSQL, and
+            with it Mattermost, only if it was not on), listening on this server's private
+            address with TLS from the deploy's CA, a replication role with a generated
+            password, pg_hba and the firewall open to the database server for the move
+  schema    pg_dump --schema-only of the local database, loaded into the empty remote one
+            as Mattermost's role
+  subscribe the remote database subscribes (CREATE SUBSCRIPTION as Mattermost's role:
+            PostgreSQL 16+'s pg_create_subscription) and copies every table while
+            Mattermost serves; waits until every table is in sync
+  stop      Mattermost stops (users wait from here)
+  catch-up  the subscription confirms everything the local server wrote
+  sequences set to the local values
+  verify    every table's row count and an order-independent digest of its rows, both sides
+  switch    config.json's DataSource points at the remote database (the local one saved,
+            root only, for the way back); the helper's own database work follows it
+  start     Mattermost starts on the remote database, checked healthy
+  cleanup   subscription, publication, replication role, pg_hba line, firewall rule and
+            the local settings taken back; the local database stays as it was at the stop
+
+Each step is recorded: a killed move goes on from the last finished step. A failure before
+the switch leaves (or puts) Mattermost back on the local database; after it, switches back.
+`make move-database-rollback` is the way back: the local database is untouched.
+"""
+
+import json
+import os
+import subprocess
+import time
+
+from mmhelper.common import REMOTE_DB_FILE, Failure, literal, pg_command, read_json, run, start_and_verify, systemctl
+from mmhelper.db_link import (
+    LOCAL_HOSTS,
+    catch_up,
+    copy_sequences,
+    current_datasource_host,
+    drop_subscription,
+    empty_remote,
+    local_sql,
+    prepare_source,
+    remote_env,
+    remote_sql,
+    restore_source,
+    subscribe,
+    switch_to_remote,
+    tables,
+    verify,
+    wait_in_sync,
+    write_config,
+)
+from mmhelper.steps import Progress, lock_holder, take_lock
+
+STEPS = ["prepare", "schema", "subscribe", "stop", "catch-up", "sequences", "verify", "switch", "start", "cleanup"]
+
+
+def installed(spec):
+    from mmhelper.common import installed_version
+
+    return installed_version(spec["install_dir"], spec["user"])
+
+
+# ------------------------------------------------------------------ the plan
+
+def plan(spec):
+    print(json.dumps(make_plan(spec)))
+
+
+def make_plan(spec, locked=False):
+    """What the move would do and why it would be refused; changes nothing."""
+    out = {"refusals": [], "notes": [], "state": (read_json(spec["state_file"]) or {}).get("status")}
+    holder = None if locked else lock_holder(spec["lock_file"])
+    if holder:
+        out["refusals"].append(f"a move of the database is running ({holder})")
+    host = current_datasource_host(spec)
+    out["current"] = "local" if host in LOCAL_HOSTS else host
+    if host not in LOCAL_HOSTS:
+        out["refusals"].append(f"Mattermost's database is already at {host}: nothing to move")
+        return out
+    db = spec["db"]["name"]
+    try:
+        out["local"] = {"version": local_sql("SHOW server_version;"),
+                        "bytes": int(local_sql(f"SELECT pg_database_size({literal(db)});")),
+                        "tables": len(tables(lambda sql: local_sql(sql, db))),
+                        "wal_level": local_sql("SHOW wal_level;")}
+    except Failure as e:
+        out["refusals"].append(f"the local database cannot be read: {e}")
+        return out
+    try:
+        remote_tables = tables(lambda sql: remote_sql(spec, sql))
+        out["remote"] = {"version": remote_sql(spec, "SHOW server_version;"),
+                         "version_num": int(remote_sql(spec, "SHOW server_version_num;")),
+                         "tables": len(remote_tables),
+                         "can_subscribe": remote_sql(spec, "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON "
+                                                          "r.oid = m.roleid WHERE r.rolname = 'pg_create_subscription' "
+                                                          "AND m.member = (SELECT oid FROM pg_roles WHERE rolname = "
+                                                          "current_user);") != "0"
+                         or remote_sql(spec, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user;") == "t"}
+    except Failure as e:
+        out["refusals"].append(f"the database at {spec['remote']['host']} does not let Mattermost's role in: {e} - "
+                               "run `make deploy` (the database server first)")
+        return out
+    state = read_json(spec["state_file"]) or {}
+    if remote_tables and not state.get("made_remote"):
+        out["refusals"].append(f"the database {db} at {spec['remote']['host']} already has {len(remote_tables)} "
+                               "tables this move did not make: it must be empty (nothing was changed)")
+    if not out["remote"]["can_subscribe"]:
+        out["refusals"].append(f"{spec['remote']['user']} may not create subscriptions at {spec['remote']['host']} "
+                               "(PostgreSQL 16+ with pg_create_subscription granted; the deploy grants it on a "
+                               "database server it runs)")
+    client = subprocess.run(["pg_dump", "--version"], capture_output=True, text=True).stdout.split()
+    client_major = int(client[-1].split(".")[0]) if client else 0
+    if client_major < out["remote"]["version_num"] // 10000:
+        out["refusals"].append(f"this server's pg_dump {client_major} cannot back up PostgreSQL "
+                               f"{out['remote']['version']}: install postgresql-client-{out['remote']['version_num'] // 10000}")
+    if not spec.get("source_address"):
+        out["refusals"].append("db_move_source_address is not set: this server's private address, which the "
+                               "database server connects to during the move")
+    if out["local"]["wal_level"] != "logical":
+        out["notes"].append("the local PostgreSQL restarts once to turn on logical replication (wal_level), and "
+                            "Mattermost with it: a few seconds, before the copy")
+    # a rough outage: the catch-up is what was written during the stop (little), the check reads
+    # every row on both sides (~60 MB/s measured here), plus a stop and a start
+    out["estimated_outage_s"] = round(5 + 2 * out["local"]["bytes"] / 60e6, 0)
+    return out
+
+
+# ------------------------------------------------------------------ the move
+
+def move(spec):
+    lock = take_lock(spec["lock_file"], "a move of the database")
+    progress = Progress(spec["state_file"], STEPS)
+    try:
+        if progress.state.get("status") == "done" and current_datasource_host(spec) not in LOCAL_HOSTS:
+            print(f"already moved to {spec['remote']['host']} on {progress.state.get('finished')}; nothing to do")
+            return
+        if progress.state.get("status") != "running":
+            checked = make_plan(spec, locked=True)
+            if checked["refusals"]:
+                raise Failure("; ".join(checked["refusals"]) + " (nothing was changed)")
+            made = progress.state.get("made_remote")
+            progress.state = {}
+            progress.save(status="running", version=installed(spec), started=time.time(), done=[],
+                          made_remote=made, bytes=checked["local"]["bytes"])
+        else:
+            print(f"continuing the unfinished move (done: {', '.join(progress.state.get('done')) or 'nothing'})",
+                  flush=True)
+        try:
+            _run_steps(spec, progress)
+        except BaseException as e:
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+            reason = str(e) if isinstance(e, Failure) else f"{type(e).__name__}: {e}"
+            back = _back_to_local(spec, progress)
+            progress.save(status="failed", failed=reason[:500], done=[])
+            raise Failure(f"the move failed ({reason}); {back}") from None
+    finally:
+        lock.close()
+
+
+def _run_steps(spec, progress):
+    db, version = spec["db"]["name"], progress.state["version"]
+    if not progress.done("prepare"):
+        seconds = prepare_source(spec, progress)
+        progress.mark("prepare", prepare_outage_s=round(seconds, 1))
+    if not progress.done("schema"):
+        progress.save(made_remote=True)  # from here, the remote tables are this move's to remake
+        empty_remote(spec)
+        dump, _ = pg_command("pg_dump", db, "--schema-only", "--no-owner", "--no-privileges", "--no-publications",
+                             "--no-subscriptions")
+        schema = run(dump).stdout
+        run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1"], input=schema, env=remote_env(spec))
+        progress.mark("schema", tables=len(tables(lambda sql: remote_sql(spec, sql))))
+    if not progress.done("subscribe"):
+        started = time.time()
+        subscribe(spec, progress)
+        wait_in_sync(spec)
+        progress.mark("subscribe", copy_s=round(time.time() - started, 1))
+    if not progress.done("stop"):
+        print(f"  stopping Mattermost {version} (users wait from now)", flush=True)
+        systemctl("stop", spec["service"])
+        progress.mark("stop", stopped_at=time.time())
+    if not progress.done("catch-up"):
+        started = time.time()
+        catch_up(spec)
+        progress.mark("catch-up", catch_up_s=round(time.time() - started, 1))
+    if not progress.done("sequences"):
+        sequences = copy_sequences(spec)
+        progress.mark("sequences", sequences=sequences)
+    if not progress.done("verify"):
+        started = time.time()
+        report = verify(spec)
+        progress.mark("verify", verify_s=round(time.time() - started, 1), report=report)
+    if not progress.done("switch"):
+        drop_subscription(spec)
+        switch_to_remote(spec)
+        progress.mark("switch", switched_at=time.time())
+    if not progress.done("start"):
+        print(f"  starting Mattermost {version} on the database at {spec['remote']['host']}", flush=True)
+        start_and_verify(spec, version)
+        outage = time.time() - progress.state.get("stopped_at", time.time())
+        progress.mark("start", outage_s=round(outage, 1))
+    if not progress.done("cleanup"):
+        restore_source(spec, progress)
+        progress.mark("cleanup")
+    progress.save(status="done", finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+    s = progress.state
+    restart = f", and the restart to turn on replication {s['prepare_outage_s']} s" if s.get("prepare_outage_s") else ""
+    print(f"moved: Mattermost {version} runs on {db} at {spec['remote']['host']}; users waited {s.get('outage_s')} s "
+          f"(catch-up {s.get('catch_up_s')} s, check {s.get('verify_s')} s; the copy took {s.get('copy_s')} s while "
+          f"serving{restart}). The local database is untouched since the stop: `make move-database-rollback` goes "
+          "back to it.", flush=True)
+
+
+def _back_to_local(spec, progress):
+    """After a failure: Mattermost on the local database again, the replication taken down."""
+    notes = []
+    try:
+        saved = read_json(spec["saved_datasource_file"])
+        if progress.done("switch") and saved:
+            systemctl("stop", spec["service"])
+            write_config(spec, saved)
+            if os.path.exists(REMOTE_DB_FILE):
+                os.unlink(REMOTE_DB_FILE)
+        try:
+            drop_subscription(spec)
+        except Failure as e:
+            notes.append(f"the subscription at {spec['remote']['host']} could not be dropped ({e})")
+        restore_source(spec, progress)
+        if progress.done("stop") or progress.done("switch"):
+            start_and_verify(spec, progress.state["version"])
+            return ("Mattermost runs on the local database again, as before the move" +
+                    (f"; {'; '.join(notes)}" if notes else ""))
+        return "Mattermost was not stopped and still runs on the local database" + \
+            (f"; {'; '.join(notes)}" if notes else "")
+    except Failure as e:
+        return f"AND putting Mattermost back on the local database failed ({e}): see {spec['saved_datasource_file']}"
+
+
+def rollback(spec):
+    """The way back: config.json points at the local database again (untouched since the
+    stop), Mattermost started and checked. Refused when it was upgraded since, or when people
+    posted on the remote database since the switch, unless `discard` says to lose that."""
+    lock = take_lock(spec["lock_file"], "a move of the database")
+    try:
+        progress = Progress(spec["state_file"], STEPS)
+        state = progress.state
+        saved = read_json(spec["saved_datasource_file"])
+        if state.get("status") != "done" or not saved:
+            raise Failure("no finished move of the database to roll back (make move-database-plan shows the state)")
+        version = installed(spec)
+        if version != state.get("version"):
+            raise Failure(f"Mattermost was upgraded to {version} since the move; the local database holds the schema "
+                          f"of {state.get('version')}: roll back the upgrade first (`make rollback`); nothing was "
+                          "changed")
+        if current_datasource_host(spec) not in LOCAL_HOSTS and state.get("switched_at"):
+            since = int(state["switched_at"] * 1000)
+            newer = int(remote_sql(spec, f"SELECT count(*) FROM posts WHERE createat > {since} AND type NOT LIKE "
+                                         "'system\\_%';") or 0)
+            if newer and not spec.get("discard"):
+                raise Failure(f"{newer} posts were written on the database at {spec['remote']['host']} since the move; "
+                              "going back loses them: `make move-database-rollback DISCARD=1` to go back anyway; "
+                              "nothing was changed")
+        print(f"  stopping Mattermost {version}", flush=True)
+        systemctl("stop", spec["service"])
+        write_config(spec, saved)
+        if os.path.exists(REMOTE_DB_FILE):
+            os.unlink(REMOTE_DB_FILE)
+        print("  config.json points at the local database again", flush=True)
+        start_and_verify(spec, version)
+        progress.save(status="rolled-back", done=[], rolled_back=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+        os.unlink(spec["saved_datasource_file"])
+        print(f"rolled back: Mattermost {version} runs on the local database again; the database at "
+              f"{spec['remote']['host']} is kept (a new `make move-database` empties and fills it anew). Set "
+              "mattermost_role back to \"all\" in the inventory, or the next deploy says the move is pending.",
+              flush=True)
+    finally:
+        lock.close()
