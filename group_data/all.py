@@ -136,6 +136,7 @@ db_host = None  # app: the database server's name or private address, as its cer
 db_port = 5432  # app: its port
 db_ca_file = None  # app: the CA that signed its certificate (a managed service's CA file); None: the deploy's own CA
 db_maintenance_database = "postgres"  # app: where CREATE/DROP DATABASE connect (a managed service may say "defaultdb")
+db_move_method = "auto"  # app: "replication" (logical, short wait), "dump" (pg_dump | pg_restore while stopped), "auto"
 db_move_source_address = None  # app: this server's private address; `make move-database` lets the database server copy from it
 db_listen_address = None  # database: the private IP address PostgreSQL listens on (never a public one)
 db_server_name = None  # database: the name in its certificate, as the app servers' db_host says; None: the address

@@ -9,6 +9,7 @@ import secrets
 import socket
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from mmhelper.common import (
     REMOTE_DB_FILE,
@@ -252,8 +253,10 @@ def verify(spec):
     if local_tables != remote_tables:
         raise Failure(f"the tables differ: only here {sorted(set(local_tables) - set(remote_tables))}, only there "
                       f"{sorted(set(remote_tables) - set(local_tables))}")
-    here = table_digests(lambda sql: local_sql(sql, db), local_tables)
-    there = table_digests(lambda sql: remote_sql(spec, sql), local_tables)
+    with ThreadPoolExecutor(2) as pool:  # both sides at once: the check is most of the wait
+        here_job = pool.submit(table_digests, lambda sql: local_sql(sql, db), local_tables)
+        there_job = pool.submit(table_digests, lambda sql: remote_sql(spec, sql), local_tables)
+        here, there = here_job.result(), there_job.result()
     differ = [t for t in local_tables if here[t] != there[t]]
     if differ:
         raise Failure("rows differ in " + ", ".join(f"{t} ({here[t].split()[0]} here, {there[t].split()[0]} there)"

@@ -32,6 +32,7 @@ import os
 import subprocess
 import time
 
+from mmhelper.backup import _pipe
 from mmhelper.common import REMOTE_DB_FILE, Failure, literal, pg_command, read_json, run, start_and_verify, systemctl
 from mmhelper.db_link import (
     LOCAL_HOSTS,
@@ -55,6 +56,9 @@ from mmhelper.db_link import (
 from mmhelper.steps import Progress, lock_holder, take_lock
 
 STEPS = ["prepare", "schema", "subscribe", "stop", "catch-up", "sequences", "verify", "switch", "start", "cleanup"]
+# Where the database server cannot subscribe (a managed service without pg_create_subscription,
+# PostgreSQL before 16) or db_move_method says so: a dump and restore while Mattermost is stopped.
+DUMP_STEPS = ["stop", "copy", "verify", "switch", "start"]
 
 
 def installed(spec):
@@ -107,24 +111,33 @@ def make_plan(spec, locked=False):
     if remote_tables and not state.get("made_remote"):
         out["refusals"].append(f"the database {db} at {spec['remote']['host']} already has {len(remote_tables)} "
                                "tables this move did not make: it must be empty (nothing was changed)")
+    wanted = spec.get("method") or "auto"
+    why_not = None
     if not out["remote"]["can_subscribe"]:
-        out["refusals"].append(f"{spec['remote']['user']} may not create subscriptions at {spec['remote']['host']} "
-                               "(PostgreSQL 16+ with pg_create_subscription granted; the deploy grants it on a "
-                               "database server it runs)")
+        why_not = (f"{spec['remote']['user']} may not create subscriptions at {spec['remote']['host']} (PostgreSQL 16+ "
+                   "with pg_create_subscription granted; the deploy grants it on a database server it runs)")
+    elif not spec.get("source_address"):
+        why_not = ("db_move_source_address is not set (this server's private address, which the database server "
+                   "copies from)")
+    out["method"] = "dump" if wanted == "dump" or (wanted == "auto" and why_not) else "replication"
+    if out["method"] == "replication" and why_not:
+        out["refusals"].append(f"replication is not possible: {why_not}")
+    elif out["method"] == "dump" and why_not:
+        out["notes"].append(f"no replication ({why_not}): the database is copied with pg_dump | pg_restore while "
+                            "Mattermost is stopped")
     client = subprocess.run(["pg_dump", "--version"], capture_output=True, text=True).stdout.split()
     client_major = int(client[-1].split(".")[0]) if client else 0
     if client_major < out["remote"]["version_num"] // 10000:
         out["refusals"].append(f"this server's pg_dump {client_major} cannot back up PostgreSQL "
                                f"{out['remote']['version']}: install postgresql-client-{out['remote']['version_num'] // 10000}")
-    if not spec.get("source_address"):
-        out["refusals"].append("db_move_source_address is not set: this server's private address, which the "
-                               "database server connects to during the move")
-    if out["local"]["wal_level"] != "logical":
+    if out["method"] == "replication" and out["local"]["wal_level"] != "logical":
         out["notes"].append("the local PostgreSQL restarts once to turn on logical replication (wal_level), and "
                             "Mattermost with it: a few seconds, before the copy")
     # a rough outage: the catch-up is what was written during the stop (little), the check reads
-    # every row on both sides (~60 MB/s measured here), plus a stop and a start
-    out["estimated_outage_s"] = round(5 + 2 * out["local"]["bytes"] / 60e6, 0)
+    # every row on both sides at once, plus a stop and a start; a dump and restore adds the
+    # whole copy (README "When one server is not enough" has the measured numbers)
+    size = out["local"]["bytes"]
+    out["estimated_outage_s"] = round(3 + size / 60e6 + (size / 15e6 if out["method"] == "dump" else 0), 0)
     return out
 
 
@@ -144,12 +157,13 @@ def move(spec):
             made = progress.state.get("made_remote")
             progress.state = {}
             progress.save(status="running", version=installed(spec), started=time.time(), done=[],
-                          made_remote=made, bytes=checked["local"]["bytes"])
+                          made_remote=made, bytes=checked["local"]["bytes"], method=checked["method"])
         else:
             print(f"continuing the unfinished move (done: {', '.join(progress.state.get('done')) or 'nothing'})",
                   flush=True)
+        progress.steps = DUMP_STEPS if progress.state.get("method") == "dump" else STEPS
         try:
-            _run_steps(spec, progress)
+            (_run_dump_steps if progress.state.get("method") == "dump" else _run_steps)(spec, progress)
         except BaseException as e:
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
@@ -213,6 +227,50 @@ def _run_steps(spec, progress):
           f"(catch-up {s.get('catch_up_s')} s, check {s.get('verify_s')} s; the copy took {s.get('copy_s')} s while "
           f"serving{restart}). The local database is untouched since the stop: `make move-database-rollback` goes "
           "back to it.", flush=True)
+
+
+def _run_dump_steps(spec, progress):
+    """The move without replication: stop, pg_dump | pg_restore into the remote database as
+    Mattermost's role, the same check of every table, switch, start."""
+    db, version = spec["db"]["name"], progress.state["version"]
+    if not progress.done("stop"):
+        print(f"  stopping Mattermost {version} (users wait from now)", flush=True)
+        systemctl("stop", spec["service"])
+        progress.mark("stop", stopped_at=time.time())
+    if not progress.done("copy"):
+        progress.save(made_remote=True)
+        empty_remote(spec)
+        started = time.time()
+        dump, _ = pg_command("pg_dump", db, "-Fc", "-Z0", "--no-publications", "--no-subscriptions")
+        r = spec["remote"]
+        # the remote side named in full on pg_restore's own line (no password there: it is in the
+        # environment, which the local pg_dump - peer login over the socket - does not use)
+        target = (f"host={r['host']} port={r['port']} user={r['user']} dbname={r['database']} sslmode=verify-full "
+                  f"sslrootcert={r['sslrootcert']} connect_timeout=10")
+        restore = ["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "-d", target]
+        env = dict(os.environ, PGPASSWORD=remote_env(spec)["PGPASSWORD"])
+        (dump_status, dump_err), (restore_status, restore_err) = _pipe(dump, restore, subprocess.DEVNULL,
+                                                                       subprocess.DEVNULL, env=env)
+        if dump_status or restore_status:
+            raise Failure(f"the copy failed: {dump_err or restore_err}")
+        progress.mark("copy", copy_s=round(time.time() - started, 1))
+    if not progress.done("verify"):
+        started = time.time()
+        report = verify(spec)
+        progress.mark("verify", verify_s=round(time.time() - started, 1), report=report)
+    if not progress.done("switch"):
+        switch_to_remote(spec)
+        progress.mark("switch", switched_at=time.time())
+    if not progress.done("start"):
+        print(f"  starting Mattermost {version} on the database at {spec['remote']['host']}", flush=True)
+        start_and_verify(spec, version)
+        outage = time.time() - progress.state.get("stopped_at", time.time())
+        progress.mark("start", outage_s=round(outage, 1))
+    progress.save(status="done", finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+    s = progress.state
+    print(f"moved: Mattermost {version} runs on {db} at {spec['remote']['host']}; users waited {s.get('outage_s')} s "
+          f"(dump and restore {s.get('copy_s')} s, check {s.get('verify_s')} s). The local database is untouched since "
+          "the stop: `make move-database-rollback` goes back to it.", flush=True)
 
 
 def _back_to_local(spec, progress):

@@ -26,7 +26,7 @@ def spec(s, discard: bool = False) -> dict:
         "db": {"name": s.db_name, "owner": s.db_user},
         "remote": remote_spec(s), "remote_datasource": datasource_parts(s),
         "remote_file_content": json.dumps(remote_spec(s), indent=1, sort_keys=True) + "\n",
-        "source_address": s.place.move_source_address,
+        "source_address": s.place.move_source_address, "method": s.place.move_method,
         "link_sslmode": "verify-full" if s.place.own_ca else "require",
         "link_sslrootcert": DB_SERVER_CA if s.place.own_ca else None,
         "tls_upload_dir": TLS_UPLOAD_DIR,
@@ -51,8 +51,10 @@ def plan_text(host: str, plan: dict) -> str:
         lines.append(f"  from: PostgreSQL {local['version']} on this server, {local['tables']} tables, "
                      f"{_mb(local['bytes'])} (wal_level {local['wal_level']})")
     if remote:
+        how = ("copied by its own logical replication while Mattermost serves" if plan.get("method") == "replication"
+               else "copied with pg_dump | pg_restore while Mattermost is stopped")
         lines.append(f"  to: PostgreSQL {remote['version']} at the database server ({remote['tables']} tables there "
-                     "now) - copied by its own logical replication while Mattermost serves")
+                     f"now) - {how}")
     if plan.get("estimated_outage_s") is not None:
         lines.append(f"  users wait about {plan['estimated_outage_s']:.0f} s: stop, catch-up, every table's count and "
                      "digest compared on both sides, switch, start")

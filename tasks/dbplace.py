@@ -41,6 +41,7 @@ class DbPlace:
     maintenance_db: str = "postgres"  # app: the database to connect to for CREATE/DROP DATABASE
     move_source_address: str | None = None  # app: this server's private address, for `make move-database`
     own_ca: bool = True  # app: the database's certificate comes from the deploy's CA (a server it runs)
+    move_method: str = "auto"  # app: "auto", "replication" or "dump" for `make move-database`
 
     @property
     def remote(self) -> bool:
@@ -106,6 +107,9 @@ def place_settings(get, password: str | None) -> tuple[DbPlace, list[str]]:
         ca = Path(str(ca_file)).expanduser() if ca_file else Path(ca_dir) / "ca.crt"
         if ca_file and (not ca.is_file() or "BEGIN CERTIFICATE" not in ca.read_text(errors="replace")):
             problems.append(f"db_ca_file {ca_file!r} is not a PEM certificate file on this workstation")
+        method = get("db_move_method") or "auto"
+        if method not in ("auto", "replication", "dump"):
+            problems.append(f"db_move_method must be auto, replication or dump, not {method!r}")
         source = get("db_move_source_address") or None
         if source is not None:
             try:
@@ -114,7 +118,7 @@ def place_settings(get, password: str | None) -> tuple[DbPlace, list[str]]:
                 problems.append(f"db_move_source_address must be this server's private IP address, not {source!r}")
         return DbPlace(role=role, host=str(host or ""), port=port, ca_file=str(ca), ca_dir=ca_dir,
                        maintenance_db=str(get("db_maintenance_database") or "postgres"),
-                       move_source_address=str(source) if source else None,
+                       move_source_address=str(source) if source else None, move_method=method,
                        own_ca=not get("db_ca_file")), problems
     listen = get("db_listen_address")
     try:
