@@ -56,5 +56,6 @@ state.read()  # one round trip: what the server is now
 if s.place.role == "database":
     db_server.configure()
 else:
+    database.managed_database_checked()  # a managed database that refuses stops here, before any change
     release.decision()  # which version, and whether an upgrade is due or refused
     converge_mattermost_server()

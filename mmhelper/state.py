@@ -9,6 +9,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import tempfile
 import time
 
 from mmhelper.acme import acme_state
@@ -120,9 +121,16 @@ def state(query):
         # Mattermost's database is on another machine: only Mattermost's own role is known
         # here; what counts is that it logs in over verify-full TLS as Mattermost will.
         remote = db["remote"]
-        login = bool(password) and os.path.exists(remote["sslrootcert"]) and shutil.which("psql") and \
-            remote_login(remote, password)
-        db_out.update(remote=True, login_ok=login is True, login_error=None if login is True else (login or None))
+        login = None
+        if password and shutil.which("psql"):
+            # with the CA the settings name now (the workstation's file), before the deploy places it
+            with tempfile.NamedTemporaryFile("w", suffix=".crt") as ca:
+                ca.write(db.get("ca_pem") or "")
+                ca.flush()
+                login = remote_login({**remote, "sslrootcert": ca.name if db.get("ca_pem") else remote["sslrootcert"]},
+                                     password)
+        db_out.update(remote=True, login_ok=login is True, login_tried=login is not None,
+                      login_error=None if login is True else (login or "no password or psql on the server yet"))
         if login is True:
             db_out.update(role_exists=True, db_exists=True, db_owner=db["user"])
     elif db_out["server_active"] and shutil.which("psql"):

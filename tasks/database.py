@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pyinfra import host, logger
 from pyinfra.api import operation
+from pyinfra.api.exceptions import DeployError
 
 from mmhelper.common import REMOTE_DB_FILE
 from mmhelper.config import password_digest  # the same slow salted digest on both sides
@@ -87,6 +88,29 @@ def remote_login(will_change: bool):
         host.noop(f"role {s.db_user} logs in to {s.db_name} at {s.place.host} (TLS, name checked)")
         return
     yield helper("db-remote-check", remote_spec(s))
+
+
+def managed_database_checked():
+    """A database this deploy does not run (db_ca_file names another CA: a managed service):
+    say what the deploy can do there, and refuse before any change when Mattermost's role
+    cannot log in (a database server in the inventory may still be converged in this run:
+    its check comes later, before config.json and the service)."""
+    s, now = settings(), current()
+    if not s.place.remote or s.place.own_ca:
+        return
+    logger.warning(f"    [{s.host}] the database at {s.place.host} is not run by this deploy (db_ca_file names "
+                   f"another CA): it logs in as {s.db_user} only - it does not create the role or the database, "
+                   "patch, restart or configure that server; backups dump it from here over TLS; a restore needs "
+                   f"CREATEDB for {s.db_user}; `make move-database` needs pg_create_subscription there, else it "
+                   "copies with dump and restore")
+    db = now["db"]
+    if password_action(now, s.db_password) is not None or not db.get("login_tried"):
+        return  # a fresh server (no password or client there yet): checked once they are placed
+    if not db.get("login_ok"):
+        raise DeployError(f"{s.host}: {s.db_user} cannot log in to {s.db_name} at {s.place.host}:{s.place.port}: "
+                          f"{db.get('login_error') or 'no password'} - check db_host (the name in its certificate), "
+                          "db_ca_file, the database and role at the provider and MATTERMOST_DB_PASSWORD (nothing was "
+                          "changed)")
 
 
 def configure():

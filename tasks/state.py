@@ -13,7 +13,7 @@ from mmhelper.common import REMOTE_DB_FILE
 from tasks import backup, base, db_server, email, files, firewall, nginx, notices, os_updates, secrets, service, ssh_access
 from tasks.common import HELPER, MYSQL_MIGRATION_PACKAGES, packages, read_state, settings
 from tasks.config import DB_CA_PATH, desired_config
-from tasks.database import remote_spec
+from tasks.database import ca_pem, remote_spec
 from tasks.housekeeping import declared, helper_spec
 from tasks.os_release import NEXT
 from tasks.settings import Settings
@@ -60,7 +60,8 @@ def query(s: Settings, os_updates: str | None = None, housekeeping: bool = False
         "config_file": s.config_file,
         "desired_config": desired_config(s),
         "password_file": s.password_file,
-        "db": {"user": s.db_user, "name": s.db_name, "remote": remote_spec(s) if s.place.remote else None},
+        "db": {"user": s.db_user, "name": s.db_name, "remote": remote_spec(s) if s.place.remote else None,
+               "ca_pem": ca_pem(s) if s.place.remote else None},
         "service": "mattermost",
         "ping_url": s.ping_url,
         "hold_file": s.hold_file,
