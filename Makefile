@@ -40,7 +40,7 @@ YESFLAG := $(if $(filter 1 yes true,$(YES)),-y,)
 .PHONY: setup prereqs mattermost-builds demo diff deploy upgrade status backup fetch-backup restore rollback rebuild \
 	restore-drill unhold \
 	patch-plan patch-night os-upgrade-plan os-upgrade upgrade-plan db-migrate-plan db-migrate db-migrate-rollback move-files-plan move-files move-database-plan move-database move-database-rollback channels users archive-stale offboard erase export retention \
-	test unit e2e lint bench bench-upgrade bench-scale bench-security bench-old bench-files clean
+	test unit e2e lint bench bench-upgrade bench-scale bench-security bench-old bench-files bench-move-db clean
 
 setup: $(VENV)/.installed
 
@@ -185,6 +185,9 @@ bench-scale: setup prereqs mattermost-builds
 
 bench-files: setup prereqs mattermost-builds
 	$(PY) -m bench.files_bucket
+
+bench-move-db: setup prereqs mattermost-builds
+	$(PY) -m bench.move_database
 
 bench-old: setup prereqs mattermost-builds
 	$(PY) -m bench.old_server
