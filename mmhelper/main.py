@@ -24,7 +24,7 @@ read from root-only files and never printed or put on a command line.
     mmhelper.py restore SPEC_JSON
     mmhelper.py rollback SPEC_JSON
     mmhelper.py unhold SPEC_JSON
-    mmhelper.py patch-lock|patch-upgrade|patch-restart|patch-mark|patch-finish SPEC_JSON
+    mmhelper.py patch-lock|patch-upgrade|patch-restart|patch-mark|patch-finish|patch-after-database SPEC_JSON
     mmhelper.py os-sources|os-packages|os-postgresql|os-finish SPEC_JSON
     mmhelper.py acme-issue SPEC_JSON
     mmhelper.py housekeeping|bot-token|emoji-upload|export|retention SPEC_JSON
@@ -55,7 +55,7 @@ from mmhelper.housekeeping import bot_token, emoji_upload, housekeeping
 from mmhelper.notices import notices_setup, notify, run_notices
 from mmhelper.offsite import offsite_fetch
 from mmhelper.os_release import os_finish, os_packages, os_postgresql, os_sources
-from mmhelper.patching import patch_finish, patch_lock, patch_mark, patch_restart, patch_upgrade
+from mmhelper.patching import after_database, patch_finish, patch_lock, patch_mark, patch_restart, patch_upgrade
 from mmhelper.release import client_writable, fetch_release, switch
 from mmhelper.restore import restore, restore_check, rollback, unhold
 from mmhelper.retention import retention
@@ -87,6 +87,7 @@ COMMANDS = {
     "patch-restart": patch_restart,
     "patch-mark": patch_mark,
     "patch-finish": patch_finish,
+    "patch-after-database": after_database,
     "os-sources": os_sources,
     "os-packages": os_packages,
     "os-postgresql": os_postgresql,

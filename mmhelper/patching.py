@@ -180,7 +180,15 @@ def patch_upgrade(spec):
 
 
 def restart_service(spec, service, run_state):
-    mm = spec["service"]
+    mm = spec["service"]  # None on a database server of other machines
+    if service.startswith("postgresql") and mm is None:
+        result = systemctl("restart", service)
+        if result.returncode != 0:
+            raise Failure(f"restarting {service} failed: {result.stderr.strip()}; re-run `make patch-night`")
+        run_state["restarted"].append(service)
+        _save_run(spec, run_state)
+        print(f"  restarted {service} (the Mattermost servers are checked after this server's part)", flush=True)
+        return
     if service.startswith("postgresql"):
         systemctl("restart", service)
         print(f"  restarted {service}; starting Mattermost again (it is bound to PostgreSQL)", flush=True)
@@ -231,7 +239,12 @@ def patch_mark(spec):
 def patch_finish(spec):
     """End the run: print its record as JSON (for the report) and release the lock."""
     run_state = _run_state(spec)
-    health = ping(spec["ping_url"])
+    if spec.get("ping_url") is None:  # a database server: PostgreSQL is what must run
+        active = systemctl("is-active", "postgresql").stdout.strip() == "active"
+        health = {"version": None, "ok": active}
+        run_state["role"] = "database"
+    else:
+        health = ping(spec["ping_url"])
     offsite = offsite_state({"status_file": spec["offsite_status_file"]}) if spec.get("offsite_status_file") else None
     run_state.update(finished=time.time(), mattermost_after=health["version"], healthy=health["ok"], offsite=offsite,
                      reboot_still_required=os.path.exists("/run/reboot-required"))
@@ -239,3 +252,19 @@ def patch_finish(spec):
     for path in (spec["state_file"], spec["lock_file"]):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+
+
+def after_database(spec):
+    """On a Mattermost server whose database server was just patched: Mattermost answers
+    (it reconnects by itself), or is restarted and checked."""
+    deadline = time.time() + spec.get("grace", 60)
+    while time.time() < deadline:
+        if ping(spec["ping_url"])["ok"]:
+            print("Mattermost answers with its database (reconnected by itself)")
+            return
+        time.sleep(2)
+    print("  Mattermost did not get its database back by itself: restarting it", flush=True)
+    systemctl("restart", spec["service"])
+    wait_healthy({"url": spec["ping_url"], "version": spec.get("version"), "timeout": spec["timeout"],
+                  "service": spec["service"]})
+    print("Mattermost restarted and healthy")

@@ -25,7 +25,7 @@ class PatchPlan:
     restarts: list[str]  # what needrestart lists now (more may follow the upgrade)
     deferred: list[str]  # listed but never restarted at run time
     mattermost: str  # the version decision's action
-    mattermost_upgrade: bool
+    mattermost_upgrade: bool | None  # None: no Mattermost here (a database server)
     lock: dict | None
     unfinished: dict | None
     done: list[str] = field(default_factory=list)
@@ -33,6 +33,12 @@ class PatchPlan:
     @property
     def nothing_to_do(self) -> bool:
         return not (self.packages or self.reboot or self.restarts or self.mattermost_upgrade or self.unfinished)
+
+
+class NoMattermost:
+    """The version decision of a database server of other machines: nothing to upgrade here."""
+    action = "none here (a database server: its Mattermost servers follow it in the same run)"
+    upgrade = None
 
 
 def reboot_reason(os_state: dict, patterns: list[str]) -> str | None:
@@ -89,7 +95,8 @@ def plan_text(host: str, plan: PatchPlan) -> str:
     if plan.deferred:
         lines.append(f"  left to the next reboot: {', '.join(plan.deferred)}")
     lines.append(f"  Mattermost: {plan.mattermost}")
-    lines.append("  first: a backup (database, config.json, data)")
+    if plan.mattermost_upgrade is not None:
+        lines.append("  first: a backup (database, config.json, data)")
     return "\n".join(lines)
 
 
@@ -108,8 +115,10 @@ def report_text(host: str, record: dict, plan: PatchPlan) -> str:
         f"  services restarted: {restarted}",
         f"  left to the next reboot: {', '.join(record.get('deferred', [])) or 'nothing'}",
         f"  rebooted: {'yes' if record.get('rebooted') else 'no'}",
-        f"  Mattermost: {record.get('mattermost_before')} -> {record.get('mattermost_after')} "
-        f"({'healthy' if record.get('healthy') else 'NOT HEALTHY'})",
+        (f"  PostgreSQL: {'running' if record.get('healthy') else 'NOT RUNNING'} (the database server)"
+         if record.get("role") == "database" else
+         f"  Mattermost: {record.get('mattermost_before')} -> {record.get('mattermost_after')} "
+         f"({'healthy' if record.get('healthy') else 'NOT HEALTHY'})"),
     ]
     if record.get("reboot_still_required"):
         lines.append("  a reboot is still required (/run/reboot-required)")
@@ -125,7 +134,8 @@ def all_good_problems(record: dict) -> list[str]:
     """What keeps a patch night from being all good."""
     problems = []
     if not record.get("healthy"):
-        problems.append("Mattermost is not healthy")
+        problems.append("PostgreSQL is not running" if record.get("role") == "database" else
+                        "Mattermost is not healthy")
     if (record.get("offsite") or {}).get("state") in ("failed", "stale"):
         problems.append(f"the off-server copy is {record['offsite']['state']}")
     if record.get("reboot_still_required"):

@@ -9,6 +9,11 @@ needrestart lists (Mattermost cleanly) unless a reboot follows, reboot when requ
 wait for SSH and a healthy Mattermost, upgrade Mattermost when due, write the report to
 reports/ on this workstation and release the lock. A failed or killed run leaves the
 lock and its progress on the server; running it again continues where it stopped.
+
+With a database server in the inventory (mattermost_role "database"), it goes first: its
+packages, restarts (PostgreSQL) and reboot; then each Mattermost server checks that
+Mattermost has its database back (restarting it if it did not reconnect) before its own
+part. `make patch-night` passes --fail-percent 0: the first failure stops the whole run.
 """
 
 import json
@@ -22,7 +27,7 @@ from pyinfra.api.exceptions import DeployError
 from tasks import notices
 from tasks.backup import backup_spec
 from tasks.common import ROOT, helper, run_on, settings, streamed
-from tasks.patching import all_good_problems, make_plan, operator_id, plan_text, report_text
+from tasks.patching import NoMattermost, all_good_problems, make_plan, operator_id, plan_text, report_text
 from tasks.release import configure as releases_verified
 from tasks.release import decision, installed_version
 from tasks.service import upgrade_chain
@@ -55,11 +60,22 @@ def packages_upgraded():
 
 
 @operation(is_idempotent=False)
-def services_restarted(reboot_expected: bool, version: str):
+def services_restarted(reboot_expected: bool, version: str | None):
     s = settings()
+    mattermost_here = s.place.role != "database"
     yield streamed(helper("patch-restart", patch_spec(
-        s, reboot_expected=reboot_expected, never_restart=s.patch_never_restart, service="mattermost",
-        ping_url=s.ping_url, timeout=s.health_timeout, version=version)))
+        s, reboot_expected=reboot_expected, never_restart=s.patch_never_restart,
+        service="mattermost" if mattermost_here else None, ping_url=s.ping_url, timeout=s.health_timeout,
+        version=version)))
+
+
+@operation(is_idempotent=False)
+def mattermost_after_database():
+    """On a Mattermost server whose database is elsewhere: after the database server's part,
+    Mattermost answers again (reconnected by itself) or is restarted and checked."""
+    s = settings()
+    yield streamed(helper("patch-after-database", {"ping_url": s.ping_url, "service": "mattermost",
+                                                   "timeout": s.health_timeout}))
 
 
 @operation(is_idempotent=False)
@@ -72,8 +88,10 @@ def rebooted_if_required(expected: bool, version: str):
 
 def write_report(state, host, plan):
     s = settings()
+    database_server = s.place.role == "database"
     status, output = run_on(host, helper("patch-finish", patch_spec(
-        s, ping_url=s.ping_url, offsite_status_file=s.offsite_status_file if s.offsite_repository else None)))
+        s, ping_url=None if database_server else s.ping_url,
+        offsite_status_file=s.offsite_status_file if s.offsite_repository and not database_server else None)))
     stdout = output.stdout
     if not status:
         logger.error(f"    [{host.name}] ERROR: could not finish the patch night run: see the output above")
@@ -108,10 +126,37 @@ def nothing_to_do(reason: str):
     yield
 
 
+def patch(plan, holder: str, version_now: str | None, d) -> None:
+    """This server's part of patch night (the same steps on a database server, without the
+    backup and the Mattermost upgrade, which are its Mattermost servers' own)."""
+    database_server = settings().place.role == "database"
+    locked(name="Take the patch night lock", holder=holder, break_lock=bool(host.data.get("patch_break_lock")),
+           mattermost_before=None if database_server else now["health"].get("version") or version_now)
+    if "backup" not in plan.done and not database_server:
+        backed_up(name="Back up before patching (database, config.json, data)")
+    count = len(plan.packages)
+    packages_upgraded(name=f"Upgrade {count} package{'' if count == 1 else 's'}, keeping local config files")
+    if "restarts" not in plan.done:
+        services_restarted(name="Restart what needrestart lists" + (" (PostgreSQL: its Mattermost servers are "
+                                "checked next)" if database_server else " (Mattermost cleanly)"),
+                           reboot_expected=bool(plan.reboot), version=version_now)
+    if "reboot" not in plan.done:
+        rebooted_if_required(name="Reboot if required, then wait for SSH and " +
+                             ("PostgreSQL" if database_server else "a healthy Mattermost"),
+                             expected=bool(plan.reboot), version=version_now)
+    if d.upgrade and version_now:
+        releases_verified()  # every stop of the chain downloaded and verified before the first hop
+        upgrade_chain(d)
+    finished(name="Write the patch night report and release the lock", plan=plan)
+
+
 s = settings()
 now = read_server_state(os_updates="refresh")  # the first read of the run decides what it holds
-require_deployed()
-d = decision()
+if s.place.role == "database":
+    d = NoMattermost()
+else:
+    require_deployed()
+    d = decision()
 plan = make_plan(now["os_updates"], d, s.patch_reboot_packages, s.patch_never_restart)
 logger.info(plan_text(host.name, plan))
 holder = operator_id()
@@ -121,23 +166,21 @@ if lock and lock.get("holder") != holder and not host.data.get("patch_break_lock
                       f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(lock.get('since', 0)))}; if that run is dead, "
                       "run `make patch-night BREAK_LOCK=1` (nothing was changed)")
 
-if plan.nothing_to_do:
-    nothing_to_do(name="Patch night: nothing to do", reason="no upgrades, restarts, reboot or Mattermost upgrade due")
+# One server at a time, database servers first (operations run in the order of these lines,
+# each on all its hosts; `make patch-night` stops the whole run at the first failure): a
+# database server's part, then its Mattermost servers check they have their database back,
+# then their own part.
+if s.place.role == "database":
+    if plan.nothing_to_do:
+        nothing_to_do(name="Patch night on the database server: nothing to do",
+                      reason="no upgrades, restarts or reboot due")
+    else:
+        patch(plan, holder, None, d)
 else:
-    version_now = installed_version(now)
-    locked(name="Take the patch night lock", holder=holder, break_lock=bool(host.data.get("patch_break_lock")),
-           mattermost_before=now["health"].get("version") or version_now)
-    if "backup" not in plan.done:
-        backed_up(name="Back up before patching (database, config.json, data)")
-    count = len(plan.packages)
-    packages_upgraded(name=f"Upgrade {count} package{'' if count == 1 else 's'}, keeping local config files")
-    if "restarts" not in plan.done:
-        services_restarted(name="Restart what needrestart lists (Mattermost cleanly)",
-                           reboot_expected=bool(plan.reboot), version=version_now)
-    if "reboot" not in plan.done:
-        rebooted_if_required(name="Reboot if required, then wait for SSH and a healthy Mattermost",
-                             expected=bool(plan.reboot), version=version_now)
-    if d.upgrade and version_now:
-        releases_verified()  # every stop of the chain downloaded and verified before the first hop
-        upgrade_chain(d)
-    finished(name="Write the patch night report and release the lock", plan=plan)
+    if s.place.remote:
+        mattermost_after_database(name="Mattermost has its database back after the database server's part "
+                                       "(restarted if it did not reconnect)")
+    if plan.nothing_to_do:
+        nothing_to_do(name="Patch night: nothing to do", reason="no upgrades, restarts, reboot or Mattermost upgrade due")
+    else:
+        patch(plan, holder, installed_version(now), d)

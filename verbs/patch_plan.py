@@ -12,7 +12,7 @@ import sys
 from pyinfra.api.exceptions import PyinfraError
 
 from tasks.common import settings
-from tasks.patching import make_plan, plan_text
+from tasks.patching import NoMattermost, make_plan, plan_text
 from tasks.release import decision
 from tasks.state import read as read_server_state
 from verbs.session import connected, on
@@ -28,12 +28,9 @@ def main(argv: list[str]) -> int:
                 continue
             with on(host):
                 try:
-                    if settings().place.role == "database":
-                        print(f"{host.name}: database server - patch night does not cover it yet: its security "
-                              "updates come from unattended-upgrades; apply the rest by hand, one server at a time")
-                        continue
                     s, now = settings(), read_server_state(os_updates="refresh")
-                    plan = make_plan(now["os_updates"], decision(), s.patch_reboot_packages, s.patch_never_restart)
+                    d = NoMattermost() if s.place.role == "database" else decision()
+                    plan = make_plan(now["os_updates"], d, s.patch_reboot_packages, s.patch_never_restart)
                 except PyinfraError as e:
                     print(f"FAILED: {e}", file=sys.stderr)
                     failed = True

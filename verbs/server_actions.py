@@ -103,10 +103,17 @@ def reboot_and_wait(state, host, expected: bool, timeout: int, version: str, mar
                          f"check its console; then re-run `{verb}` to continue")
             return False
         time.sleep(2)
-    logger.info(f"    [{host.name}] back after the reboot; waiting for systemd and Mattermost")
+    logger.info(f"    [{host.name}] back after the reboot; waiting for systemd and "
+                f"{'PostgreSQL' if s.place.role == 'database' else 'Mattermost'}")
     _run(host, f"timeout {timeout} systemctl is-system-running --wait >/dev/null 2>&1; true")
-    spec = {"url": s.ping_url, "version": version, "timeout": s.health_timeout, "service": "mattermost"}
-    status, _ = _run(host, helper("wait-healthy", spec), print_output=True)
+    if s.place.role == "database":
+        status, _ = _run(host, "systemctl is-active --quiet postgresql", print_output=True)
+        if not status:
+            logger.error(f"    [{host.name}] ERROR: PostgreSQL is not running after the reboot: check "
+                         f"`journalctl -u postgresql@*`; then re-run `{verb}` to continue")
+    else:
+        spec = {"url": s.ping_url, "version": version, "timeout": s.health_timeout, "service": "mattermost"}
+        status, _ = _run(host, helper("wait-healthy", spec), print_output=True)
     if status:
         status, _ = _run(host, mark)
     return status
