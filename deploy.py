@@ -32,13 +32,22 @@ from tasks import (
     ssh_access,
     state,
 )
-from tasks.common import settings
+from tasks.common import after_database_servers, settings
 
-
-def converge_mattermost_server():
+s = settings()  # bad settings or a missing secret stop here, before any change
+state.read()  # one round trip: what the server is now
+if s.place.role == "database":
+    db_server.configure()
+else:
+    database.managed_database_checked()  # a managed database that refuses stops here, before any change
+    release.decision()  # which version, and whether an upgrade is due or refused
     base.configure()
     release.configure()
     adopted = adopt.configure()
+# Every server passes here: a Mattermost server goes on only once the database servers of the
+# run are converged (pyinfra orders each server's operations; this shared one joins them).
+after_database_servers(name="Database servers of this run converged first")
+if s.place.role != "database":
     password = database.configure()
     merged = config.configure(password)
     service.configure([adopted, password, merged])
@@ -49,13 +58,3 @@ def converge_mattermost_server():
     os_updates.configure()
     firewall.configure()
     ssh_access.configure()
-
-
-s = settings()  # bad settings or a missing secret stop here, before any change
-state.read()  # one round trip: what the server is now
-if s.place.role == "database":
-    db_server.configure()
-else:
-    database.managed_database_checked()  # a managed database that refuses stops here, before any change
-    release.decision()  # which version, and whether an upgrade is due or refused
-    converge_mattermost_server()

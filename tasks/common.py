@@ -163,6 +163,16 @@ def path_info(path: str) -> dict | None:
 
 
 @operation()
+def after_database_servers():
+    """A meeting point, called from one line for every server of a run: pyinfra runs an
+    operation shared by several servers after each one's operations before it, so the
+    Mattermost servers' steps after it wait for the database servers' before it."""
+    host.noop("the database servers of this run are done with their part")
+    return
+    yield
+
+
+@operation()
 def managed_file(path: str, content: str, user: str = "root", group: str = "root", mode: int = 0o644,
                  summary: str | None = None):
     """Upload `content` to `path` unless the server already has exactly that (content,

@@ -26,7 +26,7 @@ from pyinfra.api.exceptions import DeployError
 
 from tasks import notices
 from tasks.backup import backup_spec
-from tasks.common import ROOT, helper, run_on, settings, streamed
+from tasks.common import ROOT, after_database_servers, helper, run_on, settings, streamed
 from tasks.patching import NoMattermost, all_good_problems, make_plan, operator_id, plan_text, report_text
 from tasks.release import configure as releases_verified
 from tasks.release import decision, installed_version
@@ -126,23 +126,37 @@ def nothing_to_do(reason: str):
     yield
 
 
+def patch_database_server(plan, holder: str) -> None:
+    """A database server's part: no backup (its Mattermost servers' nightly dump is it) and no
+    Mattermost; PostgreSQL restarted or the server rebooted and PostgreSQL waited for. Its own
+    call sites: pyinfra shares an operation between servers by the line that calls it."""
+    locked(name="Database server: take the patch night lock", holder=holder,
+           break_lock=bool(host.data.get("patch_break_lock")), mattermost_before=None)
+    count = len(plan.packages)
+    packages_upgraded(name=f"Database server: upgrade {count} package{'' if count == 1 else 's'}, keeping local "
+                           "config files")
+    if "restarts" not in plan.done:
+        services_restarted(name="Database server: restart what needrestart lists (PostgreSQL among them)",
+                           reboot_expected=bool(plan.reboot), version=None)
+    if "reboot" not in plan.done:
+        rebooted_if_required(name="Database server: reboot if required, then wait for SSH and PostgreSQL",
+                             expected=bool(plan.reboot), version=None)
+    finished(name="Database server: write the patch night report and release the lock", plan=plan)
+
+
 def patch(plan, holder: str, version_now: str | None, d) -> None:
-    """This server's part of patch night (the same steps on a database server, without the
-    backup and the Mattermost upgrade, which are its Mattermost servers' own)."""
-    database_server = settings().place.role == "database"
+    """A Mattermost server's part."""
     locked(name="Take the patch night lock", holder=holder, break_lock=bool(host.data.get("patch_break_lock")),
-           mattermost_before=None if database_server else now["health"].get("version") or version_now)
-    if "backup" not in plan.done and not database_server:
+           mattermost_before=now["health"].get("version") or version_now)
+    if "backup" not in plan.done:
         backed_up(name="Back up before patching (database, config.json, data)")
     count = len(plan.packages)
     packages_upgraded(name=f"Upgrade {count} package{'' if count == 1 else 's'}, keeping local config files")
     if "restarts" not in plan.done:
-        services_restarted(name="Restart what needrestart lists" + (" (PostgreSQL: its Mattermost servers are "
-                                "checked next)" if database_server else " (Mattermost cleanly)"),
+        services_restarted(name="Restart what needrestart lists (Mattermost cleanly)",
                            reboot_expected=bool(plan.reboot), version=version_now)
     if "reboot" not in plan.done:
-        rebooted_if_required(name="Reboot if required, then wait for SSH and " +
-                             ("PostgreSQL" if database_server else "a healthy Mattermost"),
+        rebooted_if_required(name="Reboot if required, then wait for SSH and a healthy Mattermost",
                              expected=bool(plan.reboot), version=version_now)
     if d.upgrade and version_now:
         releases_verified()  # every stop of the chain downloaded and verified before the first hop
@@ -166,17 +180,18 @@ if lock and lock.get("holder") != holder and not host.data.get("patch_break_lock
                       f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(lock.get('since', 0)))}; if that run is dead, "
                       "run `make patch-night BREAK_LOCK=1` (nothing was changed)")
 
-# One server at a time, database servers first (operations run in the order of these lines,
-# each on all its hosts; `make patch-night` stops the whole run at the first failure): a
-# database server's part, then its Mattermost servers check they have their database back,
-# then their own part.
+# One server at a time, database servers first: their part, then a meeting point every server
+# passes (pyinfra orders each server's operations; a shared one joins them), then each
+# Mattermost server checks it has its database back, then its own part. `make patch-night`
+# stops the whole run at the first failure (--fail-percent 0).
 if s.place.role == "database":
     if plan.nothing_to_do:
         nothing_to_do(name="Patch night on the database server: nothing to do",
                       reason="no upgrades, restarts or reboot due")
     else:
-        patch(plan, holder, None, d)
-else:
+        patch_database_server(plan, holder)
+after_database_servers(name="Database servers patched first")
+if s.place.role != "database":
     if s.place.remote:
         mattermost_after_database(name="Mattermost has its database back after the database server's part "
                                        "(restarted if it did not reconnect)")

@@ -6,7 +6,8 @@ no PostgreSQL server of its own), converged in one run; what the network lets th
 what TLS refuses; people post; a backup dumped over TLS from the remote database and a
 restore into it; an upgrade to a broken release rolled back, then the upgrade; a second run
 changes nothing on either server; `make status` and the reports across both, and the database
-stopped: what the Mattermost server's checks say, and Mattermost reconnecting by itself."""
+stopped: what the Mattermost server's checks say, and Mattermost reconnecting by itself;
+patch night across both, the database server rebooted in the middle."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ import pytest
 from tests import testhost
 from tests.e2e import chat
 from tests.e2e.conftest import KEEP, ROOT, deploy, https_get, planned_changes, run_env, sh
-from tests.standin import build
+from tests.standin import apt_repo, build
+from tests.testhost import UPSTREAM_ROOT
 
 DB, APP = "e2e-dbsrv", "e2e-dbapp"
 BOTH = f"{DB},{APP}"
@@ -188,3 +190,42 @@ def test_status_and_reports_across_both_and_the_database_down(servers):
     olga = chat.login(PORT, "olga")
     channel = olga.channels.get_channel_by_name_and_team_name("acme", "town-square")
     assert olga.posts.create_post({"channel_id": channel["id"], "message": "after PostgreSQL came back"})["id"]
+
+
+def started_at(name: str) -> str:
+    return testhost.client().containers.get(testhost.container_name(name)).attrs["State"]["StartedAt"]
+
+
+def test_patch_night_across_both_with_a_reboot_of_the_database_server(servers):
+    """The database server goes first (its package upgraded, the server rebooted, PostgreSQL
+    waited for), then the Mattermost server checks it has its database back, then its own part."""
+    apt_repo.publish(UPSTREAM_ROOT, {"1.0": None})
+    sh(DB, f"echo '{apt_repo.SOURCE_LINE}' > /etc/apt/sources.list.d/standin.list && apt-get update -q >/dev/null "
+           f"&& DEBIAN_FRONTEND=noninteractive apt-get install -y -q {apt_repo.PACKAGE}=1.0 >/dev/null")
+    apt_repo.publish(UPSTREAM_ROOT, {"1.0": None, "1.1": "reboot"})
+    reboot = ["--data", 'patch_reboot_packages=["linux-image-*", "mmdeploy-testpkg"]']
+    plan = verb_output("verbs.patch_plan", *reboot)
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    db_part = plan.stdout.split(f"Patch night plan for local-{APP}")[0]
+    assert f"Patch night plan for local-{DB}" in db_part and f"{apt_repo.PACKAGE} 1.0 -> 1.1" in db_part
+    assert "reboot: yes" in db_part and "a database server" in db_part
+    before = started_at(DB)
+    reports = set((ROOT / "reports").glob("patch-night-local-e2e-db*.txt"))
+    night = run(BOTH, "verbs/patch_night.py", "--fail-percent", "0", *reboot)
+    assert night.ok, night.output[-6000:]
+    assert started_at(DB) != before, "the database server did not reboot"
+    assert sh(DB, f"dpkg-query -W -f '${{Version}}' {apt_repo.PACKAGE}").strip() == "1.1"
+    out = night.output
+    assert out.index("Database server: reboot if required, then wait for SSH and PostgreSQL") < \
+        out.index("Mattermost has its database back after the database server's part")
+    assert "Mattermost answers with its database" in out or "Mattermost restarted and healthy" in out
+    assert json.loads(https_get(PORT)[2])["status"] == "OK"
+    new = set((ROOT / "reports").glob("patch-night-local-e2e-db*.txt")) - reports
+    texts = {path.name: path.read_text() for path in new}
+    [db_report] = [t for name, t in texts.items() if DB in name]
+    assert "PostgreSQL: running (the database server)" in db_report and "rebooted: yes" in db_report
+    assert "all good: yes" in db_report
+    for path in new:
+        path.unlink()
+        path.with_suffix(".json").unlink()
+    chat.login(PORT, "olga").users.get_user("me")
