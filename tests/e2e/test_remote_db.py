@@ -229,3 +229,30 @@ def test_patch_night_across_both_with_a_reboot_of_the_database_server(servers):
         path.unlink()
         path.with_suffix(".json").unlink()
     chat.login(PORT, "olga").users.get_user("me")
+
+
+def test_the_database_server_lost_and_rebuilt_from_the_mattermost_servers_backup(servers):
+    """The database server destroyed; a new one converged by `make deploy` (the same CA on
+    this workstation names it again); `make restore` on the Mattermost server brings the
+    content back from its backup."""
+    olga = chat.login(PORT, "olga")
+    channel = olga.channels.get_channel_by_name_and_team_name("acme", "town-square")
+    kept = olga.posts.create_post({"channel_id": channel["id"], "message": "in the last backup"})["id"]
+    backup = run(APP, "verbs/backup.py")
+    assert backup.ok, backup.output[-3000:]
+    posts = psql_on_db("SELECT count(*) FROM posts")
+    testhost.stop_server(DB)  # the database server is gone, its disk with it
+    testhost.start_server(DB, ssh_port=22335)
+    db_ip = testhost.container_ip(DB)
+    testhost.start_server(DB, ssh_port=22335, extra_data={
+        "mattermost_role": "database", "db_listen_address": db_ip, "db_server_name": STATE["db_name"],
+        "db_clients": [STATE["app_ip"]], "db_ca_dir": str(CA_DIR)})
+    STATE["db_ip"] = db_ip
+    rebuilt = run()
+    assert rebuilt.ok, rebuilt.output[-5000:]
+    restored = run(APP, "verbs/restore.py", "--data", "restore_backup=latest")
+    assert restored.ok, restored.output[-3000:]
+    assert psql_on_db("SELECT count(*) FROM posts") == posts
+    olga = chat.login(PORT, "olga")
+    assert olga.posts.get_post(kept)["message"] == "in the last backup"
+    assert planned_changes(BOTH, *data(), env=env()) == []
