@@ -139,6 +139,7 @@ def test_the_move_killed_while_copying_goes_on_and_every_table_arrives(servers):
     moved = run(SRC, "verbs/move_database.py")
     assert moved.ok, moved.output[-5000:]
     assert "continuing the unfinished move" in moved.output
+    assert PASSWORD not in moved.output and "password=" not in moved.output
     assert "every table's count and digest equal" in moved.output and "users waited" in moved.output
     # the test's own comparison: every table on both sides (Mattermost runs on the remote one now,
     # so compare against the local copy left at the stop, for the tables Mattermost does not touch

@@ -34,8 +34,11 @@ A, B, BROKEN = build.OLDER_ESR, build.ESR_VERSION, build.BROKEN
 STATE: dict = {"pin": A}
 
 
+RESTIC = "restic-remote-db-test-password-19"  # the test repository's password, test only
+
+
 def env() -> dict:
-    return {"MATTERMOST_DB_PASSWORD": PASSWORD}
+    return {"MATTERMOST_DB_PASSWORD": PASSWORD, "RESTIC_PASSWORD": RESTIC}
 
 
 def data(*extra: str) -> list[str]:
@@ -56,6 +59,11 @@ def servers():
     for name in (DB, APP):
         testhost.stop_server(name)
     shutil.rmtree(CA_DIR, ignore_errors=True)
+    sftp = testhost.ensure_sftp(testhost.client())
+    testhost.exec_on_container(testhost.SFTP, f"rm -rf {sftp['root']}/{APP}")
+    offsite = {"backup_offsite_repository": f"sftp:{sftp['user']}@{testhost.SFTP}:{sftp['root']}/{APP}",
+               "backup_offsite_ssh_key": str(sftp["key"]), "backup_offsite_known_hosts": sftp["known_hosts"],
+               "backup_offsite_keep": {"last": 5}}
     testhost.start_server(DB, ssh_port=22335)
     testhost.start_server(APP, ssh_port=22336, https_port=PORT)
     db_ip, app_ip = testhost.container_ip(DB), testhost.container_ip(APP)
@@ -64,7 +72,7 @@ def servers():
         "mattermost_role": "database", "db_listen_address": db_ip, "db_server_name": db_name,
         "db_clients": [app_ip], "db_ca_dir": str(CA_DIR)})
     testhost.start_server(APP, ssh_port=22336, https_port=PORT, extra_data={
-        "mattermost_role": "app", "db_host": db_name, "db_ca_dir": str(CA_DIR)})
+        "mattermost_role": "app", "db_host": db_name, "db_ca_dir": str(CA_DIR), **offsite})
     STATE.update(db_ip=db_ip, app_ip=app_ip, db_name=db_name)
     yield
     if not KEEP:
@@ -231,10 +239,10 @@ def test_patch_night_across_both_with_a_reboot_of_the_database_server(servers):
     chat.login(PORT, "olga").users.get_user("me")
 
 
-def test_the_database_server_lost_and_rebuilt_from_the_mattermost_servers_backup(servers):
+def test_the_database_server_lost_and_rebuilt_from_the_off_server_copy(servers):
     """The database server destroyed; a new one converged by `make deploy` (the same CA on
-    this workstation names it again); `make restore` on the Mattermost server brings the
-    content back from its backup."""
+    this workstation names it again); the Mattermost server's local backups gone too;
+    `make rebuild` on it brings the content back from the off-server repository alone."""
     olga = chat.login(PORT, "olga")
     channel = olga.channels.get_channel_by_name_and_team_name("acme", "town-square")
     kept = olga.posts.create_post({"channel_id": channel["id"], "message": "in the last backup"})["id"]
@@ -250,8 +258,11 @@ def test_the_database_server_lost_and_rebuilt_from_the_mattermost_servers_backup
     STATE["db_ip"] = db_ip
     rebuilt = run()
     assert rebuilt.ok, rebuilt.output[-5000:]
-    restored = run(APP, "verbs/restore.py", "--data", "restore_backup=latest")
+    sh(APP, "rm -rf /var/backups/mattermost/*")  # only the off-server copy is left
+    restored = run(APP, "verbs/rebuild.py")
     assert restored.ok, restored.output[-3000:]
+    assert "restore check: everything the backup holds is back" in restored.output
+    assert RESTIC not in restored.output and PASSWORD not in restored.output
     assert psql_on_db("SELECT count(*) FROM posts") == posts
     olga = chat.login(PORT, "olga")
     assert olga.posts.get_post(kept)["message"] == "in the last backup"
