@@ -11,7 +11,6 @@ import json
 from mmhelper.common import REMOTE_DB_FILE
 from tasks.config import DB_CA_PATH, datasource_parts
 from tasks.database import remote_spec
-from tasks.dbplace import move_pending  # noqa: F401 (the move's own module names it too)
 
 # Where the move finds the TLS key and certificate the verb uploads for the replication link.
 TLS_UPLOAD_DIR = "/etc/mattermost/private/db-move-tls"

@@ -7,7 +7,8 @@ what TLS refuses; people post; a backup dumped over TLS from the remote database
 restore into it; an upgrade to a broken release rolled back, then the upgrade; a second run
 changes nothing on either server; `make status` and the reports across both, and the database
 stopped: what the Mattermost server's checks say, and Mattermost reconnecting by itself;
-patch night across both, the database server rebooted in the middle."""
+patch night across both, the database server rebooted in the middle; the database server
+lost and rebuilt from the off-server copy; erasure and retention in the remote database."""
 
 from __future__ import annotations
 
@@ -267,3 +268,29 @@ def test_the_database_server_lost_and_rebuilt_from_the_off_server_copy(servers):
     olga = chat.login(PORT, "olga")
     assert olga.posts.get_post(kept)["message"] == "in the last backup"
     assert planned_changes(BOTH, *data(), env=env()) == []
+
+
+def test_erasure_and_retention_against_the_remote_database(servers):
+    chat.create_user(APP, "carol", team="acme")
+    carol = chat.login(PORT, "carol")
+    channel = carol.channels.get_channel_by_name_and_team_name("acme", "town-square")
+    carol.posts.create_post({"channel_id": channel["id"], "message": "carol was here"})
+    erased = run(APP, "verbs/erase.py", "--data", "erase_user=carol", "--data", "erase_confirmed=carol")
+    assert erased.ok, erased.output[-3000:]
+    assert psql_on_db("SELECT count(*) FROM users WHERE username = 'carol'") == "0"
+    assert psql_on_db("SELECT count(*) FROM posts WHERE message = 'carol was here'") == "0"
+    # a post from long ago (a copy of a real one, 400 days older), then retention at 30 days
+    old = int((time.time() - 400 * 86400) * 1000)
+    psql_on_db("INSERT INTO posts SELECT (jsonb_populate_record(p, jsonb_build_object('id', "
+               f"'oldpostfromlongago00000000', 'createat', {old}, 'updateat', {old}))).* FROM posts p "
+               "WHERE p.message = 'in the last backup'")
+    kept = int(psql_on_db(f"SELECT count(*) FROM posts WHERE createat >= {old + 1}"))
+    days = ["--data", "mattermost_retention_days=30"]
+    counted = run(APP, "verbs/retention.py", *days)
+    assert counted.ok and '"posts": 1, ' in counted.output and '"applied": false' in counted.output, \
+        counted.output[-2000:]
+    applied = run(APP, "verbs/retention.py", *days, "--data", "retention_apply=true")
+    assert applied.ok, applied.output[-3000:]
+    assert psql_on_db("SELECT count(*) FROM posts WHERE id = 'oldpostfromlongago00000000'") == "0"
+    assert int(psql_on_db("SELECT count(*) FROM posts")) == kept
+    assert "pre-retention" in sh(APP, "ls /var/backups/mattermost")
