@@ -55,11 +55,14 @@ COUNTED = {"posts": "deleteat = 0", "fileinfo": "deleteat = 0", "users": "true",
            "channels": "deleteat = 0", "emoji": "deleteat = 0", "reactions": "deleteat = 0"}
 
 
-def content_counts(database_name):
-    """Rows of the tables above that Mattermost shows (not deleted), for restore checks."""
+def content_counts(database_name, created_until_ms=None):
+    """Rows of the tables above that Mattermost shows (not deleted), for restore checks; with
+    `created_until_ms`, only rows created by then (a restored server's own new rows - a bot
+    Mattermost makes after it starts, its system messages - are not the backup's)."""
     tables = set(psql_as_postgres("SELECT tablename FROM pg_tables WHERE schemaname = 'public';",
                                   database_name).stdout.split())
-    parts = [f"SELECT '{table}', count(*) FROM {table} WHERE {where}" for table, where in COUNTED.items()
+    until = f" AND createat <= {int(created_until_ms)}" if created_until_ms else ""
+    parts = [f"SELECT '{table}', count(*) FROM {table} WHERE {where}{until}" for table, where in COUNTED.items()
              if table in tables]
     if not parts:
         return {}
@@ -266,6 +269,7 @@ class BackupWriter:
     def database(self, database_name):
         pg_dump(database_name, os.path.join(self.partial, DUMP))
         self.manifest["counts"] = content_counts(database_name)
+        self.manifest["counted_at_ms"] = int(time.time() * 1000)
 
     def mysql_database(self, ds):
         mysql.dump(ds, os.path.join(self.partial, MYSQL_DUMP))
