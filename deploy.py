@@ -39,6 +39,7 @@ state.read()  # one round trip: what the server is now
 if s.place.role == "database":
     db_server.configure()
 else:
+    adopt.checked()  # a Mattermost this deploy cannot adopt is refused here by name, before any change
     database.managed_database_checked()  # a managed database that refuses stops here, before any change
     release.decision()  # which version, and whether an upgrade is due or refused
     base.configure()

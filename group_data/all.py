@@ -93,6 +93,9 @@ mattermost_releases_dir = "/opt/mattermost-releases"  # one read-only folder per
 mattermost_state_dir = "/var/lib/mattermost"  # config/, data/, plugins/, client-plugins/: survives upgrades
 mattermost_log_dir = "/var/log/mattermost"  # mattermost.log and notifications.log
 mattermost_socket_dir = "/run/mattermost"  # local-mode socket for `mmctl --local`
+# A hand install the deploy's search cannot see (no unit runs it, not in mattermost_install_dir):
+# its folder, to adopt it (its config/config.json). None: the search decides (README "Adopting").
+mattermost_adopt_path = None
 
 # --- Backups -------------------------------------------------------------------------------------
 mattermost_backup_dir = "/var/backups/mattermost"  # database dump, config.json and a data snapshot per backup

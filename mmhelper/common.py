@@ -238,14 +238,15 @@ def run_release_binary(release_dir, config, user, *args, env=None, in_release=Fa
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def installed_version(release_dir, user):
-    """What a release's own binary says it is. Mattermost 5 and 6 start the whole server
+def installed_version(release_dir, user, config=None):
+    """What a release's own binary says it is (with a private copy of `config`, by default
+    its own config/config.json). Mattermost 5 and 6 start the whole server
     (and wait for its database) for `version` unless given --skip-server-start
     (cmd/mattermost/commands/version.go of mattermost-server v5/v6); 8 and later no longer
     know the flag and print the version at once: so the flag first, then without it."""
     if not os.path.exists(os.path.join(release_dir, "bin", "mattermost")):
         return None
-    config = os.path.join(release_dir, "config", "config.json")
+    config = config or os.path.join(release_dir, "config", "config.json")
     if not os.path.exists(config):
         config = os.path.join(release_dir, "config.dist", "config.json")
     for args in (("version", "--skip-server-start"), ("version",)):
@@ -303,6 +304,64 @@ def dir_size(path):
     return total
 
 
+ERROR_LEVELS = ("error", "fatal", "critical", "panic")
+SYSTEMD_GENERIC = ("Failed to start ", "Failed with result", "Scheduled restart job", "Stopped ", "Starting ",
+                   "Consumed ", "Deactivated successfully")
+
+
+def last_error(lines):
+    """The last error a unit's journal gives, in one line: Mattermost's own (its JSON log
+    lines: msg and error; or the plain console form `error [time] msg err=...`), else
+    systemd's last specific word about the unit (how its process exited)."""
+    fallback = None
+    for line in reversed([line.strip() for line in lines if line.strip()]):
+        if line.startswith("{"):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if str(entry.get("level", "")).lower() in ERROR_LEVELS:
+                detail = entry.get("error") or entry.get("err")
+                return f"{entry.get('msg', '').strip()}{': ' + str(detail) if detail else ''}"[:400]
+            continue
+        plain = re.match(r"^(?:error|fatal|critical|panic)\s+\[[^\]]*\]\s+(?P<rest>.*)$", line, re.I)
+        if plain:
+            return plain.group("rest")[:400]
+        if fallback is None and not any(word in line for word in SYSTEMD_GENERIC):
+            fallback = line[:400]
+    return fallback or "its journal says nothing more"
+
+
+def journal_error(service, since=None):
+    """The last error in the unit's journal (since a time, when given)."""
+    cmd = ["journalctl", "-u", service, "--no-pager", "-o", "cat", "-n", "300"]
+    if since:
+        cmd += ["--since", f"@{int(since) - 1}"]
+    return last_error(subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines())
+
+
+def unit_name(service):
+    return service if "." in service else f"{service}.service"
+
+
+def start_service(spec):
+    """(Re)start the service and wait for a healthy ping of the wanted version; a failure
+    names the unit and the last error its journal gives."""
+    service, since = spec.get("service", "mattermost"), time.time()
+    try:
+        result = subprocess.run(["systemctl", "restart" if spec.get("restart", True) else "start", service],
+                                capture_output=True, text=True, timeout=spec.get("start_timeout", 3600))
+    except subprocess.TimeoutExpired:
+        raise Failure(f"{unit_name(service)} did not report ready within {spec.get('start_timeout', 3600)}s: "
+                      f"{journal_error(service, since)}") from None
+    if result.returncode != 0:
+        raise Failure(f"{unit_name(service)} failed to start: {journal_error(service, since)}")
+    try:
+        wait_healthy(spec)
+    except Failure as e:
+        raise Failure(f"{e}; the last error of {unit_name(service)}: {journal_error(service, since)}") from None
+
+
 def journal_tail(service, lines=8):
     out = subprocess.run(["journalctl", "-u", service, "-n", str(lines), "--no-pager", "-o", "cat"],
                          capture_output=True, text=True).stdout
@@ -320,7 +379,8 @@ def start_and_verify(spec, version):
         raise Failure(f"Mattermost {version} did not report ready within {spec.get('start_timeout', 3600)}s") from None
     if result.returncode != 0:
         print("  last lines of its log:\n    " + journal_tail(service).replace("\n", "\n    "), flush=True)
-        raise Failure(f"Mattermost {version} failed to start (see `journalctl -u {service}`)")
+        raise Failure(f"Mattermost {version} failed to start ({unit_name(service)}: {journal_error(service)}; "
+                      f"see `journalctl -u {service}`)")
     wait_healthy({"url": spec["ping_url"], "version": version, "timeout": spec["timeout"], "service": service})
 
 

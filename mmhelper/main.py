@@ -18,6 +18,7 @@ read from root-only files and never printed or put on a command line.
     mmhelper.py merge-config SPEC_JSON
     mmhelper.py switch SPEC_JSON
     mmhelper.py wait-healthy SPEC_JSON
+    mmhelper.py start SPEC_JSON
     mmhelper.py backup SPEC_JSON|@FILE
     mmhelper.py offsite-fetch|restore-check SPEC_JSON
     mmhelper.py upgrade SPEC_JSON
@@ -40,7 +41,7 @@ import sys
 from mmhelper.acme import acme_issue
 from mmhelper.adopt import adopt
 from mmhelper.backup import backup
-from mmhelper.common import Failure, wait_healthy
+from mmhelper.common import Failure, start_service, wait_healthy
 from mmhelper.config import merge_config_file
 from mmhelper.database import database, db_password, db_remote_check
 from mmhelper.db_migrate import migrate, plan
@@ -71,6 +72,7 @@ COMMANDS = {
     "merge-config": merge_config_file,
     "switch": switch,
     "wait-healthy": wait_healthy,
+    "start": start_service,
     "backup": backup,
     "upgrade": upgrade,
     "restore": restore,

@@ -13,13 +13,12 @@ import tempfile
 import time
 
 from mmhelper.acme import acme_state
-from mmhelper.adopt import adoption_facts, database_of
+from mmhelper.adopt import database_of, hand_installs
 from mmhelper.backup import backup_names
 from mmhelper.common import (
     HELPER_VERSION,
     _user_exists,
     file_info,
-    installed_version,
     literal,
     ping,
     psql_as_postgres,
@@ -30,6 +29,7 @@ from mmhelper.common import (
     unit_property,
 )
 from mmhelper.config import config_differences, display_value, get_dotted, password_digest, resolve_desired, smtp_check
+from mmhelper.discover import DEFAULT_PORT, discover, listeners
 from mmhelper.housekeeping import housekeeping_state
 from mmhelper.notices import notices_state
 from mmhelper.offsite import offsite_state
@@ -59,19 +59,10 @@ def state(query):
     out["user_exists"] = _user_exists(user)
     out["paths"] = {p: file_info(p) for p in query.get("paths", [])}
 
-    # The release in use and the releases on disk.
-    install_dir, releases_dir = query["install_dir"], query["releases_dir"]
-    info = file_info(install_dir)
-    install = {"kind": info["type"] if info else "missing"}
-    if install["kind"] == "link":
-        target = os.path.realpath(install_dir)
-        install["target"] = target
-        if os.path.dirname(target) == os.path.realpath(releases_dir):
-            install["version"] = os.path.basename(target)
-    elif install["kind"] == "dir":
-        install["version"] = installed_version(install_dir, user)
-        install["adoption"] = adoption_facts(install_dir)
-    out["install"] = install
+    # The release in use and the releases on disk; or every Mattermost the server has that
+    # the deploy did not install (hand installs anywhere, packages, containers, databases).
+    releases_dir = query["releases_dir"]
+    out["install"] = install = installation(query, user)
     releases, staging = [], []
     with contextlib.suppress(FileNotFoundError):
         for name in sorted(os.listdir(releases_dir)):
@@ -89,7 +80,7 @@ def state(query):
     config_file = query["config_file"]
     config_out = {"exists": os.path.exists(config_file), "differs": [], "current": {}}
     # Which database Mattermost uses: the live config.json, or the hand install's before adoption.
-    adoption = install.get("adoption") or {}
+    adoption = (install.get("adoption") or {}) if install["kind"] == "dir" else {}
     out["database_engine"] = {"engine": adoption.get("engine"), "datasource": adoption.get("datasource")}
     if config_out["exists"]:
         try:
@@ -198,6 +189,31 @@ def state(query):
         out["postgresql"] = postgresql_facts(query["postgresql_files"])
     out["now"] = time.time()
     return out
+
+
+def installation(query, user):
+    """The managed release in use (install_dir links into releases_dir), else the hand
+    install to adopt ("dir": exactly one found, or named by adopt_path), several of them, or
+    none ("missing"); with what the discovery found, for the workstation to adopt or refuse."""
+    install_dir, releases_dir = query["install_dir"], query["releases_dir"]
+    info = file_info(install_dir)
+    found = discover()
+    install = {"kind": "missing", "existing": found}
+    if info and info["type"] == "link":
+        target = os.path.realpath(install_dir)
+        if os.path.dirname(target) == os.path.realpath(releases_dir):
+            install.update(kind="link", target=target, version=os.path.basename(target))
+    installs = hand_installs(found, install_dir, releases_dir, query.get("adopt_path"), user)
+    install["hand_installs"] = installs
+    if install["kind"] != "link":
+        chosen = [i for i in installs if i["path"] == (query.get("adopt_path") or "").rstrip("/")] or installs
+        if len(chosen) == 1:
+            install.update(kind="dir", **chosen[0])
+        elif chosen:
+            install["kind"] = "several"
+    ports = {i["adoption"].get("port") for i in installs if i["adoption"].get("port")}
+    found["listeners"] = {str(port): listeners(port) for port in sorted({DEFAULT_PORT, *ports})}
+    return install
 
 
 def remote_login(remote, password):

@@ -1,12 +1,17 @@
-"""Adopting a server installed by hand per Mattermost's tarball guide: a real
-/opt/mattermost folder with config/, data/ and plugins/ inside, and a unit pointing at it.
+"""A server that exists is never replaced: every Mattermost the state read found (a hand
+install wherever it lives and whatever its unit is called, a package, GitLab's bundled one,
+a container, a database with no install, a process on Mattermost's port) is adopted or
+refused by name before any change; a fresh install only where none of these signs exists.
 
-Config, data, plugins and logs move into the managed state folders (data by hard links,
-so it is instant and the old folder stays complete); the old folder is kept, renamed,
-until the operator deletes it; /opt/mattermost becomes the link to the verified release.
+Adopting a hand install (Mattermost's tarball guide): config, data, plugins and logs are
+copied into the managed state folders; the old folder is kept, renamed, until the operator
+deletes it; the old units are stopped and disabled (their files kept, for the way back);
+/opt/mattermost becomes the link to the verified release.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from pyinfra import host
 from pyinfra.api import operation
@@ -15,9 +20,156 @@ from pyinfra.api.exceptions import DeployError
 from tasks.common import current, helper, settings, streamed
 from tasks.settings import Settings
 
+MANAGED_UNIT = "mattermost.service"
+RECORD_FILE = "adopted.json"  # in the deploy's state folder: what the adoption did
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: str  # "managed", "adopt" or "fresh"
+    says: str  # what the dry run and the run say about it
+
 
 def adoption_pending(now: dict) -> bool:
     return now["install"]["kind"] == "dir"
+
+
+def _enabled(unit: dict) -> bool:
+    return unit.get("enabled") in ("enabled", "enabled-runtime", "linked", "linked-runtime", "alias")
+
+
+def _running(unit: dict) -> bool:
+    return unit.get("active") in ("active", "activating", "reloading", "deactivating")
+
+
+def _unit_text(unit: dict) -> str:
+    state = "running" if _running(unit) else "stopped"
+    return f"{unit['name']} ({state}, {'enabled' if _enabled(unit) else 'disabled'}; ExecStart {unit['binary']})"
+
+
+def _install_text(found: dict) -> str:
+    units = ", ".join(found.get("units") or []) or "no unit"
+    return f"{found['path']} (Mattermost {found.get('version') or 'of unknown version'}, {units})"
+
+
+def refusals(s: Settings, now: dict) -> list[str]:
+    """Why this server's Mattermost cannot be adopted or left alone, one sentence each with
+    what the operator can do next; empty when the run may go on."""
+    install = now["install"]
+    found = install.get("existing") or {}
+    out = []
+    for package in found.get("packages") or []:
+        out.append(
+            f"Mattermost's Debian package {package['name']} {package['version']} is installed (packages.mattermost.com): "
+            "apt owns that install and this deploy would fight it over the same files; keep that server on its package "
+            "(`apt upgrade`), or move its content to a server converged by this deploy with Mattermost's bulk export "
+            "(`mmctl export create` there, `mmctl import process` here)")
+    gitlab = found.get("gitlab")
+    if gitlab and (gitlab.get("enabled") or gitlab.get("data")):
+        out.append(
+            f"GitLab Omnibus ({gitlab['package']} {gitlab['version']}) runs its bundled Mattermost "
+            "(/etc/gitlab/gitlab.rb, /var/opt/gitlab/mattermost): GitLab manages it (`gitlab-ctl`, GitLab's backups); "
+            "move it to its own server first (GitLab's guide 'Migrating Mattermost'), then converge that server")
+    containers = found.get("containers") or {}
+    for c in containers.get("found") or []:
+        ports = f", ports {c['ports']}" if c.get("ports") else ""
+        out.append(
+            f"a {containers['tool'].capitalize()} container runs Mattermost: {c['name']} (image {c['image']}, "
+            f"{c['state'] or 'state unknown'}{ports}): this deploy does not take over a container; remove it if it is "
+            "unused, or move its content here with Mattermost's bulk export (`mmctl export create`, then "
+            "`mmctl import process`)")
+    if install["kind"] == "link":
+        for unit in found.get("units") or []:
+            if unit["name"] != MANAGED_UNIT and (unit["install_dir"] or "").rstrip("/") == s.install_dir and \
+                    (_enabled(unit) or _running(unit)):
+                out.append(f"the unit {_unit_text(unit)} also runs the managed Mattermost in {s.install_dir}: after a "
+                           f"reboot either may win; `systemctl disable --now {unit['name']}` (keep its file if you like)")
+        for other in install.get("hand_installs") or []:
+            units = [u for u in found.get("units") or [] if u["name"] in other["units"]]
+            if any(_enabled(u) or _running(u) for u in units):
+                out.append(f"a second Mattermost runs beside the managed one: {_install_text(other)}; stop and disable "
+                           f"its unit (`systemctl disable --now {' '.join(other['units'])}`) or move it to its own server")
+    elif install["kind"] == "several":
+        listed = "; ".join(_install_text(i) for i in install.get("hand_installs") or [])
+        out.append(f"more than one Mattermost install is on this server: {listed}; set mattermost_adopt_path to the one "
+                   "to adopt, and stop and disable the others' units")
+    elif s.adopt_path and (install["kind"] != "dir" or install["path"] != s.adopt_path):
+        out.append(f"mattermost_adopt_path names {s.adopt_path}, which holds no Mattermost install (no bin/mattermost "
+                   "and config/config.json there): correct the setting, or remove it to let the search decide")
+    elif install["kind"] == "dir":
+        out += adoption_refusals(s, install, found)
+    else:
+        out += fresh_refusals(s, now, found)
+    out += listener_refusals(s, install, found)
+    return out
+
+
+def adoption_refusals(s: Settings, install: dict, found: dict) -> list[str]:
+    """What keeps the one hand install found from being adopted (before any change)."""
+    facts = install.get("adoption") or {}
+    where = install["path"]
+    if facts.get("config_in_database"):
+        db = facts["config_in_database"]
+        return [f"the install in {where} keeps its configuration in the database (MM_CONFIG={db['dsn']}): this deploy "
+                "merges its settings into a config.json; move it to a file first with the install's own command "
+                f"(`cd {where} && bin/mattermost config migrate \"$MM_CONFIG\" {where}/config/config.json`), point the "
+                "unit at that file (remove MM_CONFIG), restart it, then run the deploy again"]
+    if facts.get("error"):
+        return [f"{facts['error']}: fix it by hand first"]
+    if not facts.get("config"):
+        return [f"{where} is a folder without config/config.json: not an install this deploy can adopt; move it away "
+                "or finish it by hand"]
+    if not install.get("version"):
+        return [f"the hand install in {where} does not tell its version (bin/mattermost version failed); fix it "
+                "before adopting"]
+    others = [u for u in found.get("units") or [] if u["name"] not in install.get("units", [])
+              and (u["install_dir"] or "").rstrip("/") != where and (_enabled(u) or _running(u)) and u["binary_exists"]]
+    if others:
+        return [f"another unit runs Mattermost: {', '.join(_unit_text(u) for u in others)}; stop and disable it before "
+                f"adopting {where}"]
+    try:
+        check_adoptable(s, facts)
+    except DeployError as e:
+        return [str(e)]
+    return []
+
+
+def fresh_refusals(s: Settings, now: dict, found: dict) -> list[str]:
+    """A fresh install only where no Mattermost database waits for its install."""
+    if s.place.remote:
+        return []  # the database is elsewhere; the Mattermost server's own engines are not Mattermost's
+    out = []
+    for db in found.get("databases") or []:
+        engine = "MariaDB/MySQL" if db["engine"] == "mysql" else "PostgreSQL"
+        posts = f" with {db['posts']} posts" if db.get("posts") is not None else ""
+        out.append(
+            f"a Mattermost database {db['name']!r} in {engine}{posts} and no install that uses it: a fresh install would "
+            f"start an empty server beside it. If its install is somewhere the search cannot see, set "
+            f"mattermost_adopt_path to that folder; if the install is gone, install the same Mattermost version by hand "
+            f"on it first (then the deploy adopts it); to start afresh, move the database away (dump it, then drop it)")
+    return out
+
+
+def listener_refusals(s: Settings, install: dict, found: dict) -> list[str]:
+    """A process on Mattermost's port that is not a Mattermost the deploy can see."""
+    ours = {MANAGED_UNIT} if install["kind"] == "link" else set(install.get("units") or [])
+    ours |= {u for i in install.get("hand_installs") or [] for u in i.get("units") or []} if install["kind"] != "link" \
+        else set()
+    out = []
+    for port, procs in sorted((found.get("listeners") or {}).items()):
+        for proc in procs:
+            if proc.get("unit") in ours:
+                continue
+            exe = proc.get("exe") or "?"
+            what = f"pid {proc['pid']} ({proc.get('cmdline') or exe}{', unit ' + proc['unit'] if proc.get('unit') else ''})"
+            if exe.rsplit("/", 1)[-1] in ("mattermost", "platform") and not (proc.get("unit") or "").endswith(".service"):
+                folder = exe.rsplit("/bin/", 1)[0]
+                out.append(f"a Mattermost runs outside systemd on port {port}: {what}; stop it, then set "
+                           f"mattermost_adopt_path = {folder!r} so the deploy adopts it")
+            else:
+                out.append(f"port {port} is held by {what}, which is not a Mattermost this deploy can see: stop it or "
+                           "move it to another port (Mattermost needs this one), then run the deploy again")
+    return out
 
 
 def check_adoptable(s: Settings, facts: dict) -> None:
@@ -51,26 +203,69 @@ def check_adoptable(s: Settings, facts: dict) -> None:
                           "add its FileSettings to mattermost_config before adopting")
 
 
+def looked_at(found: dict, ports: list[str]) -> str:
+    """What the search looked at and found nothing in, as the dry run says it."""
+    parts = ["no unit", f"no process on {' or '.join(ports) or '8065'}", "no package"]
+    containers = found.get("containers")
+    if containers is None:
+        parts.append("no container (no Docker or Podman)")
+    elif containers.get("error"):
+        parts.append(f"containers not listed ({containers['tool']}: {containers['error']})")
+    else:
+        parts.append("no container")
+    parts.append("no Mattermost database")
+    return ", ".join(parts) + "".join(f"; {note}" for note in found.get("databases_not_read") or [])
+
+
+def verdict(s: Settings, now: dict) -> Verdict:
+    """What the deploy does with the Mattermost this server has; DeployError when it must
+    refuse (before any change), naming each reason."""
+    problems = refusals(s, now)
+    if problems:
+        raise DeployError(f"{s.host}: " + "; and ".join(problems) + " (nothing was changed)")
+    install = now["install"]
+    found = install.get("existing") or {}
+    if install["kind"] == "link":
+        return Verdict("managed", f"{s.install_dir} is managed (no hand install to adopt)")
+    if install["kind"] == "dir":
+        facts = install["adoption"]
+        units = ", ".join(install.get("units") or []) or "no unit"
+        config = facts["config"]
+        db = facts.get("datasource") or {}
+        engine = "MySQL/MariaDB" if facts.get("engine") == "mysql" else "PostgreSQL"
+        return Verdict("adopt", f"Adopt the hand-installed Mattermost {install['version']} in {install['path']} "
+                                f"(unit {units}; config {config}; {engine} database {db.get('database')})")
+    return Verdict("fresh", f"No Mattermost on this server ({looked_at(found, sorted(found.get('listeners') or {}))}): "
+                            "install it fresh")
+
+
 @operation()
 def hand_install_adopted():
-    """Carry a hand-installed /opt/mattermost into the managed layout."""
+    """Carry a hand install (any folder, any unit name) into the managed layout."""
     s, now = settings(), current()
     if not adoption_pending(now):
-        host.noop(f"{s.install_dir} is managed (no hand install to adopt)")
+        host.noop(f"{s.install_dir} is managed (no hand install to adopt)" if now["install"]["kind"] == "link"
+                  else "nothing to adopt: a fresh install")
         return
+    install = now["install"]
     yield streamed(helper("adopt", {
+        "source": install["path"], "config_file": install["adoption"]["config"], "run_dir": install.get("run_dir"),
+        "units": install.get("units") or [], "managed_unit": MANAGED_UNIT,
         "install_dir": s.install_dir, "state_dir": s.state_dir, "log_dir": s.log_dir,
-        "releases_dir": s.releases_dir, "version": now["install"]["version"], "user": s.user,
-        "password_file": s.password_file, "service": "mattermost",
-        "unit_file": "/etc/systemd/system/mattermost.service",
+        "releases_dir": s.releases_dir, "version": install["version"], "user": s.user,
+        "password_file": s.password_file, "record_file": f"{s.deploy_state_dir}/{RECORD_FILE}",
     }))
 
 
+def checked() -> Verdict:
+    """The verdict, once per run; deploy.py asks right after the state read, so a refusal
+    comes before any operation is even declared."""
+    cached = getattr(host, "_mm_existing", None)
+    if cached is None:
+        cached = verdict(settings(), current())
+        host._mm_existing = cached
+    return cached
+
+
 def configure():
-    s, now = settings(), current()
-    if adoption_pending(now):
-        check_adoptable(s, now["install"]["adoption"])
-        name = f"Adopt the hand-installed Mattermost {now['install'].get('version')} in {s.install_dir}"
-    else:
-        name = f"Adopt a hand-installed {s.install_dir} if there is one"
-    return hand_install_adopted(name=name)
+    return hand_install_adopted(name=checked().says)

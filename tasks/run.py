@@ -49,6 +49,33 @@ HINTS = [
 ]
 
 
+OPERATION = re.compile(r"^--> Starting (?:[\w ]+ )?operation: (?P<name>.*?)(?: \(.*\))?$")
+HOST_ERROR = re.compile(HOST_LINE + r"Error: executed \d+ commands")
+PYINFRA_OWN = re.compile(HOST_LINE + r"(?:Success|No changes|Error: |>>> |Skipped|Loaded fact)")
+
+
+def failed_operations(output: str) -> list[str]:
+    """For a failure no hint recognises: the operation that failed on each host and the last
+    line that host printed in it (a command's own error), instead of "see the output above"."""
+    reasons: list[str] = []
+    operation, last = None, {}
+    for line in output.splitlines():
+        started = OPERATION.match(line.strip())
+        if started:
+            operation, last = started.group("name"), {}
+            continue
+        failed = HOST_ERROR.search(line)
+        if failed and operation:
+            host = failed.group("host")
+            said = f": {last[host]}" if last.get(host) else ""
+            reasons.append(f"{host}: {operation!r} failed{said}")
+            continue
+        own = re.match(HOST_LINE + r"(?P<said>.+)$", line)
+        if own and not PYINFRA_OWN.search(line) and own.group("said").strip():
+            last[own.group("host")] = own.group("said").strip()[-300:]
+    return reasons
+
+
 def explain(output: str) -> list[str]:
     """The operator's one-line reasons for a failed run, in order, without repeats."""
     reasons: list[str] = []
@@ -61,7 +88,7 @@ def explain(output: str) -> list[str]:
                 if reason not in reasons:
                     reasons.append(reason)
                 break
-    return reasons
+    return reasons or failed_operations(output)
 
 
 def main(argv: list[str]) -> int:

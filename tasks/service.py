@@ -6,7 +6,7 @@ through the helper's `upgrade`: backup, short outage, automatic rollback."""
 from __future__ import annotations
 
 from pyinfra import host
-from pyinfra.api import StringCommand, operation
+from pyinfra.api import operation
 
 from tasks.backup import offsite_spec
 from tasks.common import current, helper, managed_file, on_mysql, path_info, render, settings, streamed
@@ -79,9 +79,8 @@ def running_and_healthy(version: str, changed: bool, reload_units: bool):
         host.noop(f"Mattermost {version} is running and healthy")
         return
     host.log(f"restarting Mattermost: {reason}")
-    yield StringCommand("systemctl", "restart", "mattermost")
-    yield streamed(helper("wait-healthy", {"url": s.ping_url, "version": version,
-                                           "timeout": s.health_timeout, "service": "mattermost"}))
+    yield streamed(helper("start", {"url": s.ping_url, "version": version, "timeout": s.health_timeout,
+                                    "start_timeout": s.start_timeout, "service": "mattermost"}))
 
 
 def upgrade_spec(s, old: str, new: str) -> dict:

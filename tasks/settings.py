@@ -126,6 +126,7 @@ class Settings:
     smtp_sender_name: str = "Mattermost"
     smtp_skip_certificate_check: bool = False
     privacy_strict: bool = False
+    adopt_path: str | None = None
     notices_channel: str | None = None
     notices_email: str | None = None
     notices_digest_time: str = "08:00"
@@ -354,6 +355,9 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
                 "mattermost_log_dir", "mattermost_socket_dir", "mattermost_backup_dir"):
         if not str(get(key) or "").startswith("/"):
             problems.append(f"{key} must be an absolute path")
+    if get("mattermost_adopt_path") and not str(get("mattermost_adopt_path")).startswith("/"):
+        problems.append(f"mattermost_adopt_path must be an absolute path (the hand install's folder), not "
+                        f"{get('mattermost_adopt_path')!r}")
 
     password = env.get(PASSWORD_ENV) or None
     if get("postgresql_password_from_env") and not password:
@@ -574,6 +578,7 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
         smtp_sender_name=str(get("smtp_sender_name") or "Mattermost"),
         smtp_skip_certificate_check=bool(get("smtp_skip_certificate_check")),
         privacy_strict=bool(get("mattermost_privacy_strict")),
+        adopt_path=(str(get("mattermost_adopt_path")).rstrip("/") or "/") if get("mattermost_adopt_path") else None,
         privacy=privacy_overrides,
         notices_channel=notices_channel,
         notices_email=notices_email,

@@ -56,6 +56,7 @@ def query(s: Settings, os_updates: str | None = None, housekeeping: bool = False
         "user": s.user,
         "paths": managed_paths(s),
         "install_dir": s.install_dir,
+        "adopt_path": s.adopt_path,
         "releases_dir": s.releases_dir,
         "config_file": s.config_file,
         "desired_config": desired_config(s),

@@ -11,15 +11,36 @@ test container with `docker exec`.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from tests import testhost
 from tests.handinstall import OFFICIAL_UNIT
 from tests.standin.build import UPSTREAM_HOST
 
 
-def old_unit(db_service: str) -> str:
-    """The 5.x guide's unit: today's official one, bound to the database service it used."""
-    return OFFICIAL_UNIT.replace("postgresql.service", f"{db_service}.service")
+@dataclass(frozen=True)
+class Layout:
+    """Where an admin put things: the guide's /opt/mattermost and mattermost.service, or their
+    own folder, unit name and config file (`-c` on the unit's command line)."""
+    install_dir: str = "/opt/mattermost"
+    unit: str = "mattermost"
+    config: str | None = None  # outside the install: the unit runs bin/mattermost -c CONFIG
+
+    @property
+    def config_file(self) -> str:
+        return self.config or f"{self.install_dir}/config/config.json"
+
+
+GUIDE = Layout()
+
+
+def old_unit(db_service: str, layout: Layout = GUIDE) -> str:
+    """The 5.x guide's unit: today's official one, bound to the database service it used (in
+    the admin's own folder, with their config flag, when they chose so)."""
+    unit = OFFICIAL_UNIT.replace("postgresql.service", f"{db_service}.service")
+    exec_start = f"{layout.install_dir}/bin/mattermost" + (f" -c {layout.config}" if layout.config else "")
+    return unit.replace("ExecStart=/opt/mattermost/bin/mattermost", f"ExecStart={exec_start}").replace(
+        "WorkingDirectory=/opt/mattermost", f"WorkingDirectory={layout.install_dir}")
 
 
 # Test-only passwords of the hand install (never a real secret).
@@ -45,9 +66,10 @@ def datasource(engine: str, password: str) -> tuple[str, str]:
     return "postgres", f"postgres://mmuser:{password}@localhost:5432/mattermost?sslmode=disable&connect_timeout=10"
 
 
-def install(target: str, version: str, engine: str, db_password: str, site_url: str) -> None:
+def install(target: str, version: str, engine: str, db_password: str, site_url: str, layout: Layout = GUIDE) -> None:
     """The old guide's steps: the database server and its user, the tarball unpacked into
-    /opt/mattermost, config.json edited in place, the unit, started."""
+    /opt/mattermost (or the admin's folder), config.json edited in place (or moved where the
+    admin keeps it), the unit, started."""
     if engine == "mysql":
         sh(target, "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mariadb-server >/dev/null")
         sh(target, f"""mysql -u root -e "CREATE USER 'mmuser'@'localhost' IDENTIFIED BY '{db_password}';
@@ -62,13 +84,15 @@ def install(target: str, version: str, engine: str, db_password: str, site_url: 
             -c "ALTER DATABASE mattermost OWNER TO mmuser;" """)
         db_service = "postgresql"
     tarball = f"{UPSTREAM_HOST}/releases/{version}/mattermost-{version}-linux-amd64.tar.gz"
+    folder = layout.install_dir
     sh(target, f"""set -e
         curl -sfo /tmp/mm.tar.gz {tarball}
-        tar -xzf /tmp/mm.tar.gz -C /opt && rm /tmp/mm.tar.gz
-        mkdir /opt/mattermost/data
+        mkdir -p {folder}.unpack && tar -xzf /tmp/mm.tar.gz -C {folder}.unpack && rm /tmp/mm.tar.gz
+        mkdir -p $(dirname {folder}) && mv {folder}.unpack/mattermost {folder} && rmdir {folder}.unpack
+        mkdir {folder}/data
         useradd --system --user-group mattermost
-        chown -R mattermost:mattermost /opt/mattermost
-        chmod -R g+w /opt/mattermost""")
+        chown -R mattermost:mattermost {folder}
+        chmod -R g+w {folder}""")
     driver, source = datasource(engine, db_password)
     settings = {
         ("SqlSettings", "DriverName"): driver, ("SqlSettings", "DataSource"): source,
@@ -83,23 +107,28 @@ def install(target: str, version: str, engine: str, db_password: str, site_url: 
     edits = "\n".join(f"c[{s!r}][{k!r}] = {v!r}" for (s, k), v in settings.items())
     sh(target, f"""python3 - <<'EOF'
 import json
-p = '/opt/mattermost/config/config.json'
+p = '{folder}/config/config.json'
 c = json.load(open(p))
 {edits}
 json.dump(c, open(p, 'w'), indent=4)
 EOF""")
-    sh(target, f"cat > /etc/systemd/system/mattermost.service <<'EOF'\n{old_unit(db_service)}EOF\n"
-               "systemctl daemon-reload && systemctl enable --now mattermost")
+    if layout.config:  # the admin keeps the config outside the install, readable by the service only
+        sh(target, f"install -d -m 755 $(dirname {layout.config}) && mv {folder}/config/config.json {layout.config} "
+                   f"&& chown mattermost:mattermost {layout.config} && chmod 600 {layout.config}")
+    sh(target, f"cat > /etc/systemd/system/{layout.unit}.service <<'EOF'\n{old_unit(db_service, layout)}EOF\n"
+               f"systemctl daemon-reload && systemctl enable --now {layout.unit}")
     sh(target, "for i in $(seq 1 120); do curl -sf http://127.0.0.1:8065/api/v4/system/ping >/dev/null && exit 0; "
                "sleep 0.5; done; exit 1")
 
 
-def old_cli(target: str, *commands: str) -> str:
-    """`bin/mattermost ...` as the old runbooks typed them (as the service user, from
-    /opt/mattermost); the JSON log lines of each command are dropped from the output."""
+def old_cli(target: str, *commands: str, layout: Layout = GUIDE) -> str:
+    """`bin/mattermost ...` as the old runbooks typed them (as the service user, from the
+    install folder, with the config flag where the config is elsewhere); the JSON log lines
+    of each command are dropped from the output."""
     out = []
+    flag = f"-c {layout.config} " if layout.config else ""
     for command in commands:
-        text = sh(target, f"cd /opt/mattermost && runuser -u mattermost -- bin/mattermost {command}")
+        text = sh(target, f"cd {layout.install_dir} && runuser -u mattermost -- bin/mattermost {flag}{command}")
         out += [line for line in text.splitlines() if not line.startswith("{")]
     return "\n".join(out)
 
@@ -197,7 +226,7 @@ print(json.dumps(out))
 '''
 
 
-def seed(target: str) -> dict:
+def seed(target: str, layout: Layout = GUIDE) -> dict:
     """Fill the old server as its users did, and return the ids of what was made."""
     old_cli(target,
             "team create --name staff --display_name Staff",
@@ -207,9 +236,9 @@ def seed(target: str) -> dict:
             "channel create --team staff --name old-project --display_name 'Old project'",
             "channel create --team staff --name board --display_name Board --private",
             "channel add staff:old-project alice bob",
-            "channel add staff:board alice bob")
+            "channel add staff:board alice bob", layout=layout)
     made = json.loads(sh(target, f"python3 - '{json.dumps(USERS)}' <<'EOF'\n{SEED}\nEOF").strip().splitlines()[-1])
     # What the old runbook did when a project ended and someone left
-    old_cli(target, "channel archive staff:old-project", "user deactivate carol")
-    made["listing"] = old_cli(target, "channel list staff")
+    old_cli(target, "channel archive staff:old-project", "user deactivate carol", layout=layout)
+    made["listing"] = old_cli(target, "channel list staff", layout=layout)
     return made

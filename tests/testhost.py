@@ -72,6 +72,26 @@ DEFAULT_DISTRO = os.environ.get("MMDEPLOY_DISTRO") or "trixie"
 HELPERS_DISTRO = "bookworm"  # the upstream, pebble and SMTP containers (any release would do)
 
 
+def serialized(fn):
+    """Run the decorated helper under a file lock of its own name: stories that run side by
+    side (pytest-xdist workers) make each shared image, network and helper container once,
+    never twice at the same moment."""
+    import fcntl
+    import functools
+
+    @functools.wraps(fn)
+    def locked(*args, **kwargs):
+        path = LOCAL / "locks" / f"{fn.__name__}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+    return locked
+
+
 def base_image(distro: str) -> str:
     return f"{PREFIX}/debian{DISTROS[distro]['version']}:base"
 
@@ -91,6 +111,7 @@ def client() -> docker.DockerClient:
 
 # ------------------------------------------------------------------ base image
 
+@serialized
 def ensure_base_image(c: docker.DockerClient, distro: str = HELPERS_DISTRO) -> str:
     if distro not in DISTROS:
         sys.exit(f"unknown distro {distro!r}: choose one of {', '.join(DISTROS)}")
@@ -159,6 +180,7 @@ def _build_with_debootstrap(c: docker.DockerClient, distro: str) -> None:
     tar.wait()
 
 
+@serialized
 def ensure_image_with(c: docker.DockerClient, tag: str, packages: list[str]) -> str:
     """The base image plus Debian packages, built once (for the stand-in ACME server and
     the scanning tools of the benchmarks)."""
@@ -187,6 +209,7 @@ def ensure_image_with(c: docker.DockerClient, tag: str, packages: list[str]) -> 
 
 # ------------------------------------------------------------------ network, keys
 
+@serialized
 def ensure_network(c: docker.DockerClient):
     try:
         return c.networks.get(NETWORK)
@@ -194,6 +217,7 @@ def ensure_network(c: docker.DockerClient):
         return c.networks.create(NETWORK, driver="bridge", labels=LABEL)
 
 
+@serialized
 def ensure_ssh_key(key: Path | None = None, comment: str = "mmdeploy-test") -> Path:
     key = key or LOCAL / "ssh" / "id_ed25519"
     if key.exists():
@@ -250,6 +274,7 @@ def running_container(c: docker.DockerClient, name: str, fingerprint: str):
     return container
 
 
+@serialized
 def ensure_upstream(c: docker.DockerClient, only_default: bool = False) -> dict:
     """Start the stand-in upstream and build the releases it serves (only_default: just the
     one the default policy installs, for `make demo`)."""
@@ -276,6 +301,7 @@ def ensure_upstream(c: docker.DockerClient, only_default: bool = False) -> dict:
     return info
 
 
+@serialized
 def ensure_pebble(c: docker.DockerClient) -> dict:
     """Let's Encrypt's test ACME server (Debian's pebble) on the test network, validating
     http-01 challenges for real against the test servers (names from Docker's DNS)."""
@@ -329,6 +355,7 @@ loop.run_forever()
 """
 
 
+@serialized
 def ensure_smtp(c: docker.DockerClient) -> dict:
     """A real SMTP server on the test network (Debian's python3-aiosmtpd, a standards-
     compliant asyncio SMTP server) that keeps every message it receives in a Maildir on this
@@ -369,10 +396,12 @@ def ensure_smtp(c: docker.DockerClient) -> dict:
     return {"host": SMTP, "port": 25, "maildir": MAILDIR, "auth_port": 587}
 
 
-def ensure_sftp(c: docker.DockerClient) -> dict:
+@serialized
+def ensure_sftp(c: docker.DockerClient, name: str = SFTP) -> dict:
     """An SFTP server on the test network, as a storage box is one: OpenSSH (Debian's), a
     storage-box-like user that logs in with a key made here, a folder for restic repositories.
-    Returns the private key's path and the host key line to pin."""
+    Returns the private key's path and the host key line to pin. A story that stops its SFTP
+    server on purpose has one of its own (`name`), so the others' copies go on."""
     key = ensure_ssh_key(LOCAL / "offsite" / "id_ed25519", "mmdeploy-offsite-test")
     ensure_network(c)
     user = "u12345"  # a storage box's kind of account name (Debian has a system user "backup" already)
@@ -381,30 +410,37 @@ def ensure_sftp(c: docker.DockerClient) -> dict:
                f"install -o {user} -m 600 /keys/authorized_keys /home/{user}/.ssh/authorized_keys && "
                f"chown {user} /srv/restic && exec /usr/sbin/sshd -D -e"]
     fingerprint = hashlib.sha256(key.with_suffix(".pub").read_bytes() + json.dumps(command).encode()).hexdigest()[:16]
-    if running_container(c, SFTP, fingerprint) is None:
-        log("starting the test SFTP server (OpenSSH)")
+    if running_container(c, name, fingerprint) is None:
+        log(f"starting the test SFTP server {name} (OpenSSH)")
         c.containers.run(
             ensure_base_image(c), command,
-            name=SFTP, hostname=SFTP, network=NETWORK, detach=True,
+            name=name, hostname=name, network=NETWORK, detach=True,
             labels={**LABEL, FINGERPRINT: fingerprint}, restart_policy={"Name": "unless-stopped"},
             volumes={str(key.with_suffix(".pub")): {"bind": "/keys/authorized_keys", "mode": "ro"}},
         )
     for _ in range(60):
-        code, host_key = exec_on_container(SFTP, "cat /etc/ssh/ssh_host_ed25519_key.pub")
+        code, host_key = exec_on_container(name, "cat /etc/ssh/ssh_host_ed25519_key.pub")
         if code == 0 and host_key.startswith("ssh-ed25519") and exec_on_container(
-                UPSTREAM, f"python3 -c \"import socket; socket.create_connection(('{SFTP}', 22), 2)\"")[0] == 0:
+                UPSTREAM, f"python3 -c \"import socket; socket.create_connection(('{name}', 22), 2)\"")[0] == 0:
             break
         time.sleep(0.5)
     else:
         raise RuntimeError("the test SFTP server does not answer")
-    return {"key": key, "known_hosts": f"{SFTP} {' '.join(host_key.split()[:2])}", "user": user,
+    return {"key": key, "known_hosts": f"{name} {' '.join(host_key.split()[:2])}", "user": user, "host": name,
             "root": "/srv/restic"}
 
 
-def clear_mail() -> None:
-    for sub in ("new", "cur", "tmp"):
+def clear_mail(to: str) -> None:
+    """Forget what the test SMTP server received for `to` (stories that run at the same time
+    write to their own addresses)."""
+    import email
+    import email.policy
+
+    for sub in ("new", "cur"):
         for path in (MAILDIR / sub).glob("*"):
-            path.unlink()
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            if to.lower() in str(message.get("To", "")).lower():
+                path.unlink(missing_ok=True)
 
 
 def received_mail(to: str) -> list:

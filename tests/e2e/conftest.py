@@ -98,6 +98,32 @@ def _server(name: str, ssh_port: int, https_port: int):
         testhost.stop_server(name)
 
 
+# Stories that run side by side (`make test`: pytest-xdist, --dist loadgroup): each module is one
+# story on its own containers and ports, so each is a group a worker runs whole, in order; the
+# modules that share the main test server are one group. Longest first, so no long story starts
+# last: minutes measured on this 2-core machine (pytest --durations), the rest count as short.
+MINUTES = {}
+
+
+def story_of(item) -> str:
+    return "e2e-main" if {"main_server", "converged"} & set(item.fixturenames) else item.module.__name__
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Mark every end-to-end test with its story (xdist_group), longest stories first."""
+    stories = {}
+    for item in items:
+        if f"{os.sep}e2e{os.sep}" in str(item.path):
+            stories[item.nodeid] = story_of(item)
+            item.add_marker(pytest.mark.xdist_group(stories[item.nodeid]))
+    first = {}
+    for index, item in enumerate(items):
+        first.setdefault(stories.get(item.nodeid, item.nodeid), index)
+    items.sort(key=lambda item: (-MINUTES.get(stories.get(item.nodeid), 0),
+                                 first[stories.get(item.nodeid, item.nodeid)]))
+
+
 @pytest.fixture(scope="session")
 def main_server():
     yield from _server("e2e-main", 22301, 24431)

@@ -64,7 +64,7 @@ def post(client, channel: str, message: str, create_at: int | None = None, file:
 @pytest.fixture(scope="module", autouse=True)
 def server():
     testhost.ensure_smtp(testhost.client())
-    testhost.clear_mail()
+    testhost.clear_mail("carol@example.org")
     os.environ["MATTERMOST_SMTP_PASSWORD"] = testhost.SMTP_AUTH_PASSWORD
     testhost.stop_server(TARGET)
     testhost.start_server(TARGET, ssh_port=22306, https_port=PORT)

@@ -50,9 +50,11 @@ def posts() -> list[str]:
 @pytest.fixture(scope="module", autouse=True)
 def server():
     testhost.ensure_smtp(testhost.client())
-    testhost.clear_mail()
+    testhost.clear_mail(OPS)
     testhost.stop_server(TARGET)
-    testhost.start_server(TARGET, ssh_port=22310, https_port=PORT)
+    # Its own name on the stand-in GitHub API: the release it announces is this story's alone.
+    testhost.start_server(TARGET, ssh_port=22310, https_port=PORT, extra_data={
+        "github_api_url": f"http://127.0.0.1:{testhost.UPSTREAM_PORT}/api-notices"})
     run = deploy(TARGET, "--data", f"mattermost_version={A}")
     assert run.ok, run.output[-4000:]
     chat.mmctl(TARGET, "team create --name acme --display-name Acme")
@@ -111,11 +113,12 @@ def test_a_release_the_policy_wants_is_posted_once_by_the_timer():
     new = f"{line}.99"
     # The policy follows the line A is the newest of; the server reads the stand-in GitHub API.
     on_line = [*SETTINGS, "--data", f"mattermost_version={line}", "--data",
-               f"notices_github_api_url={build.UPSTREAM_HOST}/api"]
+               f"notices_github_api_url={build.UPSTREAM_HOST}/api-notices"]
     run = deploy(TARGET, *on_line)
     assert run.ok and "Upgrade Mattermost" not in run.output, run.output[-3000:]
-    listing = UPSTREAM_ROOT / "github" / "releases.json"
-    original = listing.read_text()
+    listing = UPSTREAM_ROOT / "github-notices" / "releases.json"
+    original = (UPSTREAM_ROOT / "github" / "releases.json").read_text()
+    listing.parent.mkdir(exist_ok=True)
     try:  # a new release of the line appears upstream
         listing.write_text(json.dumps([build.github_release(f"v{new}", day=30), *json.loads(original)]))
         notices_run()
@@ -123,7 +126,7 @@ def test_a_release_the_policy_wants_is_posted_once_by_the_timer():
         told = [p for p in posts() if f"Mattermost {new} is out" in p]
         assert len(told) == 1 and f"policy ({line}) points at it; {A} runs" in told[0], told
     finally:
-        listing.write_text(original)
+        listing.unlink()
 
 
 def test_a_rolled_back_upgrade_is_posted_by_the_upgrade():
@@ -140,7 +143,7 @@ def test_a_rolled_back_upgrade_is_posted_by_the_upgrade():
 
 
 def test_with_mattermost_stopped_the_alert_arrives_by_email_once():
-    testhost.clear_mail()
+    testhost.clear_mail(OPS)
     sh(TARGET, "systemctl stop mattermost")
     try:
         out = notices_run()

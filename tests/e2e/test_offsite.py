@@ -20,6 +20,7 @@ from tests.e2e import chat
 from tests.e2e.conftest import KEEP, ROOT, deploy, planned_changes, sh
 from tests.images import png
 
+SFTP = f"{testhost.PREFIX}-sftp-offsite"  # its own: this story stops it on purpose
 TARGET = "e2e-offsite"
 PORT = 24439
 SECRET = "restic-test-password-4f9c1e"  # a test repository's password, only in this test's environment
@@ -41,7 +42,7 @@ def status() -> dict:
 
 def start_server(sftp: dict, emoji_dir) -> None:
     testhost.start_server(TARGET, ssh_port=22309, https_port=PORT, extra_data={
-        "backup_offsite_repository": f"sftp:{sftp['user']}@{testhost.SFTP}:{sftp['root']}/{TARGET}",
+        "backup_offsite_repository": f"sftp:{sftp['user']}@{SFTP}:{sftp['root']}/{TARGET}",
         "backup_offsite_ssh_key": str(sftp["key"]),
         "backup_offsite_known_hosts": sftp["known_hosts"],
         "backup_offsite_keep": {"last": 5},
@@ -51,8 +52,8 @@ def start_server(sftp: dict, emoji_dir) -> None:
 
 @pytest.fixture(scope="module", autouse=True)
 def servers(tmp_path_factory):
-    sftp = testhost.ensure_sftp(testhost.client())
-    testhost.exec_on_container(testhost.SFTP, f"rm -rf {sftp['root']}/{TARGET}")  # a fresh repository
+    sftp = testhost.ensure_sftp(testhost.client(), SFTP)
+    testhost.exec_on_container(SFTP, f"rm -rf {sftp['root']}/{TARGET}")  # a fresh repository
     emoji_dir = tmp_path_factory.getbasetemp() / "offsite-emoji"
     emoji_dir.mkdir(exist_ok=True)
     (emoji_dir / f"{EMOJI}.png").write_bytes(png(48, 48))
@@ -60,7 +61,7 @@ def servers(tmp_path_factory):
     testhost.stop_server(TARGET)
     start_server(sftp, emoji_dir)
     yield
-    testhost.client().containers.get(testhost.SFTP).start()
+    testhost.client().containers.get(SFTP).start()
     if not KEEP:
         testhost.stop_server(TARGET)
 
@@ -71,7 +72,7 @@ def test_the_deploy_places_restics_credentials_root_only():
     assert sh(TARGET, "stat -c '%U %a %n' /etc/mattermost/private/restic-password /etc/mattermost/private/restic-ssh-key"
               ).split("\n")[:2] == ["root 600 /etc/mattermost/private/restic-password",
                                      "root 600 /etc/mattermost/private/restic-ssh-key"]
-    assert testhost.SFTP in sh(TARGET, "cat /etc/mattermost/restic-known-hosts")
+    assert SFTP in sh(TARGET, "cat /etc/mattermost/restic-known-hosts")
     assert SECRET not in run.output
     assert planned_changes(TARGET, env=ENV) == []
     refused = deploy(TARGET)  # without the password on the workstation: refused before anything
@@ -97,11 +98,11 @@ def test_a_backup_goes_off_the_server():
 
 def test_an_unreachable_repository_is_one_clear_line_and_the_local_backup_stays():
     before = set(sh(TARGET, "ls /var/backups/mattermost").split())
-    testhost.client().containers.get(testhost.SFTP).stop()
+    testhost.client().containers.get(SFTP).stop()
     try:
         run = deploy(TARGET, "verbs/backup.py", env=ENV)
     finally:
-        testhost.client().containers.get(testhost.SFTP).start()
+        testhost.client().containers.get(SFTP).start()
     failed = [line for line in run.output.splitlines() if line.startswith("FAILED:")]
     assert not run.ok and len(failed) == 1, run.output[-3000:]
     assert "is complete, but its off-server copy failed" in failed[0]
@@ -112,7 +113,7 @@ def test_an_unreachable_repository_is_one_clear_line_and_the_local_backup_stays(
 
 
 def test_the_next_copy_is_incremental_and_clears_the_failure():
-    testhost.ensure_sftp(testhost.client())  # back up after its restart
+    testhost.ensure_sftp(testhost.client(), SFTP)  # back up after its restart
     run = deploy(TARGET, "verbs/backup.py", env=ENV)
     assert run.ok, run.output[-3000:]
     record = json.loads(sh(TARGET, "cat /var/lib/mattermost-deploy/offsite.json"))

@@ -28,6 +28,7 @@ from tests.testhost import UPSTREAM_ROOT
 TARGET, BACK = "e2e-bookworm", "e2e-wayback"
 PORT, BACK_PORT = 24437, 24438
 A, B = build.OLDER_ESR, build.ESR_VERSION
+APT = "apt-os"  # this story's own stand-in apt repository
 EMOJI = "release-party"
 STORY: dict = {}
 
@@ -87,10 +88,10 @@ def test_mattermost_upgrade_on_debian_12():
 
 
 def test_patch_night_on_debian_12():
-    apt_repo.publish(UPSTREAM_ROOT, {"1.0": None})
-    sh(TARGET, f"echo '{apt_repo.SOURCE_LINE}' > /etc/apt/sources.list.d/standin.list && apt-get update -q >/dev/null "
+    apt_repo.publish(UPSTREAM_ROOT, {"1.0": None}, APT)
+    sh(TARGET, f"echo '{apt_repo.source_line(APT)}' > /etc/apt/sources.list.d/standin.list && apt-get update -q >/dev/null "
                f"&& DEBIAN_FRONTEND=noninteractive apt-get install -y -q {apt_repo.PACKAGE}=1.0 >/dev/null")
-    apt_repo.publish(UPSTREAM_ROOT, {"1.0": None, "1.1": None})
+    apt_repo.publish(UPSTREAM_ROOT, {"1.0": None, "1.1": None}, APT)
     run = deploy(TARGET, "verbs/patch_night.py")
     assert run.ok, run.output[-4000:]
     assert sh(TARGET, f"dpkg-query -W -f '${{Version}}' {apt_repo.PACKAGE}") == "1.1"

@@ -22,9 +22,10 @@ from tests.e2e.conftest import KEEP, ROOT, deploy, https_get, sh
 from tests.standin import apt_repo
 from tests.testhost import UPSTREAM_ROOT
 
+APT = "apt-patch"  # this story's own stand-in apt repository
 TARGET = "e2e-patch"
 PORT = 24434
-OPS = "ops@example.org"
+OPS = "ops-patch@example.org"  # its own address: the notices story mails ops@
 # Notices by e-mail only (no channel): patch night's summary goes to the test SMTP server.
 NOTICES = ["--data", f"smtp_server={testhost.SMTP}", "--data", "smtp_port=25", "--data", 'smtp_security=""',
            "--data", "smtp_sender=chat@example.org", "--data", f"notices_email={OPS}"]
@@ -38,7 +39,7 @@ def deploy_state_files() -> list[str]:
 
 
 def offer(versions: dict) -> None:
-    apt_repo.publish(UPSTREAM_ROOT, versions)
+    apt_repo.publish(UPSTREAM_ROOT, versions, APT)
 
 
 def installed_version() -> str:
@@ -61,7 +62,7 @@ def server():
     run = deploy(TARGET, *NOTICES)
     assert run.ok, run.output[-4000:]
     offer({"1.0": None})
-    sh(TARGET, f"echo '{apt_repo.SOURCE_LINE}' > /etc/apt/sources.list.d/standin.list && apt-get update -q >/dev/null "
+    sh(TARGET, f"echo '{apt_repo.source_line(APT)}' > /etc/apt/sources.list.d/standin.list && apt-get update -q >/dev/null "
                f"&& DEBIAN_FRONTEND=noninteractive apt-get install -y -q {apt_repo.PACKAGE}=1.0 >/dev/null")
     offer({"1.0": None, "1.1": "reboot"})
     yield
@@ -84,7 +85,7 @@ def test_plan_lists_the_package_and_the_reboot_and_changes_nothing():
 def test_patch_night_upgrades_reboots_and_reports():
     started = container_started_at()
     reports = set((ROOT / "reports").glob(f"patch-night-local-{TARGET}-*.txt"))
-    testhost.clear_mail()
+    testhost.clear_mail(OPS)
     run = patch_night()
     assert run.ok, run.output[-5000:]
     assert installed_version() == "1.1 installed"

@@ -27,6 +27,7 @@ from tests.standin import apt_repo, build
 from tests.testhost import UPSTREAM_ROOT
 
 DB, APP = "e2e-dbsrv", "e2e-dbapp"
+APT = "apt-remote"  # this story's own stand-in apt repository
 BOTH = f"{DB},{APP}"
 PORT = 24460
 PASSWORD = "remote-db-password-for-tests-31"  # the test database's password, test only
@@ -208,10 +209,10 @@ def started_at(name: str) -> str:
 def test_patch_night_across_both_with_a_reboot_of_the_database_server(servers):
     """The database server goes first (its package upgraded, the server rebooted, PostgreSQL
     waited for), then the Mattermost server checks it has its database back, then its own part."""
-    apt_repo.publish(UPSTREAM_ROOT, {"1.0": None})
-    sh(DB, f"echo '{apt_repo.SOURCE_LINE}' > /etc/apt/sources.list.d/standin.list && apt-get update -q >/dev/null "
+    apt_repo.publish(UPSTREAM_ROOT, {"1.0": None}, APT)
+    sh(DB, f"echo '{apt_repo.source_line(APT)}' > /etc/apt/sources.list.d/standin.list && apt-get update -q >/dev/null "
            f"&& DEBIAN_FRONTEND=noninteractive apt-get install -y -q {apt_repo.PACKAGE}=1.0 >/dev/null")
-    apt_repo.publish(UPSTREAM_ROOT, {"1.0": None, "1.1": "reboot"})
+    apt_repo.publish(UPSTREAM_ROOT, {"1.0": None, "1.1": "reboot"}, APT)
     reboot = ["--data", 'patch_reboot_packages=["linux-image-*", "mmdeploy-testpkg"]']
     plan = verb_output("verbs.patch_plan", *reboot)
     assert plan.returncode == 0, plan.stderr[-2000:]

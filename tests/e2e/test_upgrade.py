@@ -27,6 +27,7 @@ from tests.testhost import UPSTREAM_ROOT
 
 TARGET = "e2e-upgrade"
 PORT = 24433
+GITHUB = UPSTREAM_ROOT / "github-upgrade"  # what the stand-in GitHub API says to this story alone
 A, B, BROKEN, FEATURE = build.OLDER_ESR, build.ESR_VERSION, build.BROKEN, build.FEATURE
 NO_DOWNGRADE = build.NO_DOWNGRADE
 EMOJI = "team-party"
@@ -64,10 +65,13 @@ def emoji_args(tmp_path_factory) -> list[str]:
 @pytest.fixture(scope="module", autouse=True)
 def server(tmp_path_factory):
     testhost.stop_server(TARGET)
-    testhost.start_server(TARGET, ssh_port=22303, https_port=PORT)
+    # Its own name on the stand-in GitHub API: the rate limit it simulates stays its own.
+    testhost.start_server(TARGET, ssh_port=22303, https_port=PORT, extra_data={
+        "github_api_url": f"http://127.0.0.1:{testhost.UPSTREAM_PORT}/api-{GITHUB.name[len('github-'):]}"})
     STORY["emoji"] = emoji_args(tmp_path_factory)
+    GITHUB.mkdir(exist_ok=True)
     yield
-    (UPSTREAM_ROOT / "github" / "ratelimited").unlink(missing_ok=True)
+    (GITHUB / "ratelimited").unlink(missing_ok=True)
     if not KEEP:
         testhost.stop_server(TARGET)
 
@@ -250,11 +254,11 @@ def test_status_for_each_policy():
 
 
 def test_status_when_the_api_is_rate_limited_or_unreachable():
-    (UPSTREAM_ROOT / "github" / "ratelimited").write_text("")
+    (GITHUB / "ratelimited").write_text("")
     try:
         [row] = status()
     finally:
-        (UPSTREAM_ROOT / "github" / "ratelimited").unlink()
+        (GITHUB / "ratelimited").unlink()
     assert "rate limit is used up" in row["action"] and "resets in" in row["action"]
     [row] = status("github_api_url=http://127.0.0.1:9/api")
     assert "cannot reach" in row["action"] and "mattermost_version_fallback" in row["action"]

@@ -1,5 +1,5 @@
 """STAND-IN apt repository for tests: a flat repository on the stand-in upstream
-(`deb [trusted=yes] http://mmdeploy-upstream:8080/apt ./`, unsigned - tests only) with a
+(`deb [trusted=yes] http://mmdeploy-upstream:8080/NAME ./`, unsigned - tests only) with a
 test package in several versions, so an OS upgrade is really pending on the test
 server. Version 1.1 marks a reboot as required in its postinst, as kernel packages do."""
 
@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 PACKAGE = "mmdeploy-testpkg"
-SOURCE_LINE = "deb [trusted=yes] http://mmdeploy-upstream:8080/apt ./"
+
+
+def source_line(name: str) -> str:
+    """The sources.list line of the repository `name` (each story publishes its own, so stories
+    running at the same time never offer each other's versions)."""
+    return f"deb [trusted=yes] http://mmdeploy-upstream:8080/{name} ./"
 
 POSTINST = {
     "reboot": "#!/bin/sh\nset -e\ntouch /run/reboot-required\necho " + PACKAGE + " >> /run/reboot-required.pkgs\n",
@@ -37,14 +43,17 @@ def build_deb(out_dir: Path, version: str, postinst: str | None = None) -> Path:
             (root / "DEBIAN/postinst").write_text(POSTINST[postinst])
             (root / "DEBIAN/postinst").chmod(0o755)
         out_dir.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(deb)], check=True,
+        built = Path(tmp) / deb.name
+        subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(built)], check=True,
                        capture_output=True)
+        shutil.copy(built, deb.with_suffix(f".{os.getpid()}.tmp"))
+        os.replace(deb.with_suffix(f".{os.getpid()}.tmp"), deb)  # whole, even when two stories build it at once
     return deb
 
 
-def publish(upstream_root: Path, versions: dict[str, str | None]) -> None:
-    """Make the repository offer exactly these versions ({version: postinst kind})."""
-    repo = upstream_root / "apt"
+def publish(upstream_root: Path, versions: dict[str, str | None], name: str) -> None:
+    """Make the repository `name` offer exactly these versions ({version: postinst kind})."""
+    repo = upstream_root / name
     shutil.rmtree(repo, ignore_errors=True)
     repo.mkdir(parents=True)
     stanzas = []

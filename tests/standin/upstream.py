@@ -10,6 +10,9 @@ is published on 127.0.0.1 for the workstation side. Serves the folder given as a
   /api/repos/{owner}/{repo}/releases[?per_page=&page=]             GitHub-shaped listing,
       from github/releases.json, with ETag / If-None-Match (304) and a simulated rate
       limit while github/ratelimited exists (403, X-RateLimit-Remaining: 0, -Reset)
+  /api-{NAME}/repos/...                                            the same from github-{NAME}/
+      (its own releases.json, else github/'s; its own ratelimited): a test that changes
+      what GitHub says does it in its own name, beside the tests that run at the same time
   /unavailable/...                                                 always 503 (a broken mirror)
 """
 
@@ -45,20 +48,23 @@ class Handler(SimpleHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         if url.path.startswith("/unavailable/"):
             self.send_json(503, {"message": "stand-in mirror is down"})
-        elif url.path.startswith("/api/repos/") and url.path.endswith("/releases"):
-            self.github_releases(url)
+        elif url.path.startswith("/api") and "/repos/" in url.path and url.path.endswith("/releases"):
+            name = url.path.split("/", 2)[1][len("api"):].lstrip("-")
+            folder = ROOT / (f"github-{name}" if name and name.replace("-", "").isalnum() else "github")
+            self.github_releases(url, folder)
         else:
             super().do_GET()
 
-    def github_releases(self, url):
+    def github_releases(self, url, folder):
         reset = str(int(time.time()) + 1800)
-        if (ROOT / "github" / "ratelimited").exists():
+        if (folder / "ratelimited").exists():
             self.send_json(403, {"message": "API rate limit exceeded for 127.0.0.1."},
                            [("X-RateLimit-Limit", "60"), ("X-RateLimit-Remaining", "0"),
                             ("X-RateLimit-Reset", reset)])
             return
         try:
-            releases = json.loads((ROOT / "github" / "releases.json").read_text())
+            listing = folder / "releases.json"
+            releases = json.loads((listing if listing.exists() else ROOT / "github" / "releases.json").read_text())
         except OSError:
             releases = []
         query = dict(urllib.parse.parse_qsl(url.query))

@@ -59,3 +59,16 @@ def test_a_run_that_would_ask_without_a_terminal_says_what_to_do_instead():
     assert proc.stderr.strip().splitlines() == [
         "FAILED: this run asks before it changes anything, and there is no terminal to answer: see the changes "
         "with `make diff`, then run it again with YES=1 (e.g. `make deploy YES=1`)"]
+
+
+def test_an_unrecognised_failure_names_the_operation_and_its_last_line():
+    out = """--> Starting operation: Install the sandboxed mattermost.service unit
+    [local-x] Success
+--> Starting operation: Run Mattermost 11.4.0 and wait for a healthy ping
+    [local-x] restarting Mattermost: it is inactive
+    [local-x] Job for mattermost.service failed because the control process exited with error code.
+    [local-x] Error: executed 1 commands
+--> pyinfra error: No hosts remaining!
+"""
+    assert explain(out) == ["local-x: 'Run Mattermost 11.4.0 and wait for a healthy ping' failed: Job for "
+                            "mattermost.service failed because the control process exited with error code."]
