@@ -132,7 +132,7 @@ def manual() -> dict:
     """The documented manual move's outage (its schema: the one our migration left, emptied)."""
     command = sh("python3 - <<'EOF'\n"
                  "exec(open('/usr/local/lib/mattermost-deploy/mmhelper.py').read(), {'__name__': 'bundle'})\n"
-                 "import json\nfrom mmhelper import mysql, db_copy\n"
+                 "import json\nfrom mmhelper.parts import mysql\nfrom mmhelper.jobs import db_migrate_copy as db_copy\n"
                  "c = json.load(open('/var/lib/mattermost/config/config.json'))\n"
                  "ds = mysql.parse_mysql_datasource(c['SqlSettings']['DataSource'])\n"
                  "pw = open('/etc/mattermost/private/db-password').read().strip()\n"

@@ -102,7 +102,7 @@ def offsite(name: str) -> dict:
 OLD_DUMP = """
 import json, subprocess
 exec(open("/usr/local/lib/mattermost-deploy/mmhelper.py").read(), {"__name__": "bundle"})
-from mmhelper.offsite import restic_command, restic_env
+from mmhelper.steps.offsite import restic_command, restic_env
 spec = json.load(open("/etc/mattermost/backup.json"))["offsite"]
 dump = subprocess.Popen(["runuser", "-u", "postgres", "--", "pg_dump", "-Fc", "-d", "mattermost"], stdout=subprocess.PIPE)
 out = subprocess.run(restic_command(spec, "backup", "--json", "--stdin", "--stdin-filename", "old-format.dump",

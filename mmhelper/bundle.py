@@ -24,7 +24,7 @@ import sys
 class _Bundle(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(self, name, path=None, target=None):
         if name in _SOURCES:
-            return importlib.util.spec_from_loader(name, self, is_package=name == "mmhelper")
+            return importlib.util.spec_from_loader(name, self, is_package=_FILES[name].endswith("__init__.py"))
         return None
 
     def create_module(self, spec):
@@ -46,13 +46,17 @@ if __name__ == "__main__":
 
 
 def modules() -> dict[str, Path]:
-    """Module name -> file, for every module of the package (tests and this builder excluded)."""
+    """Module name -> file, for every module of the package and its subpackages (tests and
+    this builder excluded)."""
     found = {}
-    for path in sorted(HERE.glob("*.py")):
-        if path.name in NOT_BUNDLED:
+    for path in sorted(HERE.rglob("*.py")):
+        relative = path.relative_to(HERE)
+        if path.name in NOT_BUNDLED and len(relative.parts) == 1 or relative.parts[0] == "tests":
             continue
-        name = "mmhelper" if path.name == "__init__.py" else f"mmhelper.{path.stem}"
-        found[name] = path
+        parts = ["mmhelper", *relative.with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
     return found
 
 
@@ -65,7 +69,7 @@ def build() -> str:
     files = {}
     for name, path in modules().items():
         parts.append(f"    {name!r}: {path.read_text()!r},\n")
-        files[name] = path.name
+        files[name] = path.relative_to(HERE).as_posix()
     parts.append("}\n")
     parts.append(f"_FILES = {files!r}\n")
     parts.append(LOADER)

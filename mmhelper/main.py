@@ -38,30 +38,30 @@ read from root-only files and never printed or put on a command line.
 import json
 import sys
 
-from mmhelper.acme import acme_issue
-from mmhelper.adopt import adopt
-from mmhelper.backup import backup
-from mmhelper.common import Failure, start_service, wait_healthy
-from mmhelper.config import merge_config_file
-from mmhelper.database import database, db_password, db_remote_check
-from mmhelper.db_migrate import migrate, plan
-from mmhelper.db_migrate import rollback as db_rollback
-from mmhelper.db_move import move as db_move
-from mmhelper.db_move import plan as db_move_plan
-from mmhelper.db_move import rollback as db_move_rollback
-from mmhelper.export import export
-from mmhelper.files_move import move as files_move
-from mmhelper.files_move import plan as files_move_plan
-from mmhelper.housekeeping import bot_token, emoji_upload, housekeeping
-from mmhelper.notices import notices_setup, notify, run_notices
-from mmhelper.offsite import offsite_fetch
-from mmhelper.os_release import os_finish, os_packages, os_postgresql, os_sources
-from mmhelper.patching import after_database, patch_finish, patch_lock, patch_mark, patch_restart, patch_upgrade
-from mmhelper.release import client_writable, fetch_release, switch
-from mmhelper.restore import restore, restore_check, rollback, unhold
-from mmhelper.retention import retention
-from mmhelper.state import state
-from mmhelper.upgrade import upgrade
+from mmhelper.jobs.db_migrate import migrate, plan
+from mmhelper.jobs.db_migrate import rollback as db_rollback
+from mmhelper.jobs.db_move import move as db_move
+from mmhelper.jobs.db_move import plan as db_move_plan
+from mmhelper.jobs.db_move import rollback as db_move_rollback
+from mmhelper.jobs.files_move import move as files_move
+from mmhelper.jobs.files_move import plan as files_move_plan
+from mmhelper.jobs.os_release import os_finish, os_packages, os_postgresql, os_sources
+from mmhelper.jobs.patching import after_database, patch_finish, patch_lock, patch_mark, patch_restart, patch_upgrade
+from mmhelper.jobs.restore import restore, restore_check, rollback, unhold
+from mmhelper.jobs.upgrade import upgrade
+from mmhelper.parts.common import Failure, start_service, wait_healthy
+from mmhelper.parts.config import merge_config_file
+from mmhelper.steps.acme import acme_issue
+from mmhelper.steps.adopt import adopt
+from mmhelper.steps.backup import backup
+from mmhelper.steps.database import database, db_password, db_remote_check
+from mmhelper.steps.export import export
+from mmhelper.steps.housekeeping import bot_token, emoji_upload, housekeeping
+from mmhelper.steps.notices import notices_setup, notify, run_notices
+from mmhelper.steps.offsite import offsite_fetch
+from mmhelper.steps.release import client_writable, fetch_release, switch
+from mmhelper.steps.retention import retention
+from mmhelper.steps.state import state
 
 COMMANDS = {
     "fetch-release": fetch_release,

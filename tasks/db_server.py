@@ -15,7 +15,7 @@ import json
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
-from mmhelper.config import password_digest
+from mmhelper.parts.config import password_digest
 from tasks import database, firewall, os_updates, ssh_access
 from tasks.base import helper_bundle, packages_installed
 from tasks.common import HELPER, current, managed_file, packages, read_state, settings

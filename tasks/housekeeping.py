@@ -18,7 +18,7 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 from pyinfra.api.exceptions import DeployError
 
-from mmhelper.housekeeping import emoji_body
+from mmhelper.steps.housekeeping import emoji_body
 from tasks.backup import backup_spec
 from tasks.common import ROOT, current, helper, settings, streamed
 from tasks.files import bucket_spec

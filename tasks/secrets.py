@@ -8,7 +8,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 
-from mmhelper.config import password_digest
+from mmhelper.parts.config import password_digest
 from tasks import files
 from tasks.common import current, settings, upload_secret
 

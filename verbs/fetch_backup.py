@@ -12,7 +12,7 @@ import shlex
 import sys
 import tarfile
 
-from mmhelper.backup import DUMP, DUMP_NAMES
+from mmhelper.steps.backup import DUMP, DUMP_NAMES
 from tasks.common import settings
 from tasks.state import read as read_server_state
 from verbs.session import ROOT, connected, on, positional, stream_to

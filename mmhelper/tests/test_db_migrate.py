@@ -4,8 +4,9 @@ and SqlSettings left alone while the database is MySQL."""
 
 import pytest
 
-from mmhelper import db_compare, db_copy, mysql
-from mmhelper.config import applicable
+from mmhelper.jobs import db_migrate_copy
+from mmhelper.parts import db_compare, mysql
+from mmhelper.parts.config import applicable
 
 
 @pytest.mark.parametrize("dsn,expected", [
@@ -76,14 +77,14 @@ def test_digests_read_from_one_batched_stream():
 def test_pgloader_command_copies_rows_into_mattermosts_schema():
     ds = mysql.parse_mysql_datasource("mm:p@ss@tcp(localhost:3306)/mattermost")
     pg = {"user": "mmuser", "host": "localhost", "port": 5432, "database": "mattermost"}
-    text = db_copy.pgloader_command(ds, pg, "pg/pw", ["focalboard_blocks"], create=False)
+    text = db_migrate_copy.pgloader_command(ds, pg, "pg/pw", ["focalboard_blocks"], create=False)
     assert "FROM mysql://mm:p%40ss@localhost:3306/mattermost" in text
     assert "INTO postgresql://mmuser:pg%2Fpw@localhost:5432/mattermost" in text
     assert "data only, truncate" in text and "EXCLUDING TABLE NAMES MATCHING 'focalboard_blocks'" in text
     assert "ALTER SCHEMA 'mattermost' RENAME TO 'public'" in text
-    extra = db_copy.pgloader_command(ds, pg, "pg/pw", ["focalboard_blocks"], create=True)
+    extra = db_migrate_copy.pgloader_command(ds, pg, "pg/pw", ["focalboard_blocks"], create=True)
     assert "create tables" in extra and "INCLUDING ONLY TABLE NAMES MATCHING 'focalboard_blocks'" in extra
-    plain = db_copy.pgloader_command(ds, pg, "x", [], create=False)
+    plain = db_migrate_copy.pgloader_command(ds, pg, "x", [], create=False)
     assert plain.startswith("LOAD DATABASE\n  FROM mysql://") and "EXCLUDING" not in plain
     assert plain.endswith("ALTER SCHEMA 'mattermost' RENAME TO 'public'\n;\n")
 

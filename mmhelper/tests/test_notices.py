@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-import mmhelper.notices as notices
+import mmhelper.steps.notices as notices
 
 DAY = 86400
 MORNING = time.mktime((2026, 11, 24, 9, 0, 0, 0, 0, -1))  # local time, after a 08:00 digest

@@ -3,7 +3,7 @@
 
 import datetime
 
-from mmhelper import s3
+from mmhelper.parts import s3
 
 
 def test_signature_matches_aws_documented_example():

@@ -207,7 +207,7 @@ def test_one_volume_server_stopped(server):
 LOSE = """
 exec(open("/usr/local/lib/mattermost-deploy/mmhelper.py").read(), {"__name__": "bundle"})
 import json, sys
-from mmhelper import s3
+from mmhelper.parts import s3
 spec = json.load(open("/etc/mattermost/managed-config.json"))
 b = s3.bucket_from({"endpoint": spec["FileSettings.AmazonS3Endpoint"], "bucket": spec["FileSettings.AmazonS3Bucket"],
                     "access": "/etc/mattermost/private/s3-access-key-id",

@@ -14,7 +14,7 @@ import zipfile
 
 import pytest
 
-from mmhelper.config import get_dotted
+from mmhelper.parts.config import get_dotted
 from tasks import privacy
 from tests import testhost
 from tests.e2e import chat

@@ -6,7 +6,7 @@ import runpy
 
 import pytest
 
-from mmhelper.config import get_dotted, merge_config, split_key
+from mmhelper.parts.config import get_dotted, merge_config, split_key
 from tasks import email, privacy
 from tasks.config import desired_config
 from tasks.settings import ROOT, SettingsError, load_settings

@@ -10,8 +10,18 @@ import shutil
 import subprocess
 import time
 
-from mmhelper.common import Failure, free_bytes, ping, psql_as_postgres, read_json, run, systemctl, wait_healthy, write_private
-from mmhelper.patching import APT_ENV, APT_KEEP_CONFIG, parse_apt_simulation, wait_for_dpkg
+from mmhelper.jobs.patching import APT_ENV, APT_KEEP_CONFIG, parse_apt_simulation, wait_for_dpkg
+from mmhelper.parts.common import (
+    Failure,
+    free_bytes,
+    ping,
+    psql_as_postgres,
+    read_json,
+    run,
+    systemctl,
+    wait_healthy,
+    write_private,
+)
 
 DEBIAN_HOSTS = re.compile(r"^https?://([a-z0-9.-]*\.)?(debian\.org|debian\.net)(/|$)")
 

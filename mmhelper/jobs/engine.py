@@ -8,7 +8,7 @@ import json
 import os
 import time
 
-from mmhelper.common import Failure, read_json, write_private
+from mmhelper.parts.common import Failure, read_json, write_private
 
 
 def lock_holder(path):

@@ -11,8 +11,8 @@ import tempfile
 import threading
 import time
 
-from mmhelper import db_compare, mysql
-from mmhelper.common import Failure, ping, psql_as_postgres
+from mmhelper.parts import db_compare, mysql
+from mmhelper.parts.common import Failure, ping, psql_as_postgres
 
 
 def free_port():

@@ -6,9 +6,9 @@ import json
 import os
 import time
 
-from mmhelper.backup import files_driver
-from mmhelper.common import psql_as_postgres
-from mmhelper.s3 import bucket_from
+from mmhelper.parts.common import psql_as_postgres
+from mmhelper.parts.s3 import bucket_from
+from mmhelper.steps.backup import files_driver
 
 RETENTION_TABLES = {  # table -> column holding the post id, for rows that belong to deleted posts
     "reactions": "postid", "threadmemberships": "postid", "threads": "postid", "fileinfo": "postid",

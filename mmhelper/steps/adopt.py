@@ -10,10 +10,10 @@ import shutil
 import stat
 import time
 
-from mmhelper import mysql
-from mmhelper.common import Failure, installed_version, link_release, read_password, run, systemctl, write_private
-from mmhelper.config import get_dotted, parse_datasource
-from mmhelper.discover import listen_port
+from mmhelper.parts import mysql
+from mmhelper.parts.common import Failure, installed_version, link_release, read_password, run, systemctl, write_private
+from mmhelper.parts.config import get_dotted, parse_datasource
+from mmhelper.parts.discover import listen_port
 
 
 def database_of(config):

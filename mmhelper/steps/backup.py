@@ -12,9 +12,9 @@ import subprocess
 import tempfile
 import time
 
-from mmhelper import mysql
-from mmhelper.common import Failure, literal, pg_command, psql_as_postgres, read_json
-from mmhelper.offsite import offsite_copy
+from mmhelper.parts import mysql
+from mmhelper.parts.common import Failure, literal, pg_command, psql_as_postgres, read_json
+from mmhelper.steps.offsite import offsite_copy
 
 BACKUP_NAME = re.compile(r"^\d{8}-\d{6}-\d+\.\d+\.\d+-[a-z-]+$")
 
@@ -114,7 +114,7 @@ def files_driver(config_file):
 
 def mirror_bucket(files, mirror):
     """The bucket's objects in a local folder (kept between backups, root only)."""
-    from mmhelper.files_move import rclone, remote
+    from mmhelper.jobs.files_move import rclone, remote
 
     os.makedirs(mirror, mode=0o700, exist_ok=True)
     seconds = rclone(files, "sync", remote(files), mirror, "--transfers", "8", label="bucket -> backup mirror")

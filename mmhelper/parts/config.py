@@ -11,7 +11,7 @@ import smtplib
 import ssl
 import urllib.parse
 
-from mmhelper.common import MASK, Failure, read_password, write_private
+from mmhelper.parts.common import MASK, Failure, read_password, write_private
 
 SECRET_KEYS = ("DataSource", "DataSourceReplicas", "DataSourceSearchReplicas", "AtRestEncryptKey",
                "PublicLinkSalt", "SMTPPassword", "Secret", "AmazonS3SecretAccessKey", "Password")
@@ -201,7 +201,7 @@ def merge_config_file(spec):
             raise Failure(f"the SMTP settings do not work: {problem} - check smtp_* and MATTERMOST_SMTP_PASSWORD; "
                           "config.json was not changed")
     if spec.get("files_probe") and any(k.startswith("FileSettings.AmazonS3") for k in changed):
-        from mmhelper.s3 import files_probe
+        from mmhelper.parts.s3 import files_probe
 
         result = files_probe(spec["files_probe"])
         problem = result.get("problem") or result.get("pending")

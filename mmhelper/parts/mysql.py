@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import urllib.parse
 
-from mmhelper.common import Failure
+from mmhelper.parts.common import Failure
 
 # Where Debian's MariaDB and MySQL listen by default when a DataSource says tcp(localhost).
 DEFAULT_SOCKETS = ("/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock")
@@ -168,7 +168,7 @@ def dump(ds, dest):
     """mysqldump of the whole database in one consistent snapshot (--single-transaction:
     InnoDB, no lock), through gzip --rsyncable as the PostgreSQL dumps, into a root-only file.
     Restored with `gunzip -c FILE | mysql DB`."""
-    from mmhelper.backup import _pipe
+    from mmhelper.steps.backup import _pipe
 
     dumper = "mariadb-dump" if shutil.which("mariadb-dump") else "mysqldump"
     with defaults_file(ds) as cnf:

@@ -11,7 +11,7 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from mmhelper.common import (
+from mmhelper.parts.common import (
     REMOTE_DB_FILE,
     Failure,
     ident,
@@ -22,7 +22,7 @@ from mmhelper.common import (
     systemctl,
     write_private,
 )
-from mmhelper.config import build_datasource, get_dotted, parse_datasource, set_dotted
+from mmhelper.parts.config import build_datasource, get_dotted, parse_datasource, set_dotted
 
 NAME = "mattermost_move"  # the publication, subscription, slot and replication role
 TLS_DIR = "/etc/postgresql/mattermost-move"

@@ -5,7 +5,7 @@ import os
 import secrets
 import string
 
-from mmhelper.common import Failure, database_exists, ident, literal, psql_as_postgres, read_password, write_private
+from mmhelper.parts.common import Failure, database_exists, ident, literal, psql_as_postgres, read_password, write_private
 
 
 def db_password(path):
@@ -47,7 +47,7 @@ def database(spec):
 def db_remote_check(spec):
     """Mattermost's role logs in to its remote database as Mattermost will (verify-full TLS:
     the CA and the server's name checked), or one line saying why not and what to check."""
-    from mmhelper.state import remote_login
+    from mmhelper.steps.state import remote_login
 
     password = read_password(spec["password_file"])
     if not password:

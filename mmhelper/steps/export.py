@@ -4,9 +4,9 @@
 import os
 import time
 
-from mmhelper.backup import files_driver
-from mmhelper.common import Failure
-from mmhelper.housekeeping import local_api
+from mmhelper.parts.common import Failure
+from mmhelper.steps.backup import files_driver
+from mmhelper.steps.housekeeping import local_api
 
 FETCHED = "/var/lib/mattermost-deploy/exports"  # root only: an export holds every message
 
@@ -14,7 +14,7 @@ FETCHED = "/var/lib/mattermost-deploy/exports"  # root only: an export holds eve
 def from_bucket(spec, key):
     """The export job wrote into the bucket (the file store): fetched into a root-only folder
     for the workstation to copy."""
-    from mmhelper.files_move import rclone, remote
+    from mmhelper.jobs.files_move import rclone, remote
 
     os.makedirs(FETCHED, mode=0o700, exist_ok=True)
     path = os.path.join(FETCHED, os.path.basename(key))

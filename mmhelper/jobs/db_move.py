@@ -32,9 +32,7 @@ import os
 import subprocess
 import time
 
-from mmhelper.backup import _pipe
-from mmhelper.common import REMOTE_DB_FILE, Failure, literal, pg_command, read_json, run, start_and_verify, systemctl
-from mmhelper.db_link import (
+from mmhelper.jobs.db_move_link import (
     LOCAL_HOSTS,
     catch_up,
     copy_sequences,
@@ -53,7 +51,9 @@ from mmhelper.db_link import (
     wait_in_sync,
     write_config,
 )
-from mmhelper.steps import Progress, lock_holder, take_lock
+from mmhelper.jobs.engine import Progress, lock_holder, take_lock
+from mmhelper.parts.common import REMOTE_DB_FILE, Failure, literal, pg_command, read_json, run, start_and_verify, systemctl
+from mmhelper.steps.backup import _pipe
 
 STEPS = ["prepare", "schema", "subscribe", "stop", "catch-up", "sequences", "verify", "switch", "start", "cleanup"]
 # Where the database server cannot subscribe (a managed service without pg_create_subscription,
@@ -62,7 +62,7 @@ DUMP_STEPS = ["stop", "copy", "verify", "switch", "start"]
 
 
 def installed(spec):
-    from mmhelper.common import installed_version
+    from mmhelper.parts.common import installed_version
 
     return installed_version(spec["install_dir"], spec["user"])
 

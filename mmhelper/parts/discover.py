@@ -23,7 +23,7 @@ import re
 import shutil
 import subprocess
 
-from mmhelper.unit_files import (
+from mmhelper.parts.unit_files import (
     config_dsn,
     config_store_kind,
     environment_file,

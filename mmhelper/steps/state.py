@@ -12,10 +12,9 @@ import subprocess
 import tempfile
 import time
 
-from mmhelper.acme import acme_state
-from mmhelper.adopt import database_of, hand_installs
-from mmhelper.backup import backup_names
-from mmhelper.common import (
+from mmhelper.jobs.os_release import os_release_state
+from mmhelper.jobs.patching import os_state
+from mmhelper.parts.common import (
     HELPER_VERSION,
     _user_exists,
     file_info,
@@ -28,14 +27,15 @@ from mmhelper.common import (
     systemctl,
     unit_property,
 )
-from mmhelper.config import config_differences, display_value, get_dotted, password_digest, resolve_desired, smtp_check
-from mmhelper.discover import DEFAULT_PORT, discover, listeners
-from mmhelper.housekeeping import housekeeping_state
-from mmhelper.notices import notices_state
-from mmhelper.offsite import offsite_state
-from mmhelper.os_release import os_release_state
-from mmhelper.patching import os_state
-from mmhelper.s3 import files_probe
+from mmhelper.parts.config import config_differences, display_value, get_dotted, password_digest, resolve_desired, smtp_check
+from mmhelper.parts.discover import DEFAULT_PORT, discover, listeners
+from mmhelper.parts.s3 import files_probe
+from mmhelper.steps.acme import acme_state
+from mmhelper.steps.adopt import database_of, hand_installs
+from mmhelper.steps.backup import backup_names
+from mmhelper.steps.housekeeping import housekeeping_state
+from mmhelper.steps.notices import notices_state
+from mmhelper.steps.offsite import offsite_state
 
 
 def state(query):

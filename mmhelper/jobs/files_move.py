@@ -18,9 +18,9 @@ import subprocess
 import threading
 import time
 
-from mmhelper import s3
-from mmhelper.common import Failure, free_bytes, psql_as_postgres, read_password, start_and_verify, systemctl, write_private
-from mmhelper.steps import Progress, lock_holder, take_lock
+from mmhelper.jobs.engine import Progress, lock_holder, take_lock
+from mmhelper.parts import s3
+from mmhelper.parts.common import Failure, free_bytes, psql_as_postgres, read_password, start_and_verify, systemctl, write_private
 
 STEPS = ("copy", "stop", "final copy", "switch", "start", "verify")
 DRIVERS = {"s3": "amazons3", "local": "local"}

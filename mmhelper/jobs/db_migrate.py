@@ -19,9 +19,10 @@ import os
 import shutil
 import time
 
-from mmhelper import db_compare, mysql
-from mmhelper.backup import BackupWriter, prune_backups
-from mmhelper.common import (
+from mmhelper.jobs.db_migrate_copy import copy_with_pgloader, make_schema, verify
+from mmhelper.jobs.engine import Progress, lock_holder, take_lock
+from mmhelper.parts import db_compare, mysql
+from mmhelper.parts.common import (
     Failure,
     database_exists,
     free_bytes,
@@ -34,10 +35,9 @@ from mmhelper.common import (
     terminate_connections,
     write_private,
 )
-from mmhelper.config import build_datasource, get_dotted, set_dotted
-from mmhelper.database import database as role_and_database
-from mmhelper.db_copy import copy_with_pgloader, make_schema, verify
-from mmhelper.steps import Progress, lock_holder, take_lock
+from mmhelper.parts.config import build_datasource, get_dotted, set_dotted
+from mmhelper.steps.backup import BackupWriter, prune_backups
+from mmhelper.steps.database import database as role_and_database
 
 # Authentication plugins Debian's pgloader (3.6, its MySQL client qmynd) can log in with.
 PGLOADER_PLUGINS = ("mysql_native_password",)

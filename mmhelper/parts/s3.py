@@ -14,7 +14,7 @@ import ssl
 import urllib.parse
 import xml.etree.ElementTree as ET
 
-from mmhelper.common import Failure, read_password
+from mmhelper.parts.common import Failure, read_password
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 

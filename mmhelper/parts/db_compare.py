@@ -12,8 +12,8 @@ import subprocess
 import tempfile
 from decimal import Decimal, InvalidOperation
 
-from mmhelper import mysql
-from mmhelper.common import Failure, psql_as_postgres
+from mmhelper.parts import mysql
+from mmhelper.parts.common import Failure, psql_as_postgres
 
 MISSING = "-"  # NULL in the digest queries (a hex string never is "-")
 MOD = 1 << 256

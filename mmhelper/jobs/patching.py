@@ -11,8 +11,8 @@ import shutil
 import subprocess
 import time
 
-from mmhelper.common import Failure, free_bytes, ping, read_json, run, systemctl, wait_healthy, write_private
-from mmhelper.offsite import offsite_state
+from mmhelper.parts.common import Failure, free_bytes, ping, read_json, run, systemctl, wait_healthy, write_private
+from mmhelper.steps.offsite import offsite_state
 
 
 def parse_apt_simulation(text):

@@ -5,7 +5,7 @@ import contextlib
 import os
 import subprocess
 
-from mmhelper.common import Failure
+from mmhelper.parts.common import Failure
 
 
 def acme_state(domain):

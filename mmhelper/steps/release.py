@@ -17,7 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from mmhelper.common import Failure, free_bytes, installed_version, link_release, run
+from mmhelper.parts.common import Failure, free_bytes, installed_version, link_release, run
 
 
 def parse_gpg_status(status_text, pinned_fingerprint):

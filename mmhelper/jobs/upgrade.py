@@ -6,16 +6,7 @@ import re
 import shutil
 import time
 
-from mmhelper.backup import (
-    BackupWriter,
-    database_size,
-    dump_in,
-    mysql_source,
-    pg_restore,
-    prune_backups,
-    prune_releases,
-)
-from mmhelper.common import (
+from mmhelper.parts.common import (
     Failure,
     dir_size,
     free_bytes,
@@ -28,8 +19,17 @@ from mmhelper.common import (
     terminate_connections,
     write_hold,
 )
-from mmhelper.notices import event
-from mmhelper.offsite import offsite_copy
+from mmhelper.steps.backup import (
+    BackupWriter,
+    database_size,
+    dump_in,
+    mysql_source,
+    pg_restore,
+    prune_backups,
+    prune_releases,
+)
+from mmhelper.steps.notices import event
+from mmhelper.steps.offsite import offsite_copy
 
 # A database address nothing answers on: `db migrate --dry-run` then loads and checks the
 # config and stops when it tries to connect - the live database is never touched.

@@ -11,7 +11,7 @@ import shlex
 import subprocess
 import time
 
-from mmhelper.common import Failure, read_json, write_private
+from mmhelper.parts.common import Failure, read_json, write_private
 
 STALE_AFTER = 36 * 3600  # an off-server copy older than this is reported as stale
 

@@ -20,8 +20,7 @@ import time
 import urllib.parse
 import urllib.request
 
-from mmhelper.backup import backup_names
-from mmhelper.common import (
+from mmhelper.parts.common import (
     Failure,
     journal_tail,
     ping,
@@ -32,9 +31,10 @@ from mmhelper.common import (
     unit_property,
     write_private,
 )
-from mmhelper.config import smtp_send
-from mmhelper.housekeeping import api_with_token, bot_token, bot_token_works, find_user, local_api
-from mmhelper.offsite import offsite_state
+from mmhelper.parts.config import smtp_send
+from mmhelper.steps.backup import backup_names
+from mmhelper.steps.housekeeping import api_with_token, bot_token, bot_token_works, find_user, local_api
+from mmhelper.steps.offsite import offsite_state
 
 SPEC_FILE = "/etc/mattermost/notices.json"
 DAY = 86400
@@ -117,7 +117,7 @@ def checks(spec, state=None, now=None, network=False):
 
     remote = remote_db()
     if remote:  # the database on another machine: does Mattermost's role still get in (verify-full)?
-        from mmhelper.state import remote_login
+        from mmhelper.steps.state import remote_login
 
         outcome = remote_login(remote, read_password(remote["password_file"]) or "")
         add("database", outcome is True, f"the database at {remote['host']} answers (TLS verified)" if outcome is True

@@ -7,17 +7,8 @@ import pwd
 import shutil
 import time
 
-from mmhelper.backup import (
-    backup_names,
-    content_counts,
-    dump_in,
-    files_driver,
-    find_backup,
-    mysql_dump_in,
-    pg_restore,
-    snapshot_data,
-)
-from mmhelper.common import (
+from mmhelper.jobs.upgrade import check_config_with
+from mmhelper.parts.common import (
     Failure,
     database_exists,
     ident,
@@ -33,7 +24,16 @@ from mmhelper.common import (
     write_hold,
     write_private,
 )
-from mmhelper.upgrade import check_config_with
+from mmhelper.steps.backup import (
+    backup_names,
+    content_counts,
+    dump_in,
+    files_driver,
+    find_backup,
+    mysql_dump_in,
+    pg_restore,
+    snapshot_data,
+)
 
 
 def restore(spec):
@@ -88,7 +88,7 @@ def restore(spec):
             # files in a bucket: the backup's copy goes back into it (objects added since stay)
             if not spec.get("files"):
                 raise Failure("the backup's files belong in a bucket the settings do not name: set files_s3_*")
-            from mmhelper.files_move import rclone, remote
+            from mmhelper.jobs.files_move import rclone, remote
 
             seconds = rclone(spec["files"], "copy", os.path.join(folder, "data"), remote(spec["files"]),
                              "--transfers", "8", label="backup -> bucket")
@@ -162,7 +162,7 @@ def restore_check(spec):
             problems.append(f"{table}: {live.get(table)} restored, {expected} in the backup")
     backup_files = sum(len(files) for _, _, files in os.walk(os.path.join(folder, "data")))
     if files_driver(spec["config_file"]) == "amazons3" and spec.get("files"):
-        from mmhelper.s3 import bucket_from
+        from mmhelper.parts.s3 import bucket_from
 
         live_files = len(bucket_from(spec["files"]).listing())  # the files are in the bucket
     else:
