@@ -49,8 +49,9 @@ from mmhelper.jobs.os_release import os_finish, os_packages, os_postgresql, os_s
 from mmhelper.jobs.patching import after_database, patch_finish, patch_lock, patch_mark, patch_restart, patch_upgrade
 from mmhelper.jobs.restore import restore, restore_check, rollback, unhold
 from mmhelper.jobs.upgrade import upgrade
-from mmhelper.parts.common import Failure, start_service, wait_healthy
+from mmhelper.parts.common import Failure
 from mmhelper.parts.config import merge_config_file
+from mmhelper.parts.service import start_service, wait_healthy
 from mmhelper.steps.acme import acme_issue
 from mmhelper.steps.adopt import adopt
 from mmhelper.steps.backup import backup

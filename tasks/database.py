@@ -11,8 +11,8 @@ from pyinfra import host, logger
 from pyinfra.api import operation
 from pyinfra.api.exceptions import DeployError
 
-from mmhelper.parts.common import REMOTE_DB_FILE
 from mmhelper.parts.config import password_digest  # the same slow salted digest on both sides
+from mmhelper.parts.pg import REMOTE_DB_FILE
 from tasks.adopt import adoption_pending
 from tasks.common import current, helper, managed_file, settings, upload_secret
 from tasks.config import DB_CA_PATH

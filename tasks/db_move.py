@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from mmhelper.parts.common import REMOTE_DB_FILE
+from mmhelper.parts.pg import REMOTE_DB_FILE
 from tasks.config import DB_CA_PATH, datasource_parts
 from tasks.database import remote_spec
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from mmhelper.parts.common import REMOTE_DB_FILE
+from mmhelper.parts.pg import REMOTE_DB_FILE
 from tasks import backup, base, db_server, email, files, firewall, nginx, notices, os_updates, secrets, service, ssh_access
 from tasks.common import HELPER, MYSQL_MIGRATION_PACKAGES, packages, read_state, settings
 from tasks.config import DB_CA_PATH, desired_config

@@ -22,20 +22,10 @@ import time
 from mmhelper.jobs.db_migrate_copy import copy_with_pgloader, make_schema, verify
 from mmhelper.jobs.engine import Progress, lock_holder, take_lock
 from mmhelper.parts import db_compare, mysql
-from mmhelper.parts.common import (
-    Failure,
-    database_exists,
-    free_bytes,
-    ident,
-    psql_as_postgres,
-    read_json,
-    read_password,
-    start_and_verify,
-    systemctl,
-    terminate_connections,
-    write_private,
-)
+from mmhelper.parts.common import Failure, free_bytes, read_json, read_password, write_private
 from mmhelper.parts.config import build_datasource, get_dotted, set_dotted
+from mmhelper.parts.pg import create_database, database_exists, ident, psql_as_postgres, terminate_connections
+from mmhelper.parts.service import start_and_verify, systemctl
 from mmhelper.steps.backup import BackupWriter, prune_backups
 from mmhelper.steps.database import database as role_and_database
 
@@ -272,8 +262,7 @@ def _fresh_database(db, owner):
     if db_compare.pg_tables(db):
         terminate_connections(db)
         psql_as_postgres(f"DROP DATABASE {ident(db)};")
-        psql_as_postgres(f"CREATE DATABASE {ident(db)} WITH OWNER {ident(owner)} ENCODING 'UTF8' "
-                         "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' TEMPLATE template0;")
+        create_database(db, owner)
         psql_as_postgres(f"GRANT ALL ON SCHEMA public TO {ident(owner)};", database=db)
 
 

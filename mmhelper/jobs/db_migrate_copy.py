@@ -12,7 +12,8 @@ import threading
 import time
 
 from mmhelper.parts import db_compare, mysql
-from mmhelper.parts.common import Failure, ping, psql_as_postgres
+from mmhelper.parts.common import Failure, ping
+from mmhelper.parts.pg import psql_as_postgres
 
 
 def free_port():

@@ -52,8 +52,10 @@ from mmhelper.jobs.db_move_link import (
     write_config,
 )
 from mmhelper.jobs.engine import Progress, lock_holder, take_lock
-from mmhelper.parts.common import REMOTE_DB_FILE, Failure, literal, pg_command, read_json, run, start_and_verify, systemctl
-from mmhelper.steps.backup import _pipe
+from mmhelper.parts.common import Failure, installed_version, read_json, run
+from mmhelper.parts.pg import REMOTE_DB_FILE, literal, pg_command
+from mmhelper.parts.proc import pipe
+from mmhelper.parts.service import start_and_verify, systemctl
 
 STEPS = ["prepare", "schema", "subscribe", "stop", "catch-up", "sequences", "verify", "switch", "start", "cleanup"]
 # Where the database server cannot subscribe (a managed service without pg_create_subscription,
@@ -62,7 +64,6 @@ DUMP_STEPS = ["stop", "copy", "verify", "switch", "start"]
 
 
 def installed(spec):
-    from mmhelper.parts.common import installed_version
 
     return installed_version(spec["install_dir"], spec["user"])
 
@@ -249,7 +250,7 @@ def _run_dump_steps(spec, progress):
                   f"sslrootcert={r['sslrootcert']} connect_timeout=10")
         restore = ["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "-d", target]
         env = dict(os.environ, PGPASSWORD=remote_env(spec)["PGPASSWORD"])
-        (dump_status, dump_err), (restore_status, restore_err) = _pipe(dump, restore, subprocess.DEVNULL,
+        (dump_status, dump_err), (restore_status, restore_err) = pipe(dump, restore, subprocess.DEVNULL,
                                                                        subprocess.DEVNULL, env=env)
         if dump_status or restore_status:
             raise Failure(f"the copy failed: {dump_err or restore_err}")

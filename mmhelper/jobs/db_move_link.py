@@ -11,18 +11,10 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from mmhelper.parts.common import (
-    REMOTE_DB_FILE,
-    Failure,
-    ident,
-    literal,
-    read_password,
-    run,
-    start_and_verify,
-    systemctl,
-    write_private,
-)
+from mmhelper.parts.common import Failure, read_password, run, write_private
 from mmhelper.parts.config import build_datasource, get_dotted, parse_datasource, set_dotted
+from mmhelper.parts.pg import REMOTE_DB_FILE, client_env, ident, literal
+from mmhelper.parts.service import start_and_verify, systemctl
 
 NAME = "mattermost_move"  # the publication, subscription, slot and replication role
 TLS_DIR = "/etc/postgresql/mattermost-move"
@@ -42,10 +34,7 @@ def remote_env(spec):
     password = read_password(spec["remote"]["password_file"])
     if not password:
         raise Failure(f"{spec['remote']['password_file']} is missing: set MATTERMOST_DB_PASSWORD and run make deploy")
-    r = spec["remote"]
-    return dict(os.environ, PGHOST=r["host"], PGPORT=str(r["port"]), PGUSER=r["user"], PGDATABASE=r["database"],
-                PGSSLMODE="verify-full", PGSSLROOTCERT=r["sslrootcert"], PGPASSWORD=password, PGCONNECT_TIMEOUT="10",
-                PGAPPNAME="mattermost-deploy move")
+    return client_env(spec["remote"], password, app="mattermost-deploy move", database=spec["remote"]["database"])
 
 
 def remote_sql(spec, sql):

@@ -14,53 +14,17 @@ set - what rclone's copy keeps (../shared/reference/s3-and-remote-database.md, s
 
 import json
 import os
-import subprocess
-import threading
 import time
 
 from mmhelper.jobs.engine import Progress, lock_holder, take_lock
 from mmhelper.parts import s3
-from mmhelper.parts.common import Failure, free_bytes, psql_as_postgres, read_password, start_and_verify, systemctl, write_private
+from mmhelper.parts.common import Failure, free_bytes, write_private
+from mmhelper.parts.pg import psql_as_postgres
+from mmhelper.parts.rclone import rclone, remote
+from mmhelper.parts.service import start_and_verify, systemctl
 
 STEPS = ("copy", "stop", "final copy", "switch", "start", "verify")
 DRIVERS = {"s3": "amazons3", "local": "local"}
-
-
-def rclone_env(spec):
-    """rclone's remote `mms3:` from the environment (no config file); keys from the root-only files."""
-    endpoint = ("https://" if spec["ssl"] else "http://") + spec["endpoint"]
-    env = dict(os.environ, RCLONE_CONFIG_MMS3_TYPE="s3", RCLONE_CONFIG_MMS3_PROVIDER="Other",
-               RCLONE_CONFIG_MMS3_ENDPOINT=endpoint, RCLONE_CONFIG_MMS3_NO_CHECK_BUCKET="true",
-               RCLONE_CONFIG_MMS3_FORCE_PATH_STYLE="true",
-               RCLONE_CONFIG_MMS3_ACCESS_KEY_ID=read_password(spec["access"]) or "",
-               RCLONE_CONFIG_MMS3_SECRET_ACCESS_KEY=read_password(spec["secret"]) or "")
-    if spec.get("region"):
-        env["RCLONE_CONFIG_MMS3_REGION"] = spec["region"]
-    env.pop("AWS_CA_BUNDLE", None)  # rclone 1.60 (aws-sdk-go v1) fails at start when it is set
-    return env
-
-
-def remote(spec):
-    return f"mms3:{spec['bucket']}" + (f"/{spec['prefix']}" if spec.get("prefix") else "")
-
-
-def rclone(spec, *args, label):
-    """rclone with a line every 15 s while it runs; its last lines on failure."""
-    done, started = threading.Event(), time.time()
-
-    def beat():
-        while not done.wait(15):
-            print(f"    rclone ({label}): {time.time() - started:.0f} s so far", flush=True)
-
-    threading.Thread(target=beat, daemon=True).start()
-    try:
-        result = subprocess.run(["rclone", *args, "--stats-one-line", "--stats", "0"], env=rclone_env(spec),
-                                capture_output=True, text=True)
-    finally:
-        done.set()
-    if result.returncode != 0:
-        raise Failure(f"rclone {label} failed: {(result.stderr or result.stdout).strip()[-400:]}")
-    return time.time() - started
 
 
 def local_files(data_dir):

@@ -11,17 +11,9 @@ import subprocess
 import time
 
 from mmhelper.jobs.patching import APT_ENV, APT_KEEP_CONFIG, parse_apt_simulation, wait_for_dpkg
-from mmhelper.parts.common import (
-    Failure,
-    free_bytes,
-    ping,
-    psql_as_postgres,
-    read_json,
-    run,
-    systemctl,
-    wait_healthy,
-    write_private,
-)
+from mmhelper.parts.common import Failure, free_bytes, ping, read_json, run, write_private
+from mmhelper.parts.pg import psql_as_postgres
+from mmhelper.parts.service import systemctl, wait_healthy
 
 DEBIAN_HOSTS = re.compile(r"^https?://([a-z0-9.-]*\.)?(debian\.org|debian\.net)(/|$)")
 

@@ -11,7 +11,8 @@ import shutil
 import subprocess
 import time
 
-from mmhelper.parts.common import Failure, free_bytes, ping, read_json, run, systemctl, wait_healthy, write_private
+from mmhelper.parts.common import Failure, free_bytes, ping, read_json, run, write_private
+from mmhelper.parts.service import systemctl, wait_healthy
 from mmhelper.steps.offsite import offsite_state
 
 

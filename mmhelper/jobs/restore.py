@@ -8,22 +8,11 @@ import shutil
 import time
 
 from mmhelper.jobs.upgrade import check_config_with
-from mmhelper.parts.common import (
-    Failure,
-    database_exists,
-    ident,
-    link_release,
-    ping,
-    psql_as_postgres,
-    put_database_back,
-    read_json,
-    run,
-    start_and_verify,
-    systemctl,
-    terminate_connections,
-    write_hold,
-    write_private,
-)
+from mmhelper.parts.common import Failure, link_release, ping, read_json, run, write_hold, write_private
+from mmhelper.parts.pg import create_database, database_exists, ident, psql_as_postgres, put_database_back, terminate_connections
+from mmhelper.parts.rclone import rclone, remote
+from mmhelper.parts.s3 import bucket_from
+from mmhelper.parts.service import start_and_verify, systemctl
 from mmhelper.steps.backup import (
     backup_names,
     content_counts,
@@ -74,8 +63,7 @@ def restore(spec):
             psql_as_postgres(f"DROP DATABASE {ident(kept_db)};")
         psql_as_postgres(f"ALTER DATABASE {ident(db)} RENAME TO {ident(kept_db)};")
         steps.append("db")
-        psql_as_postgres(f"CREATE DATABASE {ident(db)} WITH OWNER {ident(owner)} ENCODING 'UTF8' "
-                         "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' TEMPLATE template0;")
+        create_database(db, owner)
         pg_restore(dump, db, owner)
         restored = read_json(os.path.join(folder, "config.json"))
         if restored:
@@ -88,7 +76,6 @@ def restore(spec):
             # files in a bucket: the backup's copy goes back into it (objects added since stay)
             if not spec.get("files"):
                 raise Failure("the backup's files belong in a bucket the settings do not name: set files_s3_*")
-            from mmhelper.jobs.files_move import rclone, remote
 
             seconds = rclone(spec["files"], "copy", os.path.join(folder, "data"), remote(spec["files"]),
                              "--transfers", "8", label="backup -> bucket")
@@ -162,7 +149,6 @@ def restore_check(spec):
             problems.append(f"{table}: {live.get(table)} restored, {expected} in the backup")
     backup_files = sum(len(files) for _, _, files in os.walk(os.path.join(folder, "data")))
     if files_driver(spec["config_file"]) == "amazons3" and spec.get("files"):
-        from mmhelper.parts.s3 import bucket_from
 
         live_files = len(bucket_from(spec["files"]).listing())  # the files are in the bucket
     else:

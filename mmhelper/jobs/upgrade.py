@@ -6,19 +6,9 @@ import re
 import shutil
 import time
 
-from mmhelper.parts.common import (
-    Failure,
-    dir_size,
-    free_bytes,
-    ident,
-    link_release,
-    psql_as_postgres,
-    run_release_binary,
-    start_and_verify,
-    systemctl,
-    terminate_connections,
-    write_hold,
-)
+from mmhelper.parts.common import Failure, dir_size, free_bytes, link_release, run_release_binary, write_hold
+from mmhelper.parts.pg import create_database, ident, psql_as_postgres, terminate_connections
+from mmhelper.parts.service import start_and_verify, systemctl
 from mmhelper.steps.backup import (
     BackupWriter,
     database_size,
@@ -136,8 +126,7 @@ def restore_dump(dump, db, owner):
     """The last resort: the database as the pre-upgrade dump has it (the failed one kept)."""
     fresh, failed = f"{db}_restoring"[:63], f"{db}_failed_upgrade"[:63]
     psql_as_postgres(f"DROP DATABASE IF EXISTS {ident(fresh)};")
-    psql_as_postgres(f"CREATE DATABASE {ident(fresh)} WITH OWNER {ident(owner)} ENCODING 'UTF8' "
-                     "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' TEMPLATE template0;")
+    create_database(fresh, owner)
     pg_restore(dump, fresh, owner)
     terminate_connections(db)
     psql_as_postgres(f"DROP DATABASE IF EXISTS {ident(failed)};")

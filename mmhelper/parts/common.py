@@ -108,88 +108,6 @@ def write_private(path, data, uid=0, gid=0, mode=0o600):
         raise
 
 
-def systemctl(*args):
-    return subprocess.run(["systemctl", *args], capture_output=True, text=True)
-
-
-def unit_property(unit, prop):
-    return systemctl("show", unit, "-p", prop, "--value").stdout.strip()
-
-
-# On a Mattermost server whose database is elsewhere (mattermost_role "app"), the deploy
-# writes where it is (no password: that stays in the root-only password file).
-REMOTE_DB_FILE = "/etc/mattermost/db-remote.json"
-
-
-def remote_db():
-    """{host, port, user, database, sslrootcert, maintenance_db, password_file} when this
-    server's database is on another machine, else None (the local cluster)."""
-    return read_json(REMOTE_DB_FILE)
-
-
-def pg_command(program, database, *args):
-    """(argv, env) for a PostgreSQL client program against Mattermost's database server: the
-    local cluster as the postgres superuser, or the remote one as Mattermost's own role over
-    TLS with the CA and the name checked (sslmode=verify-full), its password in the
-    environment, never in argv. "postgres" means the maintenance database."""
-    conn = remote_db()
-    if not conn:
-        return ["runuser", "-u", "postgres", "--", program, *args, "-d", database], None
-    password = read_password(conn["password_file"])
-    if password is None:
-        raise Failure(f"{conn['password_file']} is missing: run the full deploy (MATTERMOST_DB_PASSWORD)")
-    env = dict(os.environ, PGHOST=conn["host"], PGPORT=str(conn["port"]), PGUSER=conn["user"],
-               PGSSLMODE="verify-full", PGSSLROOTCERT=conn["sslrootcert"], PGPASSWORD=password,
-               PGCONNECT_TIMEOUT="10", PGAPPNAME="mattermost-deploy")
-    if database == "postgres":
-        database = conn.get("maintenance_db") or "postgres"
-    return [program, *args, "-d", database], env
-
-
-def psql_as_postgres(sql, database="postgres", port=None):
-    """SQL as the database's administrator: the postgres superuser on the local cluster, the
-    owner role on a remote one (which may create, rename and drop its own databases)."""
-    if port:
-        return run(["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
-                    "-d", database, "-p", str(port)], input=sql)
-    cmd, env = pg_command("psql", database, "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1")
-    return run(cmd, input=sql, env=env)
-
-
-def ident(name):
-    """A PostgreSQL identifier, quoted."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def literal(text):
-    """A PostgreSQL string literal, quoted (standard_conforming_strings is on)."""
-    return "'" + text.replace("'", "''") + "'"
-
-
-def terminate_connections(database_name):
-    psql_as_postgres(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                     f"WHERE datname = {literal(database_name)} AND pid <> pg_backend_pid();")
-
-
-def put_database_back(kept, db):
-    """Replace database `db` by the copy `kept` (a rename: instant, whatever the size)."""
-    terminate_connections(db)
-    psql_as_postgres(f"DROP DATABASE IF EXISTS {ident(db)};")
-    psql_as_postgres(f"ALTER DATABASE {ident(kept)} RENAME TO {ident(db)};")
-
-
-def database_exists(name):
-    return bool(psql_as_postgres(f"SELECT 1 FROM pg_database WHERE datname = {literal(name)};").stdout.strip())
-
-
-def psql_login_ok(spec, password):
-    env = dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT="5", PGSSLMODE="disable")
-    return subprocess.run(
-        ["psql", "-X", "-q", "-t", "-A", "-h", str(spec["host"]), "-p", str(spec["port"]),
-         "-U", spec["user"], "-d", spec["database"], "-c", "SELECT 1"],
-        env=env, capture_output=True).returncode == 0
-
-
 def http_get(url, timeout=5.0):
     request = urllib.request.Request(url, headers={"User-Agent": "mattermost-deploy"})
     try:
@@ -277,24 +195,6 @@ def link_release(link, target):
     os.replace(tmp, link)
 
 
-def wait_healthy(spec):
-    deadline = time.time() + spec["timeout"]
-    last, shown = None, 0.0
-    while True:
-        result = ping(spec["url"])
-        if result["ok"] and result["version"] == spec["version"]:
-            print(f"Mattermost {result['version']} is healthy")
-            return
-        last = result["error"] or f"running version {result['version']}, expected {spec['version']}"
-        if time.time() > deadline:
-            raise Failure(f"Mattermost is not healthy after {spec['timeout']}s ({last}): "
-                          f"see `journalctl -u {spec.get('service', 'mattermost')} -n 50`")
-        if time.time() - shown > 10:
-            print(f"  waiting for a healthy ping: {last}", flush=True)
-            shown = time.time()
-        time.sleep(0.5)
-
-
 def dir_size(path):
     total = 0
     for root, _, files in os.walk(path):
@@ -302,86 +202,6 @@ def dir_size(path):
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(root, name)).st_size
     return total
-
-
-ERROR_LEVELS = ("error", "fatal", "critical", "panic")
-SYSTEMD_GENERIC = ("Failed to start ", "Failed with result", "Scheduled restart job", "Stopped ", "Starting ",
-                   "Consumed ", "Deactivated successfully")
-
-
-def last_error(lines):
-    """The last error a unit's journal gives, in one line: Mattermost's own (its JSON log
-    lines: msg and error; or the plain console form `error [time] msg err=...`), else
-    systemd's last specific word about the unit (how its process exited)."""
-    fallback = None
-    for line in reversed([line.strip() for line in lines if line.strip()]):
-        if line.startswith("{"):
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if str(entry.get("level", "")).lower() in ERROR_LEVELS:
-                detail = entry.get("error") or entry.get("err")
-                return f"{entry.get('msg', '').strip()}{': ' + str(detail) if detail else ''}"[:400]
-            continue
-        plain = re.match(r"^(?:error|fatal|critical|panic)\s+\[[^\]]*\]\s+(?P<rest>.*)$", line, re.I)
-        if plain:
-            return plain.group("rest")[:400]
-        if fallback is None and not any(word in line for word in SYSTEMD_GENERIC):
-            fallback = line[:400]
-    return fallback or "its journal says nothing more"
-
-
-def journal_error(service, since=None):
-    """The last error in the unit's journal (since a time, when given)."""
-    cmd = ["journalctl", "-u", service, "--no-pager", "-o", "cat", "-n", "300"]
-    if since:
-        cmd += ["--since", f"@{int(since) - 1}"]
-    return last_error(subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines())
-
-
-def unit_name(service):
-    return service if "." in service else f"{service}.service"
-
-
-def start_service(spec):
-    """(Re)start the service and wait for a healthy ping of the wanted version; a failure
-    names the unit and the last error its journal gives."""
-    service, since = spec.get("service", "mattermost"), time.time()
-    try:
-        result = subprocess.run(["systemctl", "restart" if spec.get("restart", True) else "start", service],
-                                capture_output=True, text=True, timeout=spec.get("start_timeout", 3600))
-    except subprocess.TimeoutExpired:
-        raise Failure(f"{unit_name(service)} did not report ready within {spec.get('start_timeout', 3600)}s: "
-                      f"{journal_error(service, since)}") from None
-    if result.returncode != 0:
-        raise Failure(f"{unit_name(service)} failed to start: {journal_error(service, since)}")
-    try:
-        wait_healthy(spec)
-    except Failure as e:
-        raise Failure(f"{e}; the last error of {unit_name(service)}: {journal_error(service, since)}") from None
-
-
-def journal_tail(service, lines=8):
-    out = subprocess.run(["journalctl", "-u", service, "-n", str(lines), "--no-pager", "-o", "cat"],
-                         capture_output=True, text=True).stdout
-    return out.strip()
-
-
-def start_and_verify(spec, version):
-    """Start and wait: `systemctl start` returns once a Type=notify service is ready
-    (migrations included, up to start_timeout) or has failed; then a healthy ping."""
-    service = spec["service"]
-    try:
-        result = subprocess.run(["systemctl", "start", service], capture_output=True, text=True,
-                                timeout=spec.get("start_timeout", 3600))
-    except subprocess.TimeoutExpired:
-        raise Failure(f"Mattermost {version} did not report ready within {spec.get('start_timeout', 3600)}s") from None
-    if result.returncode != 0:
-        print("  last lines of its log:\n    " + journal_tail(service).replace("\n", "\n    "), flush=True)
-        raise Failure(f"Mattermost {version} failed to start ({unit_name(service)}: {journal_error(service)}; "
-                      f"see `journalctl -u {service}`)")
-    wait_healthy({"url": spec["ping_url"], "version": version, "timeout": spec["timeout"], "service": service})
 
 
 def write_hold(path, version, reason):

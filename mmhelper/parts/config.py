@@ -12,6 +12,7 @@ import ssl
 import urllib.parse
 
 from mmhelper.parts.common import MASK, Failure, read_password, write_private
+from mmhelper.parts.s3 import files_probe
 
 SECRET_KEYS = ("DataSource", "DataSourceReplicas", "DataSourceSearchReplicas", "AtRestEncryptKey",
                "PublicLinkSalt", "SMTPPassword", "Secret", "AmazonS3SecretAccessKey", "Password")
@@ -201,7 +202,6 @@ def merge_config_file(spec):
             raise Failure(f"the SMTP settings do not work: {problem} - check smtp_* and MATTERMOST_SMTP_PASSWORD; "
                           "config.json was not changed")
     if spec.get("files_probe") and any(k.startswith("FileSettings.AmazonS3") for k in changed):
-        from mmhelper.parts.s3 import files_probe
 
         result = files_probe(spec["files_probe"])
         problem = result.get("problem") or result.get("pending")

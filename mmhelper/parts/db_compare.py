@@ -13,7 +13,8 @@ import tempfile
 from decimal import Decimal, InvalidOperation
 
 from mmhelper.parts import mysql
-from mmhelper.parts.common import Failure, psql_as_postgres
+from mmhelper.parts.common import Failure
+from mmhelper.parts.pg import psql_as_postgres
 
 MISSING = "-"  # NULL in the digest queries (a hex string never is "-")
 MOD = 1 << 256

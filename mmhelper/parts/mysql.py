@@ -12,6 +12,7 @@ import tempfile
 import urllib.parse
 
 from mmhelper.parts.common import Failure
+from mmhelper.parts.proc import pipe
 
 # Where Debian's MariaDB and MySQL listen by default when a DataSource says tcp(localhost).
 DEFAULT_SOCKETS = ("/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock")
@@ -168,13 +169,11 @@ def dump(ds, dest):
     """mysqldump of the whole database in one consistent snapshot (--single-transaction:
     InnoDB, no lock), through gzip --rsyncable as the PostgreSQL dumps, into a root-only file.
     Restored with `gunzip -c FILE | mysql DB`."""
-    from mmhelper.steps.backup import _pipe
-
     dumper = "mariadb-dump" if shutil.which("mariadb-dump") else "mysqldump"
     with defaults_file(ds) as cnf:
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
-            (status, error), (gzip_status, gzip_error) = _pipe(
+            (status, error), (gzip_status, gzip_error) = pipe(
                 [dumper, f"--defaults-extra-file={cnf}", "--single-transaction", "--quick", "--hex-blob",
                  "--default-character-set=utf8mb4", "--routines", "--no-tablespaces", ds["database"]],
                 ["gzip", "--rsyncable", "-6", "-c"], subprocess.DEVNULL, f)

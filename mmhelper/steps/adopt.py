@@ -11,9 +11,10 @@ import stat
 import time
 
 from mmhelper.parts import mysql
-from mmhelper.parts.common import Failure, installed_version, link_release, read_password, run, systemctl, write_private
+from mmhelper.parts.common import Failure, installed_version, link_release, read_password, run, write_private
 from mmhelper.parts.config import get_dotted, parse_datasource
 from mmhelper.parts.discover import listen_port
+from mmhelper.parts.service import systemctl
 
 
 def database_of(config):

@@ -9,11 +9,13 @@ import re
 import shutil
 import stat
 import subprocess
-import tempfile
 import time
 
 from mmhelper.parts import mysql
-from mmhelper.parts.common import Failure, literal, pg_command, psql_as_postgres, read_json
+from mmhelper.parts.common import Failure, read_json
+from mmhelper.parts.pg import literal, pg_command, psql_as_postgres
+from mmhelper.parts.proc import pipe
+from mmhelper.parts.rclone import rclone, remote
 from mmhelper.steps.offsite import offsite_copy
 
 BACKUP_NAME = re.compile(r"^\d{8}-\d{6}-\d+\.\d+\.\d+-[a-z-]+$")
@@ -114,7 +116,6 @@ def files_driver(config_file):
 
 def mirror_bucket(files, mirror):
     """The bucket's objects in a local folder (kept between backups, root only)."""
-    from mmhelper.jobs.files_move import rclone, remote
 
     os.makedirs(mirror, mode=0o700, exist_ok=True)
     seconds = rclone(files, "sync", remote(files), mirror, "--transfers", "8", label="bucket -> backup mirror")
@@ -127,29 +128,13 @@ def mysql_dump_in(folder):
     return path if os.path.exists(path) else None
 
 
-def _pipe(first, second, stdin, stdout, env=None):
-    """`first | second`, from stdin to stdout; returns each side's (exit status, stderr text).
-    The stderr of both goes to temporary files: a pipe read only at the end could fill up and
-    stall the program writing it, and with it the whole pipe."""
-    with tempfile.TemporaryFile() as first_err, tempfile.TemporaryFile() as second_err:
-        left = subprocess.Popen(first, stdin=stdin, stdout=subprocess.PIPE, stderr=first_err, env=env)
-        right = subprocess.Popen(second, stdin=left.stdout, stdout=stdout, stderr=second_err, env=env)
-        left.stdout.close()  # the right side alone holds the pipe: it sees the end when the left one exits
-        outcome = []
-        for process, err in ((right, second_err), (left, first_err)):
-            process.wait()
-            err.seek(0)
-            outcome.append((process.returncode, err.read().decode(errors="replace").strip()[-300:]))
-    return outcome[1], outcome[0]
-
-
 def pg_dump(database_name, dest):
     """pg_dump -Fc -Z0 | gzip --rsyncable, as the postgres user, written by root into a
     root-only file; both ends of the pipe must succeed."""
     dump, env = pg_command("pg_dump", database_name, "-Fc", "-Z0")
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        (dump_status, dump_err), (gzip_status, gzip_err) = _pipe(
+        (dump_status, dump_err), (gzip_status, gzip_err) = pipe(
             dump, ["gzip", "--rsyncable", "-6", "-c"], subprocess.DEVNULL, f, env=env)
     if dump_status != 0:
         if "server version mismatch" in dump_err:  # pg_dump must be of the server's major version or newer
@@ -169,7 +154,7 @@ def pg_restore(dump, database_name, owner):
             result = subprocess.run(restore, stdin=f, capture_output=True, env=env)
             status, error = result.returncode, result.stderr.decode(errors="replace").strip()[-300:]
         else:
-            (gunzip_status, gunzip_err), (status, error) = _pipe(["gzip", "-dc"], restore, f, subprocess.DEVNULL,
+            (gunzip_status, gunzip_err), (status, error) = pipe(["gzip", "-dc"], restore, f, subprocess.DEVNULL,
                                                                  env=env)
             if gunzip_status != 0:  # the cause, whatever pg_restore made of the short input
                 raise Failure(f"pg_restore failed: the dump {dump} does not decompress: {gunzip_err}")

@@ -5,7 +5,8 @@ import os
 import secrets
 import string
 
-from mmhelper.parts.common import Failure, database_exists, ident, literal, psql_as_postgres, read_password, write_private
+from mmhelper.parts.common import Failure, read_password, write_private
+from mmhelper.parts.pg import create_database, database_exists, ident, literal, psql_as_postgres, remote_login
 
 
 def db_password(path):
@@ -36,8 +37,7 @@ def database(spec):
         # `make move-database` subscribes to the Mattermost server's database as this role.
         psql_as_postgres(f"GRANT pg_create_subscription TO {ident(user)};")
     if not database_exists(name):
-        psql_as_postgres(f"CREATE DATABASE {ident(name)} WITH OWNER {ident(user)} ENCODING 'UTF8' "
-                         "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' TEMPLATE template0;")
+        create_database(name, user)
     else:
         psql_as_postgres(f"ALTER DATABASE {ident(name)} OWNER TO {ident(user)};")
     psql_as_postgres(f"GRANT ALL ON SCHEMA public TO {ident(user)};", database=name)
@@ -47,7 +47,6 @@ def database(spec):
 def db_remote_check(spec):
     """Mattermost's role logs in to its remote database as Mattermost will (verify-full TLS:
     the CA and the server's name checked), or one line saying why not and what to check."""
-    from mmhelper.steps.state import remote_login
 
     password = read_password(spec["password_file"])
     if not password:

@@ -5,6 +5,7 @@ import os
 import time
 
 from mmhelper.parts.common import Failure
+from mmhelper.parts.rclone import rclone, remote
 from mmhelper.steps.backup import files_driver
 from mmhelper.steps.housekeeping import local_api
 
@@ -14,7 +15,6 @@ FETCHED = "/var/lib/mattermost-deploy/exports"  # root only: an export holds eve
 def from_bucket(spec, key):
     """The export job wrote into the bucket (the file store): fetched into a root-only folder
     for the workstation to copy."""
-    from mmhelper.jobs.files_move import rclone, remote
 
     os.makedirs(FETCHED, mode=0o700, exist_ok=True)
     path = os.path.join(FETCHED, os.path.basename(key))

@@ -12,8 +12,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from mmhelper.parts.common import Failure, psql_as_postgres, read_json, read_password, write_private
+from mmhelper.parts.common import Failure, read_json, read_password, write_private
 from mmhelper.parts.config import get_dotted, smtp_check
+from mmhelper.parts.pg import psql_as_postgres
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):

@@ -20,18 +20,10 @@ import time
 import urllib.parse
 import urllib.request
 
-from mmhelper.parts.common import (
-    Failure,
-    journal_tail,
-    ping,
-    read_json,
-    read_password,
-    remote_db,
-    systemctl,
-    unit_property,
-    write_private,
-)
+from mmhelper.parts.common import Failure, ping, read_json, read_password, write_private
 from mmhelper.parts.config import smtp_send
+from mmhelper.parts.pg import remote_db, remote_login
+from mmhelper.parts.service import journal_tail, systemctl, unit_property
 from mmhelper.steps.backup import backup_names
 from mmhelper.steps.housekeeping import api_with_token, bot_token, bot_token_works, find_user, local_api
 from mmhelper.steps.offsite import offsite_state
@@ -117,7 +109,6 @@ def checks(spec, state=None, now=None, network=False):
 
     remote = remote_db()
     if remote:  # the database on another machine: does Mattermost's role still get in (verify-full)?
-        from mmhelper.steps.state import remote_login
 
         outcome = remote_login(remote, read_password(remote["password_file"]) or "")
         add("database", outcome is True, f"the database at {remote['host']} answers (TLS verified)" if outcome is True

@@ -6,7 +6,7 @@ import json
 import os
 import time
 
-from mmhelper.parts.common import psql_as_postgres
+from mmhelper.parts.pg import psql_as_postgres
 from mmhelper.parts.s3 import bucket_from
 from mmhelper.steps.backup import files_driver
 

@@ -14,22 +14,12 @@ import time
 
 from mmhelper.jobs.os_release import os_release_state
 from mmhelper.jobs.patching import os_state
-from mmhelper.parts.common import (
-    HELPER_VERSION,
-    _user_exists,
-    file_info,
-    literal,
-    ping,
-    psql_as_postgres,
-    psql_login_ok,
-    read_json,
-    read_password,
-    systemctl,
-    unit_property,
-)
+from mmhelper.parts.common import HELPER_VERSION, _user_exists, file_info, ping, read_json, read_password
 from mmhelper.parts.config import config_differences, display_value, get_dotted, password_digest, resolve_desired, smtp_check
 from mmhelper.parts.discover import DEFAULT_PORT, discover, listeners
+from mmhelper.parts.pg import literal, psql_as_postgres, psql_login_ok, remote_login
 from mmhelper.parts.s3 import files_probe
+from mmhelper.parts.service import systemctl, unit_property
 from mmhelper.steps.acme import acme_state
 from mmhelper.steps.adopt import database_of, hand_installs
 from mmhelper.steps.backup import backup_names
@@ -214,16 +204,6 @@ def installation(query, user):
     ports = {i["adoption"].get("port") for i in installs if i["adoption"].get("port")}
     found["listeners"] = {str(port): listeners(port) for port in sorted({DEFAULT_PORT, *ports})}
     return install
-
-
-def remote_login(remote, password):
-    """True when Mattermost's role logs in to its remote database (verify-full), else the
-    server's own words for why not."""
-    env = dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT="5", PGSSLMODE="verify-full",
-               PGSSLROOTCERT=remote["sslrootcert"], PGHOST=remote["host"], PGPORT=str(remote["port"]),
-               PGUSER=remote["user"], PGDATABASE=remote["database"])
-    result = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-c", "SELECT 1"], env=env, capture_output=True, text=True)
-    return True if result.returncode == 0 else (result.stderr.strip()[-300:] or "psql failed")
 
 
 def postgresql_facts(wanted_files):
