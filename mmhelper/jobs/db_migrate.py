@@ -20,11 +20,11 @@ import shutil
 import time
 
 from mmhelper.jobs.db_migrate_copy import copy_with_pgloader, make_schema, verify
-from mmhelper.jobs.engine import Progress, lock_holder, take_lock
+from mmhelper.jobs.engine import Job, Progress, Step, lock_holder, run, take_lock, utc_now
 from mmhelper.parts import db_compare, mysql
 from mmhelper.parts.common import Failure, free_bytes, read_json, read_password, write_private
-from mmhelper.parts.config import build_datasource, get_dotted, set_dotted
-from mmhelper.parts.pg import create_database, database_exists, ident, psql_as_postgres, terminate_connections
+from mmhelper.parts.config import build_datasource, get_dotted, write_keys
+from mmhelper.parts.pg import create_database, database_exists, ident, posts_since, psql_as_postgres, terminate_connections
 from mmhelper.parts.service import start_and_verify, systemctl
 from mmhelper.steps.backup import BackupWriter, prune_backups
 from mmhelper.steps.database import database as role_and_database
@@ -157,104 +157,123 @@ def pg_target(spec):
 
 # ------------------------------------------------------------------ the migration
 
-def migrate(spec):
-    """The whole move (see the module's text); resumable; a failure before the switch leaves
-    Mattermost on MySQL, a failure after it switches back."""
-    lock = take_lock(spec["lock_file"])
-    progress = Progress(spec["state_file"], STEPS)
-    config = _config(spec)
-    driver, ds = source_of(config)
-    if progress.state.get("status") == "done" and driver == "postgres":
-        print(f"already migrated to PostgreSQL on {progress.state.get('finished')}; nothing to do")
-        return
-    if progress.state.get("status") in (None, "done", "rolled-back", "failed"):
+class Migration(Job):
+    """The whole move (see the module's text) on the engine. Its choices: a failure before the
+    switch leaves Mattermost on MySQL and starts it again, after the switch it switches back
+    (`_back_to_mysql`); the failed run's steps stay recorded (the plan shows how far it got;
+    the next run starts afresh from the untouched MySQL database)."""
+
+    what, noun = "a migration", "migration"
+
+    def steps(self):
+        os.makedirs(self.spec["work_dir"], mode=0o700, exist_ok=True)  # the schema's and pgloader's scratch folder
+        return [Step("backup", Migration.backup), Step("postgresql", Migration.postgresql),
+                Step("schema", Migration.schema), Step("stop", Migration.stop_mattermost),
+                Step("copy", Migration.copy), Step("verify", Migration.verify), Step("switch", Migration.switch),
+                Step("start", Migration.start)]
+
+    def finished_before(self):
+        driver, _ = source_of(_config(self.spec))
+        if self.state.get("status") == "done" and driver == "postgres":
+            return f"already migrated to PostgreSQL on {self.state.get('finished')}; nothing to do"
+        return None
+
+    def begin(self):
+        config = _config(self.spec)
+        driver, ds = source_of(config)
         if driver != "mysql":
             raise Failure(f"the database is {driver}, not MySQL: nothing to migrate")
-        checked = make_plan(spec, locked=True)
+        checked = make_plan(self.spec, locked=True)
         if checked["refusals"]:
             raise Failure("; ".join(checked["refusals"]) + " (nothing was changed)")
-        write_private(spec["mysql_datasource_file"], json.dumps(
+        write_private(self.spec["mysql_datasource_file"], json.dumps(
             {k: get_dotted(config, k)[0] for k in SAVED_KEYS}, indent=1) + "\n")
-        made = progress.state.get("made_database")  # an earlier attempt's database is ours to remake
-        progress.state = {}
-        progress.save(status="running", version=installed(spec), started=time.time(), done=[],
-                      mysql=mysql.public_parts(ds), extra=checked["tables"]["unknown"], made_database=made)
-    else:
-        print(f"continuing the unfinished migration (done: {', '.join(progress.state.get('done')) or 'nothing'})",
-              flush=True)
-        saved = read_json(spec["mysql_datasource_file"]) or {}
+        made = self.state.get("made_database")  # an earlier attempt's database is ours to remake
+        return {"version": installed(self.spec), "mysql": mysql.public_parts(ds),
+                "extra": checked["tables"]["unknown"], "made_database": made}
+
+    @property
+    def source(self):
+        """The MySQL DataSource of this migration, as saved when it began."""
+        saved = read_json(self.spec["mysql_datasource_file"]) or {}
         ds = mysql.parse_mysql_datasource(saved.get("SqlSettings.DataSource"))
         if ds is None:
-            raise Failure(f"{spec['mysql_datasource_file']} is missing: the MySQL DataSource of the unfinished "
+            raise Failure(f"{self.spec['mysql_datasource_file']} is missing: the MySQL DataSource of the unfinished "
                           "migration is lost; put SqlSettings back by hand")
-    try:
-        _run_steps(spec, progress, ds)
-    except BaseException as e:
-        reason = str(e) if isinstance(e, Failure) else f"{type(e).__name__}: {e}"
-        if isinstance(e, (KeyboardInterrupt, SystemExit)):
-            raise
-        back = _back_to_mysql(spec, progress)
-        progress.save(status="failed", failed=reason[:500])
-        raise Failure(f"the migration failed ({reason}); {back}") from None
-    finally:
-        lock.close()
+        return ds
 
+    @property
+    def pg_url(self):
+        return build_datasource(self.spec["pg_datasource"], read_password(self.spec["password_file"]))
 
-def _run_steps(spec, progress, ds):
-    db, owner = spec["db"]["name"], spec["db"]["owner"]
-    version = progress.state["version"]
-    work = spec["work_dir"]
-    os.makedirs(work, mode=0o700, exist_ok=True)
-    if not progress.done("backup"):
-        writer = BackupWriter(spec["backup_dir"], version, "pre-migration")
+    def backup(self):
+        ds = self.source
+        writer = BackupWriter(self.spec["backup_dir"], self.state["version"], "pre-migration")
         try:
             print(f"  backup of the MySQL database {ds['database']} (mysqldump, one consistent snapshot, while "
                   "Mattermost serves)", flush=True)
             writer.mysql_database(ds)
-            writer.config(spec["config_file"])
+            writer.config(self.spec["config_file"])
             final = writer.publish(note="the MySQL database and config.json before the move to PostgreSQL; "
                                         "the files are not touched by it")
         except BaseException:
             writer.discard()
             raise
-        prune_backups(spec["backup_dir"], spec["backup_keep"])
-        progress.mark("backup", backup=os.path.basename(final))
-    if not progress.done("postgresql"):
-        role_and_database({"user": owner, "name": db, "password_file": spec["password_file"]})
-        progress.mark("postgresql")
-    password = read_password(spec["password_file"])
-    pg_url = build_datasource(spec["pg_datasource"], password)
-    if not progress.done("schema"):
-        progress.save(made_database=db)  # from here on, the database is the migration's own
+        prune_backups(self.spec["backup_dir"], self.spec["backup_keep"])
+        return {"backup": os.path.basename(final)}
+
+    def postgresql(self):
+        self.source  # noqa: B018 - the saved DataSource must be there before anything is made
+        role_and_database({"user": self.spec["db"]["owner"], "name": self.spec["db"]["name"],
+                           "password_file": self.spec["password_file"]})
+
+    def schema(self):
+        db, owner = self.spec["db"]["name"], self.spec["db"]["owner"]
+        self.progress.save(made_database=db)  # from here on, the database is the migration's own
         _fresh_database(db, owner)
-        seconds = make_schema(spec, version, pg_url, work)
-        progress.mark("schema", schema_s=round(seconds, 1), schema=db_compare.schema_fingerprint(db))
-    if not progress.done("stop"):
-        print(f"  stopping Mattermost {version} (users wait from now)", flush=True)
-        systemctl("stop", spec["service"])
-        progress.mark("stop", stopped_at=time.time())
-    if not progress.done("copy"):
-        seconds = copy_with_pgloader(spec, ds, password, work, progress.state.get("extra", []))
-        progress.mark("copy", copy_s=round(seconds, 1))
-    if not progress.done("verify"):
+        seconds = make_schema(self.spec, self.state["version"], self.pg_url, self.spec["work_dir"])
+        return {"schema_s": round(seconds, 1), "schema": db_compare.schema_fingerprint(db)}
+
+    def stop_mattermost(self):
+        return self.stop(self.state["version"])
+
+    def copy(self):
+        seconds = copy_with_pgloader(self.spec, self.source, read_password(self.spec["password_file"]),
+                                     self.spec["work_dir"], self.state.get("extra", []))
+        return {"copy_s": round(seconds, 1)}
+
+    def verify(self):
         started = time.time()
-        report = verify(spec, ds, progress.state.get("schema"), progress.state.get("extra", []))
-        progress.mark("verify", verify_s=round(time.time() - started, 1), report=report)
-    if not progress.done("switch"):
-        switch_to_postgresql(spec, pg_url)
-        progress.mark("switch", switched_at=time.time())
-    if not progress.done("start"):
-        print(f"  starting Mattermost {version} on PostgreSQL", flush=True)
-        start_and_verify(spec, version)
-        now = time.time()
-        outage = now - progress.state.get("stopped_at", now)
-        progress.mark("start")
-        progress.save(status="done", finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                      outage_s=round(outage, 1))
-        print(f"migrated to PostgreSQL: Mattermost {version} is healthy; users waited {outage:.1f} s "
-              f"(copy {progress.state.get('copy_s')} s, verify {progress.state.get('verify_s')} s). The MySQL database "
-              f"{ds['database']} is untouched: `make db-migrate-rollback` goes back to it; drop it once you are "
-              "satisfied.", flush=True)
+        report = verify(self.spec, self.source, self.state.get("schema"), self.state.get("extra", []))
+        return {"verify_s": round(time.time() - started, 1), "report": report}
+
+    def switch(self):
+        switch_to_postgresql(self.spec, self.pg_url)
+        return {"switched_at": time.time()}
+
+    def start(self):
+        print(f"  starting Mattermost {self.state['version']} on PostgreSQL", flush=True)
+        start_and_verify(self.spec, self.state["version"])
+        self.state["outage_s"] = self.outage()
+
+    def finish(self):
+        outage = self.state["outage_s"]
+        self.progress.save(status="done", finished=utc_now(), outage_s=outage)
+        print(f"migrated to PostgreSQL: Mattermost {self.state['version']} is healthy; users waited {outage:.1f} s "
+              f"(copy {self.state.get('copy_s')} s, verify {self.state.get('verify_s')} s). The MySQL database "
+              f"{self.source['database']} is untouched: `make db-migrate-rollback` goes back to it; drop it once you "
+              "are satisfied.", flush=True)
+
+    def failed(self, error, reason):
+        back = _back_to_mysql(self.spec, self.progress)
+        self.progress.save(status="failed", failed=reason[:500])
+        return Failure(f"the migration failed ({reason}); {back}")
+
+
+def migrate(spec):
+    """The whole move (see the module's text); resumable; a failure before the switch leaves
+    Mattermost on MySQL, a failure after it switches back."""
+    run(Migration(spec))
 
 
 def _fresh_database(db, owner):
@@ -269,18 +288,9 @@ def _fresh_database(db, owner):
 
 # ------------------------------------------------------------------ the switch, and back
 
-def _write_config(spec, values):
-    """Set dotted keys in config.json (its owner and mode kept; atomically)."""
-    config = _config(spec)
-    for key, value in values.items():
-        set_dotted(config, key, value)
-    st = os.stat(spec["config_file"])
-    write_private(spec["config_file"], json.dumps(config, indent=4) + "\n", uid=st.st_uid, gid=st.st_gid, mode=0o600)
-
-
 def switch_to_postgresql(spec, pg_url):
     """The DataSource the deploy builds (the same string: the next deploy changes nothing)."""
-    _write_config(spec, {"SqlSettings.DriverName": "postgres", "SqlSettings.DataSource": pg_url,
+    write_keys(spec["config_file"], {"SqlSettings.DriverName": "postgres", "SqlSettings.DataSource": pg_url,
                          "SqlSettings.DataSourceReplicas": [], "SqlSettings.DataSourceSearchReplicas": []})
     print("  config.json now points at PostgreSQL (the MySQL DataSource is kept, root only, for the way back)",
           flush=True)
@@ -292,7 +302,7 @@ def _back_to_mysql(spec, progress):
     try:
         saved = read_json(spec["mysql_datasource_file"])
         if progress.done("switch") and saved:
-            _write_config(spec, saved)
+            write_keys(spec["config_file"], saved)
         if progress.done("stop"):
             start_and_verify(spec, progress.state["version"])
             return (f"Mattermost {progress.state['version']} runs on MySQL again, as before the migration (nothing "
@@ -326,16 +336,13 @@ def rollback(spec):
         if driver == "postgres" and state.get("switched_at"):
             db = spec["db"]["name"]
             since = int(state["switched_at"] * 1000)
-            # what people (and their bots) wrote: not the server's own notices (Mattermost 5.x posts a
-            # warn_metric_status at start) nor system messages (joins, header changes)
-            newer = int(psql_as_postgres(f"SELECT count(*) FROM posts WHERE createat > {since} AND type NOT LIKE "
-                                         "'system\\_%' AND type <> 'warn_metric_status';", db).stdout.strip() or 0)
+            newer = posts_since(lambda sql: psql_as_postgres(sql, db).stdout, since)
             if newer and not spec.get("discard"):
                 raise Failure(f"{newer} posts were written on PostgreSQL since the switch; going back to MySQL loses "
                               "them: `make db-migrate-rollback DISCARD=1` to go back anyway; nothing was changed")
         print(f"  stopping Mattermost {version}", flush=True)
         systemctl("stop", spec["service"])
-        _write_config(spec, saved)
+        write_keys(spec["config_file"], saved)
         print("  config.json points at the MySQL database again", flush=True)
         start_and_verify(spec, version)
         progress.save(status="rolled-back", done=[], rolled_back=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))

@@ -32,6 +32,7 @@ import os
 import subprocess
 import time
 
+from mmhelper.jobs import engine
 from mmhelper.jobs.db_move_link import (
     LOCAL_HOSTS,
     catch_up,
@@ -49,11 +50,11 @@ from mmhelper.jobs.db_move_link import (
     tables,
     verify,
     wait_in_sync,
-    write_config,
 )
-from mmhelper.jobs.engine import Progress, lock_holder, take_lock
+from mmhelper.jobs.engine import Job, Progress, Step, lock_holder, take_lock, utc_now
 from mmhelper.parts.common import Failure, installed_version, read_json, run
-from mmhelper.parts.pg import REMOTE_DB_FILE, literal, pg_command
+from mmhelper.parts.config import write_keys
+from mmhelper.parts.pg import REMOTE_DB_FILE, literal, pg_command, posts_since
 from mmhelper.parts.proc import pipe
 from mmhelper.parts.service import start_and_verify, systemctl
 
@@ -144,134 +145,133 @@ def make_plan(spec, locked=False):
 
 # ------------------------------------------------------------------ the move
 
-def move(spec):
-    lock = take_lock(spec["lock_file"], "a move of the database")
-    progress = Progress(spec["state_file"], STEPS)
-    try:
-        if progress.state.get("status") == "done" and current_datasource_host(spec) not in LOCAL_HOSTS:
-            print(f"already moved to {spec['remote']['host']} on {progress.state.get('finished')}; nothing to do")
-            return
-        if progress.state.get("status") != "running":
-            checked = make_plan(spec, locked=True)
-            if checked["refusals"]:
-                raise Failure("; ".join(checked["refusals"]) + " (nothing was changed)")
-            made = progress.state.get("made_remote")
-            progress.state = {}
-            progress.save(status="running", version=installed(spec), started=time.time(), done=[],
-                          made_remote=made, bytes=checked["local"]["bytes"], method=checked["method"])
-        else:
-            print(f"continuing the unfinished move (done: {', '.join(progress.state.get('done')) or 'nothing'})",
-                  flush=True)
-        progress.steps = DUMP_STEPS if progress.state.get("method") == "dump" else STEPS
-        try:
-            (_run_dump_steps if progress.state.get("method") == "dump" else _run_steps)(spec, progress)
-        except BaseException as e:
-            if isinstance(e, (KeyboardInterrupt, SystemExit)):
-                raise
-            reason = str(e) if isinstance(e, Failure) else f"{type(e).__name__}: {e}"
-            back = _back_to_local(spec, progress)
-            progress.save(status="failed", failed=reason[:500], done=[])
-            raise Failure(f"the move failed ({reason}); {back}") from None
-    finally:
-        lock.close()
+class DatabaseMove(Job):
+    """The move of the database to the database server (see the module's text) on the engine,
+    by replication or by dump and restore (the method chosen when it begins). Its choices: any
+    failure puts Mattermost back on the local database and takes the replication down
+    (`_back_to_local`); the failed run's steps are forgotten (nothing of it is kept to continue:
+    the next run begins afresh and empties the remote side it made)."""
 
+    what, noun = "a move of the database", "move"
 
-def _run_steps(spec, progress):
-    db, version = spec["db"]["name"], progress.state["version"]
-    if not progress.done("prepare"):
-        seconds = prepare_source(spec, progress)
-        progress.mark("prepare", prepare_outage_s=round(seconds, 1))
-    if not progress.done("schema"):
-        progress.save(made_remote=True)  # from here, the remote tables are this move's to remake
-        empty_remote(spec)
-        dump, _ = pg_command("pg_dump", db, "--schema-only", "--no-owner", "--no-privileges", "--no-publications",
-                             "--no-subscriptions")
+    def steps(self):
+        if self.state.get("method") == "dump":
+            return [Step("stop", DatabaseMove.stop_mattermost), Step("copy", DatabaseMove.dump_and_restore),
+                    Step("verify", DatabaseMove.verify), Step("switch", DatabaseMove.switch_by_dump),
+                    Step("start", DatabaseMove.start)]
+        return [Step("prepare", DatabaseMove.prepare), Step("schema", DatabaseMove.schema),
+                Step("subscribe", DatabaseMove.subscribe), Step("stop", DatabaseMove.stop_mattermost),
+                Step("catch-up", DatabaseMove.catch_up), Step("sequences", DatabaseMove.sequences),
+                Step("verify", DatabaseMove.verify), Step("switch", DatabaseMove.switch),
+                Step("start", DatabaseMove.start), Step("cleanup", DatabaseMove.cleanup)]
+
+    def finished_before(self):
+        if self.state.get("status") == "done" and current_datasource_host(self.spec) not in LOCAL_HOSTS:
+            return f"already moved to {self.spec['remote']['host']} on {self.state.get('finished')}; nothing to do"
+        return None
+
+    def begin(self):
+        checked = make_plan(self.spec, locked=True)
+        if checked["refusals"]:
+            raise Failure("; ".join(checked["refusals"]) + " (nothing was changed)")
+        return {"version": installed(self.spec), "made_remote": self.state.get("made_remote"),
+                "bytes": checked["local"]["bytes"], "method": checked["method"]}
+
+    def prepare(self):
+        return {"prepare_outage_s": round(prepare_source(self.spec, self.progress), 1)}
+
+    def schema(self):
+        self.progress.save(made_remote=True)  # from here, the remote tables are this move's to remake
+        empty_remote(self.spec)
+        dump, _ = pg_command("pg_dump", self.spec["db"]["name"], "--schema-only", "--no-owner", "--no-privileges",
+                             "--no-publications", "--no-subscriptions")
         schema = run(dump).stdout
-        run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1"], input=schema, env=remote_env(spec))
-        progress.mark("schema", tables=len(tables(lambda sql: remote_sql(spec, sql))))
-    if not progress.done("subscribe"):
-        started = time.time()
-        subscribe(spec, progress)
-        wait_in_sync(spec)
-        progress.mark("subscribe", copy_s=round(time.time() - started, 1))
-    if not progress.done("stop"):
-        print(f"  stopping Mattermost {version} (users wait from now)", flush=True)
-        systemctl("stop", spec["service"])
-        progress.mark("stop", stopped_at=time.time())
-    if not progress.done("catch-up"):
-        started = time.time()
-        catch_up(spec)
-        progress.mark("catch-up", catch_up_s=round(time.time() - started, 1))
-    if not progress.done("sequences"):
-        sequences = copy_sequences(spec)
-        progress.mark("sequences", sequences=sequences)
-    if not progress.done("verify"):
-        started = time.time()
-        report = verify(spec)
-        progress.mark("verify", verify_s=round(time.time() - started, 1), report=report)
-    if not progress.done("switch"):
-        drop_subscription(spec)
-        switch_to_remote(spec)
-        progress.mark("switch", switched_at=time.time())
-    if not progress.done("start"):
-        print(f"  starting Mattermost {version} on the database at {spec['remote']['host']}", flush=True)
-        start_and_verify(spec, version)
-        outage = time.time() - progress.state.get("stopped_at", time.time())
-        progress.mark("start", outage_s=round(outage, 1))
-    if not progress.done("cleanup"):
-        restore_source(spec, progress)
-        progress.mark("cleanup")
-    progress.save(status="done", finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
-    s = progress.state
-    restart = f", and the restart to turn on replication {s['prepare_outage_s']} s" if s.get("prepare_outage_s") else ""
-    print(f"moved: Mattermost {version} runs on {db} at {spec['remote']['host']}; users waited {s.get('outage_s')} s "
-          f"(catch-up {s.get('catch_up_s')} s, check {s.get('verify_s')} s; the copy took {s.get('copy_s')} s while "
-          f"serving{restart}). The local database is untouched since the stop: `make move-database-rollback` goes "
-          "back to it.", flush=True)
+        run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1"], input=schema, env=remote_env(self.spec))
+        return {"tables": len(tables(lambda sql: remote_sql(self.spec, sql)))}
 
-
-def _run_dump_steps(spec, progress):
-    """The move without replication: stop, pg_dump | pg_restore into the remote database as
-    Mattermost's role, the same check of every table, switch, start."""
-    db, version = spec["db"]["name"], progress.state["version"]
-    if not progress.done("stop"):
-        print(f"  stopping Mattermost {version} (users wait from now)", flush=True)
-        systemctl("stop", spec["service"])
-        progress.mark("stop", stopped_at=time.time())
-    if not progress.done("copy"):
-        progress.save(made_remote=True)
-        empty_remote(spec)
+    def subscribe(self):
         started = time.time()
-        dump, _ = pg_command("pg_dump", db, "-Fc", "-Z0", "--no-publications", "--no-subscriptions")
-        r = spec["remote"]
+        subscribe(self.spec, self.progress)
+        wait_in_sync(self.spec)
+        return {"copy_s": round(time.time() - started, 1)}
+
+    def stop_mattermost(self):
+        return self.stop(self.state["version"])
+
+    def catch_up(self):
+        started = time.time()
+        catch_up(self.spec)
+        return {"catch_up_s": round(time.time() - started, 1)}
+
+    def sequences(self):
+        return {"sequences": copy_sequences(self.spec)}
+
+    def dump_and_restore(self):
+        """Without replication: pg_dump | pg_restore into the remote database as Mattermost's role."""
+        self.progress.save(made_remote=True)
+        empty_remote(self.spec)
+        started = time.time()
+        dump, _ = pg_command("pg_dump", self.spec["db"]["name"], "-Fc", "-Z0", "--no-publications",
+                             "--no-subscriptions")
+        r = self.spec["remote"]
         # the remote side named in full on pg_restore's own line (no password there: it is in the
         # environment, which the local pg_dump - peer login over the socket - does not use)
         target = (f"host={r['host']} port={r['port']} user={r['user']} dbname={r['database']} sslmode=verify-full "
                   f"sslrootcert={r['sslrootcert']} connect_timeout=10")
         restore = ["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "-d", target]
-        env = dict(os.environ, PGPASSWORD=remote_env(spec)["PGPASSWORD"])
+        env = dict(os.environ, PGPASSWORD=remote_env(self.spec)["PGPASSWORD"])
         (dump_status, dump_err), (restore_status, restore_err) = pipe(dump, restore, subprocess.DEVNULL,
-                                                                       subprocess.DEVNULL, env=env)
+                                                                      subprocess.DEVNULL, env=env)
         if dump_status or restore_status:
             raise Failure(f"the copy failed: {dump_err or restore_err}")
-        progress.mark("copy", copy_s=round(time.time() - started, 1))
-    if not progress.done("verify"):
+        return {"copy_s": round(time.time() - started, 1)}
+
+    def verify(self):
         started = time.time()
-        report = verify(spec)
-        progress.mark("verify", verify_s=round(time.time() - started, 1), report=report)
-    if not progress.done("switch"):
-        switch_to_remote(spec)
-        progress.mark("switch", switched_at=time.time())
-    if not progress.done("start"):
-        print(f"  starting Mattermost {version} on the database at {spec['remote']['host']}", flush=True)
-        start_and_verify(spec, version)
-        outage = time.time() - progress.state.get("stopped_at", time.time())
-        progress.mark("start", outage_s=round(outage, 1))
-    progress.save(status="done", finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
-    s = progress.state
-    print(f"moved: Mattermost {version} runs on {db} at {spec['remote']['host']}; users waited {s.get('outage_s')} s "
-          f"(dump and restore {s.get('copy_s')} s, check {s.get('verify_s')} s). The local database is untouched since "
-          "the stop: `make move-database-rollback` goes back to it.", flush=True)
+        report = verify(self.spec)
+        return {"verify_s": round(time.time() - started, 1), "report": report}
+
+    def switch(self):
+        drop_subscription(self.spec)
+        switch_to_remote(self.spec)
+        return {"switched_at": time.time()}
+
+    def switch_by_dump(self):
+        switch_to_remote(self.spec)
+        return {"switched_at": time.time()}
+
+    def start(self):
+        print(f"  starting Mattermost {self.state['version']} on the database at {self.spec['remote']['host']}",
+              flush=True)
+        start_and_verify(self.spec, self.state["version"])
+        return {"outage_s": self.outage()}
+
+    def cleanup(self):
+        restore_source(self.spec, self.progress)
+
+    def finish(self):
+        self.progress.save(status="done", finished=utc_now())
+        s, db, version = self.state, self.spec["db"]["name"], self.state["version"]
+        if s.get("method") == "dump":
+            print(f"moved: Mattermost {version} runs on {db} at {self.spec['remote']['host']}; users waited "
+                  f"{s.get('outage_s')} s (dump and restore {s.get('copy_s')} s, check {s.get('verify_s')} s). The "
+                  "local database is untouched since the stop: `make move-database-rollback` goes back to it.",
+                  flush=True)
+            return
+        restart = f", and the restart to turn on replication {s['prepare_outage_s']} s" if s.get("prepare_outage_s") else ""
+        print(f"moved: Mattermost {version} runs on {db} at {self.spec['remote']['host']}; users waited "
+              f"{s.get('outage_s')} s (catch-up {s.get('catch_up_s')} s, check {s.get('verify_s')} s; the copy took "
+              f"{s.get('copy_s')} s while serving{restart}). The local database is untouched since the stop: "
+              "`make move-database-rollback` goes back to it.", flush=True)
+
+    def failed(self, error, reason):
+        back = _back_to_local(self.spec, self.progress)
+        self.progress.save(status="failed", failed=reason[:500], done=[])
+        return Failure(f"the move failed ({reason}); {back}")
+
+
+def move(spec):
+    engine.run(DatabaseMove(spec))
 
 
 def _back_to_local(spec, progress):
@@ -281,7 +281,7 @@ def _back_to_local(spec, progress):
         saved = read_json(spec["saved_datasource_file"])
         if progress.done("switch") and saved:
             systemctl("stop", spec["service"])
-            write_config(spec, saved)
+            write_keys(spec["config_file"], saved)
             if os.path.exists(REMOTE_DB_FILE):
                 os.unlink(REMOTE_DB_FILE)
         try:
@@ -317,15 +317,14 @@ def rollback(spec):
                           "changed")
         if current_datasource_host(spec) not in LOCAL_HOSTS and state.get("switched_at"):
             since = int(state["switched_at"] * 1000)
-            newer = int(remote_sql(spec, f"SELECT count(*) FROM posts WHERE createat > {since} AND type NOT LIKE "
-                                         "'system\\_%';") or 0)
+            newer = posts_since(lambda sql: remote_sql(spec, sql), since)
             if newer and not spec.get("discard"):
                 raise Failure(f"{newer} posts were written on the database at {spec['remote']['host']} since the move; "
                               "going back loses them: `make move-database-rollback DISCARD=1` to go back anyway; "
                               "nothing was changed")
         print(f"  stopping Mattermost {version}", flush=True)
         systemctl("stop", spec["service"])
-        write_config(spec, saved)
+        write_keys(spec["config_file"], saved)
         if os.path.exists(REMOTE_DB_FILE):
             os.unlink(REMOTE_DB_FILE)
         print("  config.json points at the local database again", flush=True)

@@ -12,7 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from mmhelper.parts.common import Failure, read_password, run, write_private
-from mmhelper.parts.config import build_datasource, get_dotted, parse_datasource, set_dotted
+from mmhelper.parts.config import build_datasource, get_dotted, parse_datasource, write_keys
 from mmhelper.parts.pg import REMOTE_DB_FILE, client_env, ident, literal
 from mmhelper.parts.service import start_and_verify, systemctl
 
@@ -260,12 +260,6 @@ def drop_subscription(spec):
         remote_sql(spec, f"DROP SUBSCRIPTION {ident(NAME)};")  # also drops its slot on this server
 
 
-def write_config(spec, values):
-    config = _config(spec)
-    for key, value in values.items():
-        set_dotted(config, key, value)
-    st = os.stat(spec["config_file"])
-    write_private(spec["config_file"], json.dumps(config, indent=4) + "\n", uid=st.st_uid, gid=st.st_gid, mode=0o600)
 
 
 def switch_to_remote(spec):
@@ -274,7 +268,7 @@ def switch_to_remote(spec):
         write_private(spec["saved_datasource_file"], json.dumps(
             {"SqlSettings.DataSource": get_dotted(config, "SqlSettings.DataSource")[0]}) + "\n")
     password = read_password(spec["remote"]["password_file"])
-    write_config(spec, {"SqlSettings.DataSource": build_datasource(spec["remote_datasource"], password)})
+    write_keys(spec["config_file"], {"SqlSettings.DataSource": build_datasource(spec["remote_datasource"], password)})
     write_private(REMOTE_DB_FILE, spec["remote_file_content"], mode=0o644)
     print(f"  config.json now points at {spec['remote']['host']} (the local DataSource is kept, root only, for the "
           "way back)", flush=True)

@@ -14,12 +14,12 @@ set - what rclone's copy keeps (../shared/reference/s3-and-remote-database.md, s
 
 import json
 import os
-import time
 
-from mmhelper.jobs.engine import Progress, lock_holder, take_lock
+from mmhelper.jobs.engine import Job, Progress, Step, lock_holder, run, utc_now
 from mmhelper.parts import s3
-from mmhelper.parts.common import Failure, free_bytes, write_private
-from mmhelper.parts.pg import psql_as_postgres
+from mmhelper.parts.common import Failure, free_bytes
+from mmhelper.parts.config import write_keys
+from mmhelper.parts.pg import files_named
 from mmhelper.parts.rclone import rclone, remote
 from mmhelper.parts.service import start_and_verify, systemctl
 
@@ -35,17 +35,6 @@ def local_files(data_dir):
             full = os.path.join(root, name)
             found[os.path.relpath(full, data_dir)] = os.path.getsize(full)
     return found
-
-
-def database_files(db):
-    """(uploads {path: size}, thumbnails and previews [path]) the live FileInfo rows name."""
-    out = psql_as_postgres("SELECT path, size, thumbnailpath, previewpath FROM fileinfo WHERE deleteat = 0;", db).stdout
-    uploads, extras = {}, []
-    for line in out.splitlines():
-        path, size, thumb, preview = (line.split("|") + ["", "", "", ""])[:4]
-        uploads[path] = int(size) if size.isdigit() else None
-        extras += [p for p in (thumb, preview) if p]
-    return uploads, extras
 
 
 def plan(spec):
@@ -91,32 +80,83 @@ def make_plan(spec, locked=False):
     return out
 
 
+class FilesMove(Job):
+    """The whole move (see the module's text), to spec["to"] ("s3" or "local"), on the engine.
+    Its choices: any failure after the stop starts Mattermost again on the store it had (the
+    driver is switched back by the start step when the new store does not serve) and forgets
+    the stop, final pass and switch, so the next run stops again before its final pass; the
+    run stays "running" and continues from its copy."""
+
+    what, noun = "a move of the files", "move"
+
+    def steps(self):
+        return [Step("copy", FilesMove.copy), Step("stop", FilesMove.stop_mattermost),
+                Step("final copy", FilesMove.final_copy), Step("switch", FilesMove.switch),
+                Step("start", FilesMove.start), Step("verify", FilesMove.verify)]
+
+    def resumes(self):
+        return self.state.get("status") == "running" and self.state.get("to") == self.spec["to"]
+
+    def begin(self):
+        checked = make_plan(self.spec, locked=True)
+        if checked.get("nothing_to_do"):
+            return checked["nothing_to_do"] + "; nothing to do"
+        if checked["refusals"]:
+            raise Failure("; ".join(checked["refusals"]) + " (nothing was changed)")
+        return {"to": self.spec["to"]}
+
+    @property
+    def version(self):
+        return os.path.basename(os.path.realpath(self.spec["install_dir"]))
+
+    @property
+    def where(self):
+        return "into the bucket" if self.spec["to"] == "s3" else "back to the local data folder"
+
+    def copy(self):
+        print(f"  copying the files {self.where} while Mattermost serves", flush=True)
+        return {"copy_s": round(rclone(self.spec, *_copy_args(self.spec), label="copy"), 1)}
+
+    def stop_mattermost(self):
+        return self.stop(self.version)
+
+    def final_copy(self):
+        return {"final_s": round(rclone(self.spec, *_copy_args(self.spec), label="final pass"), 1)}
+
+    def switch(self):
+        _switch(self.spec, DRIVERS[self.spec["to"]])
+
+    def start(self):
+        try:
+            start_and_verify(self.spec, self.version)
+        except Failure as e:
+            _switch(self.spec, DRIVERS["local" if self.spec["to"] == "s3" else "s3"])
+            systemctl("restart", self.spec["service"])
+            raise Failure(f"Mattermost did not start with its files {self.where} ({e}); switched back and started "
+                          "again") from None
+        return {"outage_s": self.outage()}
+
+    def verify(self):
+        return {"report": verify(self.spec)}
+
+    def finish(self):
+        self.progress.save(status="done", finished=utc_now())
+        kept = (f"the local copy in {self.spec['data_dir']} is kept: remove it once you are satisfied"
+                if self.spec["to"] == "s3" else f"the bucket {self.spec['bucket']} is kept: empty it once you are "
+                                                "satisfied")
+        print(f"moved the files {self.where}: users waited {self.state['outage_s']} s; {kept}", flush=True)
+
+    def failed(self, error, reason):
+        if self.done("stop") and not self.done("start"):
+            systemctl("start", self.spec["service"])  # the driver was not switched yet, or is switched back
+            # serving again on the old store: a re-run must stop again before its final pass
+            self.progress.save(done=[d for d in self.state.get("done", []) if d not in ("stop", "final copy", "switch")])
+        return error if isinstance(error, Failure) else Failure(reason)
+
+
 def move(spec):
     """The whole move (see the module's text), to spec["to"] ("s3" or "local")."""
-    lock = take_lock(spec["lock_file"], "a move of the files")
-    try:
-        progress = Progress(spec["state_file"], STEPS)
-        if progress.state.get("status") == "running" and progress.state.get("to") == spec["to"]:
-            print(f"continuing the unfinished move (done: {', '.join(progress.state.get('done')) or 'nothing'})",
-                  flush=True)
-        else:
-            checked = make_plan(spec, locked=True)
-            if checked.get("nothing_to_do"):
-                print(checked["nothing_to_do"] + "; nothing to do")
-                return
-            if checked["refusals"]:
-                raise Failure("; ".join(checked["refusals"]) + " (nothing was changed)")
-            progress.state = {}
-            progress.save(status="running", to=spec["to"], started=time.time(), done=[])
-        _run_steps(spec, progress)
-    except Failure:
-        if progress.done("stop") and not progress.done("start"):
-            systemctl("start", spec["service"])  # the driver was not switched yet, or is switched back
-            # serving again on the old store: a re-run must stop again before its final pass
-            progress.save(done=[d for d in progress.state.get("done", []) if d not in ("stop", "final copy", "switch")])
-        raise
-    finally:
-        lock.close()
+    run(FilesMove(spec))
 
 
 def _copy_args(spec):
@@ -124,46 +164,8 @@ def _copy_args(spec):
     return ["copy", source, target, "--transfers", "8", "--checkers", "16"]
 
 
-def _run_steps(spec, progress):
-    to, version = spec["to"], os.path.basename(os.path.realpath(spec["install_dir"]))
-    where = "into the bucket" if to == "s3" else "back to the local data folder"
-    if not progress.done("copy"):
-        print(f"  copying the files {where} while Mattermost serves", flush=True)
-        progress.mark("copy", copy_s=round(rclone(spec, *_copy_args(spec), label="copy"), 1))
-    if not progress.done("stop"):
-        print(f"  stopping Mattermost {version} (users wait from now)", flush=True)
-        systemctl("stop", spec["service"])
-        progress.mark("stop", stopped_at=time.time())
-    if not progress.done("final copy"):
-        progress.mark("final copy", final_s=round(rclone(spec, *_copy_args(spec), label="final pass"), 1))
-    if not progress.done("switch"):
-        _switch(spec, DRIVERS[to])
-        progress.mark("switch")
-    if not progress.done("start"):
-        try:
-            start_and_verify(spec, version)
-        except Failure as e:
-            _switch(spec, DRIVERS["local" if to == "s3" else "s3"])
-            systemctl("restart", spec["service"])
-            raise Failure(f"Mattermost did not start with its files {where} ({e}); switched back and started "
-                          "again") from None
-        outage = time.time() - progress.state["stopped_at"]
-        progress.mark("start", outage_s=round(outage, 1))
-    if not progress.done("verify"):
-        report = verify(spec)
-        progress.mark("verify", report=report)
-    progress.save(status="done", finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
-    kept = (f"the local copy in {spec['data_dir']} is kept: remove it once you are satisfied" if to == "s3" else
-            f"the bucket {spec['bucket']} is kept: empty it once you are satisfied")
-    print(f"moved the files {where}: users waited {progress.state['outage_s']} s; {kept}", flush=True)
-
-
 def _switch(spec, driver):
-    with open(spec["config_file"]) as f:
-        config = json.load(f)
-    config.setdefault("FileSettings", {})["DriverName"] = driver
-    st = os.stat(spec["config_file"])
-    write_private(spec["config_file"], json.dumps(config, indent=4) + "\n", uid=st.st_uid, gid=st.st_gid)
+    write_keys(spec["config_file"], {"FileSettings.DriverName": driver})
     print(f"  FileSettings.DriverName is now {driver}", flush=True)
 
 
@@ -173,7 +175,7 @@ def verify(spec):
     in_bucket = bucket.listing()
     local = local_files(spec["data_dir"])
     target, source = (in_bucket, local) if spec["to"] == "s3" else (local, in_bucket)
-    uploads, extras = database_files(spec["db"])
+    uploads, extras = files_named(spec["db"])
     problems = [f"{p} ({size} bytes) is not in the target with that size" for p, size in source.items()
                 if target.get(p) != size][:5]
     problems += [f"{p}, an upload the database names, is missing or of another size" for p, size in uploads.items()

@@ -278,3 +278,14 @@ def smtp_send(config, to, subject, body, timeout=20):
     message.set_content(body)
     with smtp_session(config, login=True, timeout=timeout) as session:
         session.send_message(message)
+
+
+def write_keys(config_file, values):
+    """Set dotted keys in config.json, atomically, its owner kept and its mode 0600: the
+    switch of every job (the database, the file store) and its way back."""
+    with open(config_file) as f:
+        config = json.load(f)
+    for key, value in values.items():
+        set_dotted(config, key, value)
+    st = os.stat(config_file)
+    write_private(config_file, json.dumps(config, indent=4) + "\n", uid=st.st_uid, gid=st.st_gid, mode=0o600)

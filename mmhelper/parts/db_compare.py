@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 
 from mmhelper.parts import mysql
 from mmhelper.parts.common import Failure
-from mmhelper.parts.pg import psql_as_postgres
+from mmhelper.parts.pg import files_named, psql_as_postgres
 
 MISSING = "-"  # NULL in the digest queries (a hex string never is "-")
 MOD = 1 << 256
@@ -234,13 +234,11 @@ def missing_files(database, data_dir):
     store with the recorded size, and the thumbnails and previews it names that are not
     there: ({"uploads": [...], "thumbnails": [...]}). Mattermost makes thumbnails and
     previews in the background and not for every image: a missing one is a warning."""
-    out = psql_as_postgres("SELECT path, size, thumbnailpath, previewpath FROM fileinfo WHERE deleteat = 0;",
-                           database).stdout
+    uploads, extras = files_named(database)
     found = {"uploads": [], "thumbnails": []}
-    for line in out.splitlines():
-        path, size, thumb, preview = (line.split("|") + ["", "", "", ""])[:4]
+    for path, size in uploads.items():
         full = os.path.join(data_dir, path)
-        if not os.path.isfile(full) or (size.isdigit() and os.path.getsize(full) != int(size)):
+        if not os.path.isfile(full) or (size is not None and os.path.getsize(full) != size):
             found["uploads"].append(path)
-        found["thumbnails"] += [p for p in (thumb, preview) if p and not os.path.isfile(os.path.join(data_dir, p))]
+    found["thumbnails"] = [p for p in extras if not os.path.isfile(os.path.join(data_dir, p))]
     return found
