@@ -26,7 +26,7 @@ read from root-only files and never printed or put on a command line.
     mmhelper.py rollback SPEC_JSON
     mmhelper.py unhold SPEC_JSON
     mmhelper.py patch-lock|patch-upgrade|patch-restart|patch-mark|patch-finish|patch-after-database SPEC_JSON
-    mmhelper.py os-sources|os-packages|os-postgresql|os-finish SPEC_JSON
+    mmhelper.py os-lock|os-mark|os-sources|os-packages|os-postgresql|os-finish SPEC_JSON
     mmhelper.py acme-issue SPEC_JSON
     mmhelper.py housekeeping|bot-token|emoji-upload|export|retention SPEC_JSON
     mmhelper.py notices|notices-setup|notify SPEC_JSON|@FILE
@@ -45,7 +45,7 @@ from mmhelper.jobs.db_move import plan as db_move_plan
 from mmhelper.jobs.db_move import rollback as db_move_rollback
 from mmhelper.jobs.files_move import move as files_move
 from mmhelper.jobs.files_move import plan as files_move_plan
-from mmhelper.jobs.os_release import os_finish, os_packages, os_postgresql, os_sources
+from mmhelper.jobs.os_release import os_finish, os_lock, os_mark, os_packages, os_postgresql, os_sources
 from mmhelper.jobs.patching import after_database, patch_finish, patch_lock, patch_mark, patch_restart, patch_upgrade
 from mmhelper.jobs.restore import restore, restore_check, rollback, unhold
 from mmhelper.jobs.upgrade import upgrade
@@ -91,6 +91,8 @@ COMMANDS = {
     "patch-mark": patch_mark,
     "patch-finish": patch_finish,
     "patch-after-database": after_database,
+    "os-lock": os_lock,
+    "os-mark": os_mark,
     "os-sources": os_sources,
     "os-packages": os_packages,
     "os-postgresql": os_postgresql,

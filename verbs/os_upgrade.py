@@ -36,10 +36,10 @@ def os_spec(s, **extra) -> dict:
 @operation(is_idempotent=False)
 def locked(holder: str, break_lock: bool, current: str, target: str, mattermost_before: str | None,
            planned: dict | None):
-    yield streamed(helper("patch-lock", os_spec(settings(), holder=holder, mattermost_before=mattermost_before,
+    yield streamed(helper("os-lock", os_spec(settings(), holder=holder, mattermost_before=mattermost_before,
                                                 **{"break": break_lock})))
     facts = {"target": target, "release_before": current, **({"planned": planned} if planned else {})}
-    yield helper("patch-mark", os_spec(settings(), set=facts))
+    yield helper("os-mark", os_spec(settings(), set=facts))
 
 
 # Shell, not the helper: while an interrupted upgrade's apt still runs (it outlives the SSH
@@ -59,7 +59,7 @@ def dpkg_settled():
 def backed_up():
     s = settings()
     yield streamed(helper("backup", backup_spec(s, kind="pre-os-upgrade")))
-    yield helper("patch-mark", os_spec(s, step="backup"))
+    yield helper("os-mark", os_spec(s, step="backup"))
 
 
 @operation(is_idempotent=False)
@@ -75,7 +75,7 @@ def packages_upgraded(target: str):
 @operation(is_idempotent=False)
 def rebooted(version: str):
     s = settings()
-    mark = helper("patch-mark", os_spec(s, step="reboot", set={"rebooted": True}))
+    mark = helper("os-mark", os_spec(s, step="reboot", set={"rebooted": True}))
     yield FunctionCommand(reboot_and_wait, (), {"expected": True, "timeout": s.patch_reboot_timeout,
                                                 "version": version, "mark": mark, "verb": "make os-upgrade"})
 

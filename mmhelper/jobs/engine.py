@@ -3,6 +3,7 @@
 the first lives and a re-run after a kill goes on from the last finished step.
 """
 
+import contextlib
 import fcntl
 import json
 import os
@@ -166,3 +167,67 @@ def run(job):
 
 def utc_now():
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+
+
+# ------------------------------------------------------------------ jobs driven from the workstation
+
+# Patch night and the Debian release upgrade reboot the server in the middle: no process lives
+# through them. The workstation runs one helper subcommand per step; the lock is a lease (a file
+# naming its holder, the operator's workstation), taken again by the same holder after a kill,
+# broken only when asked; the state file records each finished step, as for the other jobs.
+
+def take_lease(spec, what, verb):
+    """Take the lease of `what` for spec["holder"], or say who holds it and since when. The
+    same holder (a run that was killed) takes it again and continues; spec["break"] takes it
+    anyway. A fresh run's state starts from spec["fresh_state"]."""
+    path, holder = spec["lock_file"], spec["holder"]
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    lock = read_json(path)
+    if lock and lock.get("holder") != holder and not spec.get("break"):
+        since = lock.get("since", 0)
+        minutes = int((time.time() - since) // 60)
+        raise Failure(f"{what} is already running: held by {lock.get('holder')} since "
+                      f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(since))} ({minutes} min ago); "
+                      f"if that run is dead, run `{verb} BREAK_LOCK=1`")
+    if lock and lock.get("holder") != holder:
+        print(f"  breaking the lock of {lock.get('holder')}", flush=True)
+    run_state = read_json(spec["state_file"])
+    if lock and lock.get("holder") == holder and run_state:
+        print(f"  continuing the unfinished run started {run_state.get('started_text')}: done so far: "
+              f"{', '.join(run_state.get('done', [])) or 'nothing'}", flush=True)
+    else:
+        run_state = {"started": time.time(), "started_text": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                     "holder": holder, "done": [], **spec.get("fresh_state", {})}
+        write_private(spec["state_file"], json.dumps(run_state))
+    since = lock["since"] if lock and lock.get("holder") == holder and lock.get("since") else time.time()
+    write_private(path, json.dumps({"holder": holder, "since": since}))
+    print(f"{what} lock held by {holder}")
+
+
+def leased_state(spec, what):
+    """The state of the run that holds the lease (a step without it is refused)."""
+    run_state = read_json(spec["state_file"])
+    if run_state is None:
+        raise Failure(f"no {what} in progress on this server (the lock step did not run)")
+    return run_state
+
+
+def record(spec, run_state, step=None):
+    """Keep the run's state, with `step` marked done."""
+    if step and step not in run_state["done"]:
+        run_state["done"].append(step)
+    write_private(spec["state_file"], json.dumps(run_state))
+
+
+def mark(spec, what):
+    """Record facts (spec["set"]) and a step (spec["step"]) of the run that holds the lease."""
+    run_state = leased_state(spec, what)
+    run_state.update(spec.get("set", {}))
+    record(spec, run_state, spec.get("step"))
+
+
+def release(spec):
+    """The run is over: its state and its lease go."""
+    for path in (spec["state_file"], spec["lock_file"]):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

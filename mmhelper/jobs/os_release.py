@@ -10,7 +10,8 @@ import shutil
 import subprocess
 import time
 
-from mmhelper.jobs.patching import APT_ENV, APT_KEEP_CONFIG, parse_apt_simulation, wait_for_dpkg
+from mmhelper.jobs.engine import leased_state, mark, record, take_lease
+from mmhelper.jobs.patching import APT_ENV, APT_KEEP_CONFIG, fresh_run, parse_apt_simulation, wait_for_dpkg
 from mmhelper.parts.common import Failure, free_bytes, ping, read_json, run, write_private
 from mmhelper.parts.pg import psql_as_postgres
 from mmhelper.parts.service import systemctl, wait_healthy
@@ -137,17 +138,19 @@ def os_release_state(spec):
     return out
 
 
-def _record(spec, run_state, step):
-    if step not in run_state["done"]:
-        run_state["done"].append(step)
-    write_private(spec["state_file"], json.dumps(run_state))
-
-
 def _run_state(spec):
-    run_state = read_json(spec["state_file"])
-    if run_state is None:
-        raise Failure("no release upgrade in progress on this server (the lock step did not run)")
-    return run_state
+    return leased_state(spec, "release upgrade")
+
+
+def os_lock(spec):
+    """Take the release upgrade's lock (the lease the engine keeps for jobs driven from the
+    workstation), or say who holds it."""
+    take_lease({**spec, "fresh_state": fresh_run(spec)}, "release upgrade", "make os-upgrade")
+
+
+def os_mark(spec):
+    """Record facts (and a step) of the release upgrade run."""
+    mark(spec, "release upgrade")
 
 
 def os_sources(spec):
@@ -166,7 +169,7 @@ def os_sources(spec):
         disabled.append(kept)
         print(f"  set aside {path} -> {kept}", flush=True)
     write_private("/etc/apt/sources.list.d/debian.sources", sources_for(spec["target"]), mode=0o644)
-    _record(spec, run_state, "sources")
+    record(spec, run_state, "sources")
     print(f"apt sources: Debian {spec['target']} (deb822); set aside: {', '.join(disabled) or 'none'}")
 
 
@@ -190,7 +193,7 @@ def os_packages(spec):
             raise Failure(f"apt-get {step[0]} failed (see above); Mattermost keeps running on the packages it has - "
                           "fix the cause and run `make os-upgrade` again to continue")
     run_state["packages_seconds"] = round(time.time() - started)
-    _record(spec, run_state, "packages")
+    record(spec, run_state, "packages")
     print(f"packages upgraded to Debian {spec['target']} in {run_state['packages_seconds']} s")
 
 
@@ -208,7 +211,7 @@ def os_postgresql(spec):
     serving = [c for c in found if c["port"] == spec.get("port", 5432) and c["name"] == spec["cluster"]]
     if not serving or newest is None or serving[0]["version"] >= newest:
         print(f"no cluster upgrade needed (serving: {serving[0]['version'] if serving else 'none'}, newest installed: {newest})")
-        _record(spec, run_state, "postgresql")
+        record(spec, run_state, "postgresql")
         return
     old = serving[0]["version"]
     fresh = [c for c in found if c["version"] == newest and c["name"] == spec["cluster"]]
@@ -242,7 +245,7 @@ def os_postgresql(spec):
     wait_healthy({"url": spec["ping_url"], "version": spec["version"], "timeout": spec["timeout"],
                   "service": spec["service"]})
     run_state.update(postgresql={"from": old, "to": newest, "outage_seconds": round(time.time() - started, 1)})
-    _record(spec, run_state, "postgresql")
+    record(spec, run_state, "postgresql")
     print(f"PostgreSQL {old} -> {newest}: Mattermost was down {run_state['postgresql']['outage_seconds']} s; "
           f"the old cluster {old}/{spec['cluster']} is kept, stopped - drop it with "
           f"`pg_dropcluster {old} {spec['cluster']}` once you are satisfied")
@@ -252,14 +255,12 @@ def os_finish(spec):
     """End the run: its record as JSON (for the report), the lock released."""
     run_state = _run_state(spec)
     health = ping(spec["ping_url"])
-    release = {}
+    now = {}
     with contextlib.suppress(OSError), open("/etc/os-release") as f:
         for line in f:
             key, _, value = line.strip().partition("=")
-            release[key] = value.strip('"')
+            now[key] = value.strip('"')
     run_state.update(finished=time.time(), healthy=health["ok"], mattermost_after=health["version"],
-                     release_after=release.get("VERSION_CODENAME"), clusters_after=clusters())
+                     release_after=now.get("VERSION_CODENAME"), clusters_after=clusters())
     print(json.dumps(run_state))
-    for path in (spec["state_file"], spec["lock_file"]):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+    release(spec)

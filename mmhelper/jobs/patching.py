@@ -11,7 +11,8 @@ import shutil
 import subprocess
 import time
 
-from mmhelper.parts.common import Failure, free_bytes, ping, read_json, run, write_private
+from mmhelper.jobs.engine import leased_state, mark, record, release, take_lease
+from mmhelper.parts.common import Failure, free_bytes, ping, read_json, run
 from mmhelper.parts.service import systemctl, wait_healthy
 from mmhelper.steps.offsite import offsite_state
 
@@ -94,42 +95,17 @@ def os_state(spec):
 def patch_lock(spec):
     """Take the patch night lock, or say who holds it and since when. The same holder
     (a run that was killed) may take it again and continue; `break` takes it anyway."""
-    path, holder = spec["lock_file"], spec["holder"]
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    lock = read_json(path)
-    if lock and lock.get("holder") != holder and not spec.get("break"):
-        since = lock.get("since", 0)
-        minutes = int((time.time() - since) // 60)
-        raise Failure(f"patch night is already running: held by {lock.get('holder')} since "
-                      f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(since))} ({minutes} min ago); "
-                      "if that run is dead, run `make patch-night BREAK_LOCK=1`")
-    if lock and lock.get("holder") != holder:
-        print(f"  breaking the lock of {lock.get('holder')}", flush=True)
-    run_state = read_json(spec["state_file"])
-    if lock and lock.get("holder") == holder and run_state:
-        print(f"  continuing the unfinished run started {run_state.get('started_text')}: done so far: "
-              f"{', '.join(run_state.get('done', [])) or 'nothing'}", flush=True)
-    else:
-        run_state = {"started": time.time(), "started_text": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                     "holder": holder, "done": [], "upgraded": [], "restarted": [], "deferred": [],
-                     "rebooted": False, "mattermost_before": spec.get("mattermost_before")}
-        write_private(spec["state_file"], json.dumps(run_state))
-    since = lock["since"] if lock and lock.get("holder") == holder and lock.get("since") else time.time()
-    write_private(path, json.dumps({"holder": holder, "since": since}))
-    print(f"patch night lock held by {holder}")
+    take_lease({**spec, "fresh_state": fresh_run(spec)}, "patch night", "make patch-night")
+
+
+def fresh_run(spec):
+    """What a new run of patch night (or of the release upgrade) records from its start."""
+    return {"upgraded": [], "restarted": [], "deferred": [], "rebooted": False,
+            "mattermost_before": spec.get("mattermost_before")}
 
 
 def _run_state(spec):
-    state_ = read_json(spec["state_file"])
-    if state_ is None:
-        raise Failure("no patch night in progress on this server (the lock step did not run)")
-    return state_
-
-
-def _save_run(spec, run_state, step=None):
-    if step and step not in run_state["done"]:
-        run_state["done"].append(step)
-    write_private(spec["state_file"], json.dumps(run_state))
+    return leased_state(spec, "patch night")
 
 
 def wait_for_dpkg(timeout=900):
@@ -166,7 +142,7 @@ def patch_upgrade(spec):
     pending = parse_apt_simulation(run(["apt-get", "-s", "upgrade", "--with-new-pkgs"], env=APT_ENV).stdout)
     known = {p["name"] for p in run_state["upgraded"]}
     run_state["upgraded"] += [p for p in pending if p["name"] not in known]
-    _save_run(spec, run_state)
+    record(spec, run_state)
     if pending:
         print(f"  upgrading {len(pending)} packages: " + ", ".join(f"{p['name']} {p['new']}" for p in pending),
               flush=True)
@@ -176,7 +152,7 @@ def patch_upgrade(spec):
             print(result.stdout[-3000:], flush=True)
             raise Failure("apt-get upgrade failed (see above); Mattermost keeps running - fix the cause and "
                           "re-run `make patch-night` to continue")
-    _save_run(spec, run_state, "packages")
+    record(spec, run_state, "packages")
     print(f"packages upgraded: {len(pending)}")
 
 
@@ -187,7 +163,7 @@ def restart_service(spec, service, run_state):
         if result.returncode != 0:
             raise Failure(f"restarting {service} failed: {result.stderr.strip()}; re-run `make patch-night`")
         run_state["restarted"].append(service)
-        _save_run(spec, run_state)
+        record(spec, run_state)
         print(f"  restarted {service} (the Mattermost servers are checked after this server's part)", flush=True)
         return
     if service.startswith("postgresql"):
@@ -205,7 +181,7 @@ def restart_service(spec, service, run_state):
             raise Failure(f"restarting {service} failed: {result.stderr.strip()}; re-run `make patch-night` "
                           "to continue")
     run_state["restarted"].append(service)
-    _save_run(spec, run_state)
+    record(spec, run_state)
     print(f"  restarted {service}", flush=True)
 
 
@@ -215,7 +191,7 @@ def patch_restart(spec):
     run_state = _run_state(spec)
     if os.path.exists("/run/reboot-required") or spec.get("reboot_expected"):
         run_state["restarts_by_reboot"] = True
-        _save_run(spec, run_state, "restarts")
+        record(spec, run_state, "restarts")
         print("restarts left to the reboot that follows")
         return
     listed = parse_needrestart(run(["needrestart", "-b"]).stdout)["services"] if shutil.which("needrestart") else []
@@ -227,14 +203,12 @@ def patch_restart(spec):
             continue
         if service not in run_state["restarted"]:
             restart_service(spec, service, run_state)
-    _save_run(spec, run_state, "restarts")
+    record(spec, run_state, "restarts")
     print(f"services restarted: {', '.join(run_state['restarted']) or 'none needed'}")
 
 
 def patch_mark(spec):
-    run_state = _run_state(spec)
-    run_state.update(spec.get("set", {}))
-    _save_run(spec, run_state, spec.get("step"))
+    mark(spec, "patch night")
 
 
 def patch_finish(spec):
@@ -250,9 +224,7 @@ def patch_finish(spec):
     run_state.update(finished=time.time(), mattermost_after=health["version"], healthy=health["ok"], offsite=offsite,
                      reboot_still_required=os.path.exists("/run/reboot-required"))
     print(json.dumps(run_state))
-    for path in (spec["state_file"], spec["lock_file"]):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+    release(spec)
 
 
 def after_database(spec):
