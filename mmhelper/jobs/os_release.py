@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import time
 
-from mmhelper.jobs.engine import leased_state, mark, record, take_lease
+from mmhelper.jobs.engine import leased_state, mark, record, release, take_lease
 from mmhelper.jobs.patching import APT_ENV, APT_KEEP_CONFIG, fresh_run, parse_apt_simulation, wait_for_dpkg
 from mmhelper.parts.common import Failure, free_bytes, ping, read_json, run, write_private
 from mmhelper.parts.pg import psql_as_postgres
