@@ -133,28 +133,30 @@ upgrade-plan: setup
 	$(PY) -m verbs.upgrade_plan $(if $(filter 1 yes true,$(JSON)),--json,)
 
 db-migrate-plan: setup
-	$(PY) -m verbs.db_migrate_plan $(if $(filter 1 yes true,$(JSON)),--json,)
+	$(PY) -m verbs.job_plan db-migrate $(if $(filter 1 yes true,$(JSON)),--json,)
 
 db-migrate: setup
-	$(PY) -m tasks.run verbs/db_migrate.py $(YESFLAG)
+	$(PY) -m tasks.run verbs/job.py $(YESFLAG) --data job=db-migrate
 
 db-migrate-rollback: setup
-	$(PY) -m tasks.run verbs/db_migrate_rollback.py $(YESFLAG) $(if $(filter 1 yes true,$(DISCARD)),--data discard=true,)
+	$(PY) -m tasks.run verbs/job.py $(YESFLAG) --data job=db-migrate --data job_action=rollback \
+		$(if $(filter 1 yes true,$(DISCARD)),--data discard=true,)
 
 move-files-plan: setup
-	$(PY) -m verbs.move_files_plan $(if $(filter 1 yes true,$(BACK)),--back,) $(if $(filter 1 yes true,$(JSON)),--json,)
+	$(PY) -m verbs.job_plan move-files $(if $(filter 1 yes true,$(BACK)),--back,) $(if $(filter 1 yes true,$(JSON)),--json,)
 
 move-files: setup
-	$(PY) -m tasks.run verbs/move_files.py $(YESFLAG) $(if $(filter 1 yes true,$(BACK)),--data move_back=true,)
+	$(PY) -m tasks.run verbs/job.py $(YESFLAG) --data job=move-files $(if $(filter 1 yes true,$(BACK)),--data move_back=true,)
 
 move-database-plan: setup
-	$(PY) -m verbs.move_database_plan $(if $(filter 1 yes true,$(JSON)),--json,)
+	$(PY) -m verbs.job_plan move-database $(if $(filter 1 yes true,$(JSON)),--json,)
 
 move-database: setup
-	$(PY) -m tasks.run verbs/move_database.py $(YESFLAG)
+	$(PY) -m tasks.run verbs/job.py $(YESFLAG) --data job=move-database
 
 move-database-rollback: setup
-	$(PY) -m tasks.run verbs/move_database_rollback.py $(YESFLAG) $(if $(filter 1 yes true,$(DISCARD)),--data discard=true,)
+	$(PY) -m tasks.run verbs/job.py $(YESFLAG) --data job=move-database --data job_action=rollback \
+		$(if $(filter 1 yes true,$(DISCARD)),--data discard=true,)
 
 test: setup prereqs mattermost-builds
 	$(PY) -m pytest

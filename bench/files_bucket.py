@@ -84,7 +84,7 @@ def seed_files(count: int) -> None:
 
 
 def move(back: bool = False) -> dict:
-    run("verbs/move_files.py", *(["--data", "move_back=true"] if back else []))
+    run("verbs/job.py", "--data", "job=move-files", *(["--data", "move_back=true"] if back else []))
     state = json.loads(sh("cat /var/lib/mattermost-deploy/files-move.json"))
     return {k: state.get(k) for k in ("outage_s", "copy_s", "final_s")}
 

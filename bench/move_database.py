@@ -91,9 +91,9 @@ def setup() -> None:
 
 
 def move(method: str) -> dict:
-    seconds, output = run(SRC, "verbs/move_database.py", "--data", f"db_move_method={method}")
+    seconds, output = run(SRC, "verbs/job.py", "--data", "job=move-database", "--data", f"db_move_method={method}")
     record = json.loads(sh(SRC, "cat /var/lib/mattermost-deploy/db-move.json"))
-    run(SRC, "verbs/move_database_rollback.py")
+    run(SRC, "verbs/job.py", "--data", "job=move-database", "--data", "job_action=rollback")
     return {"outage_s": record["outage_s"], "verify_s": record.get("verify_s"),
             "prepare_outage_s": record.get("prepare_outage_s"),
             "copy_s": record.get("copy_s"), "catch_up_s": record.get("catch_up_s"), "verb_s": round(seconds, 1)}

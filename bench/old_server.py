@@ -122,9 +122,9 @@ def prepare(posts: int) -> dict:
 
 
 def ours() -> dict:
-    run("verbs/db_migrate.py")
+    run("verbs/job.py", "--data", "job=db-migrate")
     state = json.loads(sh("cat /var/lib/mattermost-deploy/db-migrate.json"))
-    run("verbs/db_migrate_rollback.py", "--data", "discard=true")
+    run("verbs/job.py", "--data", "job=db-migrate", "--data", "job_action=rollback", "--data", "discard=true")
     return {k: state.get(k) for k in ("outage_s", "copy_s", "verify_s", "schema_s")}
 
 
@@ -147,7 +147,7 @@ HOP = re.compile(r"Upgrade Mattermost (\S+) -> (\S+).*?is serving: stop ([\d.]+)
 
 
 def chain() -> list[dict]:
-    run("verbs/db_migrate.py")
+    run("verbs/job.py", "--data", "job=db-migrate")
     hops = []
     versions = [OLD, *build.OLD_RELEASES[1:], build.OLDER_ESR, build.ESR_VERSION]
     for old, new in zip(versions, versions[1:], strict=False):

@@ -153,9 +153,9 @@ def test_a_key_that_cannot_write_is_refused_before_any_change(server):
 
 
 def test_move_files_into_the_bucket(server):
-    shown = verb_output("verbs.move_files_plan")
+    shown = verb_output("verbs.job_plan", "move-files")
     assert "ready:" in shown.stdout and config()["FileSettings"]["DriverName"] == "local", shown.stdout + shown.stderr
-    moved = run("verbs/move_files.py")
+    moved = run("verbs/job.py", "--data", "job=move-files")
     assert moved.ok, moved.output[-5000:]
     assert "every file arrived" in moved.output and "users waited" in moved.output
     assert config()["FileSettings"]["DriverName"] == "amazons3"
@@ -294,12 +294,12 @@ def test_move_back_killed_after_the_stop_goes_on(server):
     state_file = "/var/lib/mattermost-deploy/files-move.json"
     sh(TARGET, f"(while ! (grep -q '\"to\": \"local\"' {state_file} && grep -q '\"stop\"' {state_file}) 2>/dev/null; "
                "do sleep 0.05; done; pkill -9 -f '[m]mhelper.py files-move'; pkill -9 -x rclone) >/dev/null 2>&1 &")
-    killed = run("verbs/move_files.py", "--data", "move_back=true", "--data", "files_store=s3")
+    killed = run("verbs/job.py", "--data", "job=move-files", "--data", "move_back=true", "--data", "files_store=s3")
     assert not killed.ok
     state = json.loads(sh(TARGET, "cat /var/lib/mattermost-deploy/files-move.json"))
     assert state["status"] == "running" and "stop" in state["done"] and "switch" not in state["done"], state
-    assert "an earlier move stopped after" in verb_output("verbs.move_files_plan", "--back").stdout
-    back = run("verbs/move_files.py", "--data", "move_back=true", "--data", "files_store=s3")
+    assert "an earlier move stopped after" in verb_output("verbs.job_plan", "move-files", "--back").stdout
+    back = run("verbs/job.py", "--data", "job=move-files", "--data", "move_back=true", "--data", "files_store=s3")
     assert back.ok, back.output[-5000:]
     assert "continuing the unfinished move" in back.output and "every file arrived" in back.output
     assert config()["FileSettings"]["DriverName"] == "local"

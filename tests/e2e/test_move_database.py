@@ -110,17 +110,17 @@ def test_the_settings_say_app_and_the_deploy_waits_for_the_move(servers):
     assert sh(SRC, "cat /var/lib/mattermost/config/config.json") == before  # DataSource untouched
     assert sh(SRC, "test -e /etc/mattermost/db-remote.json && echo yes || echo no").strip() == "no"
     assert planned_changes(BOTH, "--data", f"mattermost_version={VERSION}", env=env()) == []
-    plan = verb("verbs.move_database_plan", "--json")
+    plan = verb("verbs.job_plan", "move-database", "--json")
     assert plan.returncode == 0, plan.stderr + plan.stdout
     [shown] = json.loads(plan.stdout).values()
     assert shown["refusals"] == [] and shown["local"]["tables"] > 50 and shown["remote"]["tables"] == 0, shown
-    text = verb("verbs.move_database_plan").stdout
+    text = verb("verbs.job_plan", "move-database").stdout
     assert "ready: `make move-database`" in text and "note: the local PostgreSQL restarts once" in text, text
 
 
 def test_the_move_killed_while_copying_goes_on_and_every_table_arrives(servers):
     # killed while the subscription copies (the helper and its psql): Mattermost still serves locally
-    proc = subprocess.Popen([sys.executable, "-m", "tasks.run", "verbs/move_database.py", "-y", "--data",
+    proc = subprocess.Popen([sys.executable, "-m", "tasks.run", "verbs/job.py", "--data", "job=move-database", "-y", "--data",
                              f"mattermost_version={VERSION}"], cwd=ROOT, env=run_env(SRC, env()),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
@@ -136,7 +136,7 @@ def test_the_move_killed_while_copying_goes_on_and_every_table_arrives(servers):
     olga = chat.login(PORT, "olga")
     late = olga.posts.create_post({"channel_id": STATE["channel"], "message": "written while the copy ran"})["id"]
     STATE["posts"].append(late)
-    moved = run(SRC, "verbs/move_database.py")
+    moved = run(SRC, "verbs/job.py", "--data", "job=move-database")
     assert moved.ok, moved.output[-5000:]
     assert "continuing the unfinished move" in moved.output
     assert PASSWORD not in moved.output and "password=" not in moved.output
@@ -167,9 +167,9 @@ def test_the_move_killed_while_copying_goes_on_and_every_table_arrives(servers):
 def test_the_way_back_and_the_move_again(servers):
     olga = chat.login(PORT, "olga")
     written = olga.posts.create_post({"channel_id": STATE["channel"], "message": "on the database server"})["id"]
-    refused = run(SRC, "verbs/move_database_rollback.py")
+    refused = run(SRC, "verbs/job.py", "--data", "job=move-database", "--data", "job_action=rollback")
     assert not refused.ok and "1 posts were written on the database at" in refused.output, refused.output[-3000:]
-    back = run(SRC, "verbs/move_database_rollback.py", "--data", "discard=true")
+    back = run(SRC, "verbs/job.py", "--data", "job=move-database", "--data", "job_action=rollback", "--data", "discard=true")
     assert back.ok, back.output[-3000:]
     ds = json.loads(sh(SRC, "cat /var/lib/mattermost/config/config.json"))["SqlSettings"]["DataSource"]
     assert "@localhost:5432/" in ds
@@ -177,9 +177,9 @@ def test_the_way_back_and_the_move_again(servers):
     assert olga.posts.get_post(STATE["posts"][-1])["id"] == STATE["posts"][-1]
     assert local_psql(f"SELECT count(*) FROM posts WHERE id = '{written}'") == "0"
     # again, by dump and restore this time (as where the database server cannot subscribe)
-    plan = verb("verbs.move_database_plan", "--data", "db_move_method=dump").stdout
+    plan = verb("verbs.job_plan", "move-database", "--data", "db_move_method=dump").stdout
     assert "copied with pg_dump | pg_restore while Mattermost is stopped" in plan, plan
-    again = run(SRC, "verbs/move_database.py", "--data", "db_move_method=dump")
+    again = run(SRC, "verbs/job.py", "--data", "job=move-database", "--data", "db_move_method=dump")
     assert again.ok, again.output[-5000:]
     assert "dump and restore" in again.output and "every table's count and digest equal" in again.output
     assert json.loads(https_get(PORT)[2])["status"] == "OK"

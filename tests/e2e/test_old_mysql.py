@@ -51,7 +51,7 @@ def verb(*args: str, env: dict | None = None, timeout: int = 1800):
 
 
 def plan(*data: str) -> tuple[int, str]:
-    proc = subprocess.run([sys.executable, "-m", "verbs.db_migrate_plan", *data], cwd=ROOT, env=run_env(TARGET, None),
+    proc = subprocess.run([sys.executable, "-m", "verbs.job_plan", "db-migrate", *data], cwd=ROOT, env=run_env(TARGET, None),
                           capture_output=True, text=True, timeout=600)
     return proc.returncode, proc.stdout + proc.stderr
 
@@ -112,7 +112,7 @@ def test_plan_names_the_plugin_table_and_refuses(old_server):
     assert "from: MySQL 10.11" in out and "database mattermost, user mmuser (mysql_native_password)" in out
     assert f"Mattermost: {OLD}" in out and "users wait about" in out
     assert f"REFUSED: tables Mattermost did not make (plugins'?): {PLUGIN_TABLE}" in out
-    refused = verb("verbs/db_migrate.py")
+    refused = verb("verbs/job.py", "--data", "job=db-migrate")
     assert not refused.ok and PLUGIN_TABLE in refused.output
     assert oldstory.config(TARGET)["SqlSettings"]["DriverName"] == "mysql"
     assert psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == "0"
@@ -134,7 +134,7 @@ def test_a_second_migration_is_refused_while_one_runs(old_server):
     sh(TARGET, "mkdir -p /var/lib/mattermost-deploy && (flock /var/lib/mattermost-deploy/db-migrate.lock "
                "sleep 30 >/dev/null 2>&1 &)")
     time.sleep(1)
-    refused = verb("verbs/db_migrate.py", "--data", "db_migrate_extra_tables=copy")
+    refused = verb("verbs/job.py", "--data", "job=db-migrate", "--data", "db_migrate_extra_tables=copy")
     sh(TARGET, "pkill -x sleep; pkill -x flock; true")
     assert not refused.ok and "a migration is running" in refused.output, refused.output[-3000:]
     assert oldstory.config(TARGET)["SqlSettings"]["DriverName"] == "mysql"
@@ -145,14 +145,14 @@ def test_migration_killed_in_the_copy_and_run_again(old_server):
     # kill the migration (the helper and pgloader) as soon as pgloader runs
     sh(TARGET, "(while ! pgrep -x pgloader >/dev/null; do sleep 0.05; done; "
                "pkill -9 -f '[m]mhelper.py db-migrate'; pkill -9 -x pgloader) >/dev/null 2>&1 &")
-    killed = verb("verbs/db_migrate.py", "--data", "db_migrate_extra_tables=copy")
+    killed = verb("verbs/job.py", "--data", "job=db-migrate", "--data", "db_migrate_extra_tables=copy")
     assert not killed.ok, killed.output[-3000:]
     state = json.loads(sh(TARGET, "cat /var/lib/mattermost-deploy/db-migrate.json"))
     assert state["status"] == "running" and "stop" in state["done"] and "copy" not in state["done"], state
     assert sh(TARGET, "systemctl is-active mattermost || true").strip() != "active"
     code, out = plan("--data", "db_migrate_extra_tables=copy")
     assert "an earlier migration stopped after" in out, out
-    again = verb("verbs/db_migrate.py", "--data", "db_migrate_extra_tables=copy")
+    again = verb("verbs/job.py", "--data", "job=db-migrate", "--data", "db_migrate_extra_tables=copy")
     assert again.ok, again.output[-5000:]
     assert "continuing the unfinished migration" in again.output
     assert "every table matches" in again.output
@@ -209,11 +209,11 @@ def test_rollback_refuses_to_lose_new_posts_then_goes_back(old_server):
     alice = old_login(PORT, "alice")
     channel = STATE["made"]["channels"]["town-square"]
     alice.posts.create_post({"channel_id": channel, "message": "written on PostgreSQL"})
-    refused = verb("verbs/db_migrate_rollback.py")
+    refused = verb("verbs/job.py", "--data", "job=db-migrate", "--data", "job_action=rollback")
     assert not refused.ok and "1 posts were written on PostgreSQL since the switch" in refused.output, \
         refused.output[-2000:]
     assert oldstory.config(TARGET)["SqlSettings"]["DriverName"] == "postgres"
-    back = verb("verbs/db_migrate_rollback.py", "--data", "discard=true")
+    back = verb("verbs/job.py", "--data", "job=db-migrate", "--data", "job_action=rollback", "--data", "discard=true")
     assert back.ok, back.output[-3000:]
     assert oldstory.config(TARGET)["SqlSettings"]["DriverName"] == "mysql"
     assert json.loads(sh(TARGET, "cat /var/lib/mattermost-deploy/db-migrate.json"))["status"] == "rolled-back"
@@ -223,7 +223,7 @@ def test_rollback_refuses_to_lose_new_posts_then_goes_back(old_server):
 def test_migrate_again_then_upgrade_the_chain_to_11_4(old_server):
     # the operator removed the plugin's leftovers: the usual case, no table but Mattermost's
     mysql(f"DROP TABLE {PLUGIN_TABLE}")
-    again = verb("verbs/db_migrate.py")
+    again = verb("verbs/job.py", "--data", "job=db-migrate")
     assert again.ok and "every table matches" in again.output, again.output[-5000:]
     assert PLUGIN_TABLE not in psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").split()
     chain = [OLD, *OLD_RELEASES[1:], OLDER_ESR, ESR_VERSION]
