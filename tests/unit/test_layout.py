@@ -12,22 +12,42 @@ from mmhelper.bundle import build, modules
 ROOT = Path(__file__).resolve().parents[2]
 
 
+PACKAGES = ("tasks", "verbs", "facts", "mmhelper", "bench", "tests")
+
+
+def project_modules() -> dict[str, Path]:
+    """Dotted module name -> file, for every module of the project's packages."""
+    found = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if ".cache" in path.parts:
+                continue
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = path
+    return found
+
+
+def imports() -> dict[str, set[str]]:
+    """module -> the project's modules it imports (anywhere in the file, also inside functions)."""
+    modules = project_modules()
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found |= {f"{node.module}.{a.name}" for a in node.names} | {node.module}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        graph[name] = {m for m in found if m in modules and m != name and not name.startswith(m + ".")}
+    return graph
+
+
 def task_imports() -> dict[str, set[str]]:
     """tasks module -> the tasks modules it imports (anywhere in the file)."""
-    names = {p.stem for p in (ROOT / "tasks").glob("*.py") if p.stem != "__init__"}
-    graph = {}
-    for name in names:
-        tree = ast.parse((ROOT / "tasks" / f"{name}.py").read_text())
-        found = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module == "tasks":
-                found |= {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tasks."):
-                found.add(node.module.split(".")[1])
-            elif isinstance(node, ast.Import):
-                found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("tasks.")}
-        graph[name] = found & names
-    return graph
+    return {name.split(".", 1)[1]: {m.split(".", 1)[1] for m in deps if m.startswith("tasks.")}
+            for name, deps in imports().items() if name.startswith("tasks.")}
 
 
 def find_circle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -63,6 +83,20 @@ def test_no_import_circle_among_tasks():
     graph = task_imports()
     assert graph["state"] >= {"base", "config", "housekeeping"}  # the check sees the imports
     assert find_circle(graph) is None, " -> ".join(find_circle(graph))
+
+
+def test_no_import_circle_anywhere():
+    graph = imports()
+    # the check sees imports in every package, also those inside functions
+    assert graph["mmhelper.steps.state"] >= {"mmhelper.parts.discover", "mmhelper.steps.adopt"}
+    assert "verbs.jobs" in graph["verbs.job"] and "tasks.state" in graph["verbs.server_actions"]
+    assert find_circle(graph) is None, " -> ".join(find_circle(graph))
+
+
+def test_the_server_package_is_laid_out_by_kind():
+    """Jobs on the engine, the mechanics they use, the one-shot steps: nothing else beside main."""
+    top = {p.name for p in (ROOT / "mmhelper").iterdir() if not p.name.startswith((".", "__"))}
+    assert top == {"jobs", "parts", "steps", "tests", "main.py", "bundle.py"}, top
 
 
 def test_no_server_module_over_400_lines():
