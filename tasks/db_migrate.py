@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from tasks.plans import plan_ending
+
 TABLES_FILE = Path(__file__).with_name("mattermost_tables.txt")
 EXTRA_TABLES = ("refuse", "copy", "leave")
 
@@ -94,11 +96,6 @@ def plan_text(host: str, plan: dict) -> str:
                      "`make db-migrate` continues it, `make db-migrate-rollback` goes back")
     elif state.get("status") == "failed":
         lines.append(f"  the last attempt failed: {state.get('failed')}")
-    for warning in plan.get("warnings", []):
-        lines.append(f"  note: {warning}")
-    for refusal in plan.get("refusals", []):
-        lines.append(f"  REFUSED: {refusal}")
-    if not plan.get("refusals"):
-        lines.append("  ready: `make db-migrate` (the MySQL database stays untouched; `make db-migrate-rollback` "
-                     "goes back to it)")
+    lines += plan_ending(plan, plan.get("warnings", []), "`make db-migrate` (the MySQL database stays untouched; "
+                                                         "`make db-migrate-rollback` goes back to it)")
     return "\n".join(lines)

@@ -11,6 +11,7 @@ import json
 from mmhelper.parts.pg import REMOTE_DB_FILE
 from tasks.config import DB_CA_PATH, datasource_parts
 from tasks.database import remote_spec
+from tasks.plans import plan_ending
 
 # Where the move finds the TLS key and certificate the verb uploads for the replication link.
 TLS_UPLOAD_DIR = "/etc/mattermost/private/db-move-tls"
@@ -59,11 +60,6 @@ def plan_text(host: str, plan: dict) -> str:
                      "digest compared on both sides, switch, start")
     if plan.get("state") in ("running", "failed"):
         lines.append(f"  an earlier move {plan['state']}: `make move-database` goes on or starts it anew")
-    for note in plan.get("notes", []):
-        lines.append(f"  note: {note}")
-    for refusal in plan.get("refusals", []):
-        lines.append(f"  REFUSED: {refusal}")
-    if not plan.get("refusals"):
-        lines.append("  ready: `make move-database` (the local database stays as it is at the stop; "
-                     "`make move-database-rollback` goes back to it)")
+    lines += plan_ending(plan, plan.get("notes", []), "`make move-database` (the local database stays as it is at "
+                                                      "the stop; `make move-database-rollback` goes back to it)")
     return "\n".join(lines)

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tasks.plans import plan_ending
+
 STORES = ("local", "s3")
 KEY_ENV = ("MATTERMOST_S3_ACCESS_KEY_ID", "MATTERMOST_S3_SECRET_ACCESS_KEY")
 BACKUP_KEY_ENV = ("MATTERMOST_S3_BACKUP_ACCESS_KEY_ID", "MATTERMOST_S3_BACKUP_SECRET_ACCESS_KEY")
@@ -169,10 +171,8 @@ def move_plan_text(host: str, plan: dict) -> str:
     if state.get("status") == "running":
         lines.append(f"  an earlier move stopped after: {', '.join(state.get('done') or []) or 'nothing'} - "
                      "`make move-files` goes on")
-    lines += [f"  REFUSED: {r}" for r in plan.get("refusals", [])]
-    if not plan.get("refusals"):
-        lines.append("  ready: the copy runs while Mattermost serves; users wait only for the final pass, the switch "
-                     "and the start; the source is kept")
+    lines += plan_ending(plan, [], "the copy runs while Mattermost serves; users wait only for the final pass, the "
+                                   "switch and the start; the source is kept")
     return "\n".join(lines)
 
 

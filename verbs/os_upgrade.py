@@ -14,19 +14,18 @@ or killed run leaves the lock and its progress on the server; running it again c
 
 import json
 import time
-from pathlib import Path
 
 from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.exceptions import DeployError
 
 from tasks.backup import backup_spec
-from tasks.common import ROOT, helper, run_on, settings, streamed
+from tasks.common import helper, run_on, settings, streamed
 from tasks.os_release import make_os_plan, plan_text, report_text
 from tasks.patching import operator_id
 from tasks.release import installed_version
 from tasks.state import read as read_server_state
-from verbs.server_actions import reboot_and_wait, require_deployed, single_server_only
+from verbs.server_actions import nothing_to_do, reboot_and_wait, reported, require_deployed, save_report, single_server_only
 
 
 def os_spec(s, **extra) -> dict:
@@ -95,26 +94,8 @@ def write_report(state, host, plan):
         return False
     record = json.loads(output.stdout.strip().splitlines()[-1])
     text = report_text(host.name, record, plan)
-    folder = Path(s.reports_dir) if Path(s.reports_dir).is_absolute() else ROOT / s.reports_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(record.get("started", time.time())))
-    path = folder / f"os-upgrade-{host.name}-{stamp}.txt"
-    path.write_text(text + "\n")
-    path.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
-    logger.info("\n" + text + f"\n  report: {path}\n")
+    save_report("os-upgrade", host.name, record, text)
     return bool(record.get("healthy"))
-
-
-@operation(is_idempotent=False)
-def finished(plan):
-    yield FunctionCommand(write_report, (plan,), {})
-
-
-@operation()
-def nothing_to_do(reason: str):
-    host.noop(reason)
-    return
-    yield
 
 
 s = settings()
@@ -150,4 +131,4 @@ else:
     if "reboot" not in plan.done:
         rebooted(name="Reboot into Debian 13, then wait for SSH and a healthy Mattermost", version=version)
     cluster_upgraded(name="Upgrade the PostgreSQL cluster (Mattermost stopped only for this)", version=version)
-    finished(name="Write the release upgrade report and release the lock", plan=plan)
+    reported(name="Write the release upgrade report and release the lock", report=write_report, plan=plan)

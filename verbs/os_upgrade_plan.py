@@ -14,29 +14,25 @@ from pyinfra.api.exceptions import PyinfraError
 from tasks.os_release import make_os_plan, plan_text
 from tasks.state import read as read_server_state
 from verbs.server_actions import single_server_only
-from verbs.session import connected, on
+from verbs.session import each_host
+
+
+def plan_for(host):
+    if single_server_only("the Debian release upgrade"):
+        raise PyinfraError(single_server_only("the Debian release upgrade"))
+    now = read_server_state(os_release=True)
+    return make_os_plan(host.name, now["os"], now["os_release"], bool(now["health"]["ok"]))
 
 
 def main(argv: list[str]) -> int:
     failed = False
-    with connected(argv) as (_, hosts):
-        for host, error in hosts:
-            if error:
-                print(f"FAILED: {host.name}: {error}", file=sys.stderr)
-                failed = True
-                continue
-            with on(host):
-                try:
-                    if single_server_only("the Debian release upgrade"):
-                        raise PyinfraError(single_server_only("the Debian release upgrade"))
-                    now = read_server_state(os_release=True)
-                    plan = make_os_plan(host.name, now["os"], now["os_release"], bool(now["health"]["ok"]))
-                except PyinfraError as e:
-                    print(f"FAILED: {e}", file=sys.stderr)
-                    failed = True
-                    continue
-            print(plan_text(plan))
-            failed = failed or not plan.safe
+    for name, plan, error in each_host(argv, plan_for, database_servers=True):
+        if error:
+            print(f"FAILED: {name}: {error}", file=sys.stderr)
+            failed = True
+            continue
+        print(plan_text(plan))
+        failed = failed or not plan.safe
     return 1 if failed else 0
 
 

@@ -18,7 +18,6 @@ part. `make patch-night` passes --fail-percent 0: the first failure stops the wh
 
 import json
 import time
-from pathlib import Path
 
 from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
@@ -26,13 +25,13 @@ from pyinfra.api.exceptions import DeployError
 
 from tasks import notices
 from tasks.backup import backup_spec
-from tasks.common import ROOT, after_database_servers, helper, run_on, settings, streamed
+from tasks.common import after_database_servers, helper, run_on, settings, streamed
 from tasks.patching import NoMattermost, all_good_problems, make_plan, operator_id, plan_text, report_text
 from tasks.release import configure as releases_verified
 from tasks.release import decision, installed_version
 from tasks.service import upgrade_chain
 from tasks.state import read as read_server_state
-from verbs.server_actions import reboot_and_wait, require_deployed
+from verbs.server_actions import nothing_to_do, reboot_and_wait, reported, require_deployed, save_report
 
 
 def patch_spec(s, **extra) -> dict:
@@ -98,13 +97,7 @@ def write_report(state, host, plan):
         return False
     record = json.loads(stdout.strip().splitlines()[-1])
     text = report_text(host.name, record, plan)
-    folder = Path(s.reports_dir) if Path(s.reports_dir).is_absolute() else ROOT / s.reports_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(record.get("started", time.time())))
-    path = folder / f"patch-night-{host.name}-{stamp}.txt"
-    path.write_text(text + "\n")
-    path.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
-    logger.info("\n" + text + f"\n  report: {path}\n")
+    stamp = save_report("patch-night", host.name, record, text)
     problems = all_good_problems(record)
     if notices.enabled(s):  # the summary in the notices channel (mail when Mattermost cannot post)
         run_on(host, helper("notify", {
@@ -112,18 +105,6 @@ def write_report(state, host, plan):
             "subject": "patch night: " + ("all good" if not problems else f"{len(problems)} problem(s)")}))
     # The run fails (after writing its report) when Mattermost is unhealthy or the off-server copy failed.
     return not [p for p in problems if "reboot" not in p]
-
-
-@operation(is_idempotent=False)
-def finished(plan):
-    yield FunctionCommand(write_report, (plan,), {})
-
-
-@operation()
-def nothing_to_do(reason: str):
-    host.noop(reason)
-    return
-    yield
 
 
 def patch_database_server(plan, holder: str) -> None:
@@ -141,7 +122,7 @@ def patch_database_server(plan, holder: str) -> None:
     if "reboot" not in plan.done:
         rebooted_if_required(name="Database server: reboot if required, then wait for SSH and PostgreSQL",
                              expected=bool(plan.reboot), version=None)
-    finished(name="Database server: write the patch night report and release the lock", plan=plan)
+    reported(name="Database server: write the patch night report and release the lock", report=write_report, plan=plan)
 
 
 def patch(plan, holder: str, version_now: str | None, d) -> None:
@@ -161,7 +142,7 @@ def patch(plan, holder: str, version_now: str | None, d) -> None:
     if d.upgrade and version_now:
         releases_verified()  # every stop of the chain downloaded and verified before the first hop
         upgrade_chain(d)
-    finished(name="Write the patch night report and release the lock", plan=plan)
+    reported(name="Write the patch night report and release the lock", report=write_report, plan=plan)
 
 
 s = settings()

@@ -9,35 +9,29 @@ from __future__ import annotations
 
 import sys
 
-from pyinfra.api.exceptions import PyinfraError
-
 from tasks.common import settings
 from tasks.patching import NoMattermost, make_plan, plan_text
 from tasks.release import decision
 from tasks.state import read as read_server_state
-from verbs.session import connected, on
+from verbs.session import each_host
+
+
+def plan_for(host):
+    s, now = settings(), read_server_state(os_updates="refresh")
+    d = NoMattermost() if s.place.role == "database" else decision()
+    return make_plan(now["os_updates"], d, s.patch_reboot_packages, s.patch_never_restart)
 
 
 def main(argv: list[str]) -> int:
     failed = False
-    with connected(argv) as (_, hosts):
-        for host, error in hosts:
-            if error:
-                print(f"FAILED: {host.name}: {error}", file=sys.stderr)
-                failed = True
-                continue
-            with on(host):
-                try:
-                    s, now = settings(), read_server_state(os_updates="refresh")
-                    d = NoMattermost() if s.place.role == "database" else decision()
-                    plan = make_plan(now["os_updates"], d, s.patch_reboot_packages, s.patch_never_restart)
-                except PyinfraError as e:
-                    print(f"FAILED: {e}", file=sys.stderr)
-                    failed = True
-                    continue
-            print(plan_text(host.name, plan))
-            if plan.lock:
-                print(f"  note: a patch night lock is held by {plan.lock.get('holder')}")
+    for name, plan, error in each_host(argv, plan_for, database_servers=True):
+        if error:
+            print(f"FAILED: {name}: {error}", file=sys.stderr)
+            failed = True
+            continue
+        print(plan_text(name, plan))
+        if plan.lock:
+            print(f"  note: a patch night lock is held by {plan.lock.get('holder')}")
     return 1 if failed else 0
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
-from pyinfra import logger
-from pyinfra.api import operation
+from pyinfra import host, logger
+from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.exceptions import DeployError
 
 from tasks.backup import backup_spec
-from tasks.common import HELPER, helper, path_info, run_on, settings, streamed
+from tasks.common import HELPER, ROOT, helper, path_info, run_on, settings, streamed
 from tasks.files import bucket_spec
 from tasks.state import read as read_server_state
 
@@ -117,3 +119,31 @@ def reboot_and_wait(state, host, expected: bool, timeout: int, version: str, mar
     if status:
         status, _ = _run(host, mark)
     return status
+
+
+def save_report(kind: str, host_name: str, record: dict, text: str) -> str:
+    """A run's report kept on the workstation: reports/<kind>-<host>-<start>.txt and its record
+    beside it as .json; shown at the end of the run. Returns the stamp of its name."""
+    s = settings()
+    folder = Path(s.reports_dir) if Path(s.reports_dir).is_absolute() else ROOT / s.reports_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(record.get("started", time.time())))
+    path = folder / f"{kind}-{host_name}-{stamp}.txt"
+    path.write_text(text + "\n")
+    path.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+    logger.info("\n" + text + f"\n  report: {path}\n")
+    return stamp
+
+
+@operation(is_idempotent=False)
+def reported(report, plan):
+    """The run's end on the workstation: `report(state, host, plan)` reads the record, writes
+    the report and says whether the run succeeded."""
+    yield FunctionCommand(report, (plan,), {})
+
+
+@operation()
+def nothing_to_do(reason: str):
+    host.noop(reason)
+    return
+    yield

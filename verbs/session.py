@@ -67,11 +67,11 @@ class ConnectErrors(BaseStateCallback):
         return ssh_failure(host.name, self.by_host.get(host.name, "no answer")).split(": ", 1)[1]
 
 
-def each_host(argv: list[str], read) -> list[tuple[str, object, str | None]]:
+def each_host(argv: list[str], read, database_servers: bool = False) -> list[tuple[str, object, str | None]]:
     """(host name, read(host), None) for every Mattermost server of the inventory, or
     (name, None, why) when it cannot be reached or the read fails with the operator's reason.
     Database servers of other machines (mattermost_role "database") have no Mattermost to
-    read and are left out."""
+    read and are left out, unless the verb has their part too (`database_servers`)."""
     from tasks.common import settings
 
     out = []
@@ -82,7 +82,7 @@ def each_host(argv: list[str], read) -> list[tuple[str, object, str | None]]:
                 continue
             try:
                 with on(host):
-                    if settings().place.role == "database":
+                    if settings().place.role == "database" and not database_servers:
                         continue
                     out.append((host.name, read(host), None))
             except PyinfraError as e:

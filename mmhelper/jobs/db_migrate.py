@@ -265,9 +265,7 @@ class Migration(Job):
               "are satisfied.", flush=True)
 
     def failed(self, error, reason):
-        back = _back_to_mysql(self.spec, self.progress)
-        self.progress.save(status="failed", failed=reason[:500])
-        return Failure(f"the migration failed ({reason}); {back}")
+        return self.gave_up(reason, _back_to_mysql(self.spec, self.progress), forget_steps=False)
 
 
 def migrate(spec):

@@ -265,9 +265,7 @@ class DatabaseMove(Job):
               "`make move-database-rollback` goes back to it.", flush=True)
 
     def failed(self, error, reason):
-        back = _back_to_local(self.spec, self.progress)
-        self.progress.save(status="failed", failed=reason[:500], done=[])
-        return Failure(f"the move failed ({reason}); {back}")
+        return self.gave_up(reason, _back_to_local(self.spec, self.progress), forget_steps=True)
 
 
 def move(spec):

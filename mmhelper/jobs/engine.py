@@ -130,6 +130,12 @@ class Job:
     def done(self, step):
         return self.progress.done(step)
 
+    def gave_up(self, reason, back, forget_steps):
+        """After the way back (`back` says what it did): the run is recorded as failed, with or
+        without its finished steps (the job's choice), and the Failure that says both."""
+        self.progress.save(status="failed", failed=reason[:500], **({"done": []} if forget_steps else {}))
+        return Failure(f"the {self.noun} failed ({reason}); {back}")
+
 
 def run(job):
     """Run `job` under its lock: fresh, or going on from where an unfinished run stopped."""
