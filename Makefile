@@ -132,31 +132,36 @@ os-upgrade: setup
 upgrade-plan: setup
 	$(PY) -m verbs.upgrade_plan $(if $(filter 1 yes true,$(JSON)),--json,)
 
+# The long jobs (verbs/jobs.py): the plan, the run (or its continuation), the way back.
+is_set = $(filter 1 yes true,$(1))
+JSONFLAG := $(if $(call is_set,$(JSON)),--json,)
+job_plan = $(PY) -m verbs.job_plan $(1) $(JSONFLAG)
+job_run = $(PY) -m tasks.run verbs/job.py $(YESFLAG) --data job=$(1)
+job_back = $(call job_run,$(1)) --data job_action=rollback $(if $(call is_set,$(DISCARD)),--data discard=true,)
+
 db-migrate-plan: setup
-	$(PY) -m verbs.job_plan db-migrate $(if $(filter 1 yes true,$(JSON)),--json,)
+	$(call job_plan,db-migrate)
 
 db-migrate: setup
-	$(PY) -m tasks.run verbs/job.py $(YESFLAG) --data job=db-migrate
+	$(call job_run,db-migrate)
 
 db-migrate-rollback: setup
-	$(PY) -m tasks.run verbs/job.py $(YESFLAG) --data job=db-migrate --data job_action=rollback \
-		$(if $(filter 1 yes true,$(DISCARD)),--data discard=true,)
+	$(call job_back,db-migrate)
 
 move-files-plan: setup
-	$(PY) -m verbs.job_plan move-files $(if $(filter 1 yes true,$(BACK)),--back,) $(if $(filter 1 yes true,$(JSON)),--json,)
+	$(call job_plan,move-files) $(if $(call is_set,$(BACK)),--back,)
 
 move-files: setup
-	$(PY) -m tasks.run verbs/job.py $(YESFLAG) --data job=move-files $(if $(filter 1 yes true,$(BACK)),--data move_back=true,)
+	$(call job_run,move-files) $(if $(call is_set,$(BACK)),--data move_back=true,)
 
 move-database-plan: setup
-	$(PY) -m verbs.job_plan move-database $(if $(filter 1 yes true,$(JSON)),--json,)
+	$(call job_plan,move-database)
 
 move-database: setup
-	$(PY) -m tasks.run verbs/job.py $(YESFLAG) --data job=move-database
+	$(call job_run,move-database)
 
 move-database-rollback: setup
-	$(PY) -m tasks.run verbs/job.py $(YESFLAG) --data job=move-database --data job_action=rollback \
-		$(if $(filter 1 yes true,$(DISCARD)),--data discard=true,)
+	$(call job_back,move-database)
 
 test: setup prereqs mattermost-builds
 	$(PY) -m pytest

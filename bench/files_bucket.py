@@ -16,10 +16,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
+from bench.common import on, table, timed
 from tests import seaweedfs, testhost
 from tests.e2e import chat
 
@@ -27,10 +27,7 @@ NAME, PORT = "bench-files", 24462
 
 
 def sh(command: str) -> str:
-    code, out = testhost.exec_on(NAME, command)
-    if code != 0:
-        raise RuntimeError(f"{command[:100]!r} failed: {out[-2000:]}")
-    return out
+    return on(NAME, command)
 
 
 def keys() -> dict:
@@ -41,13 +38,7 @@ def keys() -> dict:
 
 
 def run(*args: str) -> str:
-    env = dict(os.environ, **keys(), MMDEPLOY_TARGET=NAME, PYINFRA_PROGRESS="off")
-    verb = [args[0]] if args and args[0].endswith(".py") else []
-    proc = subprocess.run([sys.executable, "-m", "tasks.run", *verb, "-y", *args[len(verb):]], env=env,
-                          capture_output=True, text=True, timeout=7200)
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(args)} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
-    return proc.stdout
+    return timed(NAME, *args, env=keys())[1]
 
 
 def transfer(client, channel: str, size: int) -> tuple[float, float]:
@@ -115,15 +106,11 @@ def main(argv: list[str]) -> int:
     bucket = transfers(chat.login(PORT, "bencher"), channel, args.rounds)
     print(f"[bench] bucket: {bucket}", file=sys.stderr, flush=True)
     testhost.stop_server(NAME)
-    print("| file | upload local | upload bucket | download local | download bucket |")
-    print("|---|---|---|---|---|")
-    for size in local:
-        print(f"| {size} | {local[size]['upload_s']} s | {bucket[size]['upload_s']} s | {local[size]['download_s']} s | "
-              f"{bucket[size]['download_s']} s |")
-    print("\n| files in data/ | users wait (s) | final pass (s) | copy while serving (s) |")
-    print("|---|---|---|---|")
-    for m in moves:
-        print(f"| {m['files']} | {m['outage_s']} | {m['final_s']} | {m['copy_s']} |")
+    print(table(["file", "upload local", "upload bucket", "download local", "download bucket"],
+                [[size, f"{local[size]['upload_s']} s", f"{bucket[size]['upload_s']} s", f"{local[size]['download_s']} s",
+                  f"{bucket[size]['download_s']} s"] for size in local]))
+    print("\n" + table(["files in data/", "users wait (s)", "final pass (s)", "copy while serving (s)"],
+                       [[m["files"], m["outage_s"], m["final_s"], m["copy_s"]] for m in moves]))
     return 0
 
 

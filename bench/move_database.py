@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
-import time
 
+from bench.common import on, timed
 from tests import testhost
 from tests.e2e import chat
 from tests.standin import build
@@ -35,21 +33,13 @@ VERSION = build.ESR_VERSION
 
 
 def sh(name: str, command: str) -> str:
-    code, out = testhost.exec_on(name, command)
-    if code != 0:
-        raise RuntimeError(f"{command[:100]!r} failed: {out[-2000:]}")
-    return out
+    return on(name, command)
 
 
 def run(target: str, *args: str) -> tuple[float, str]:
-    env = dict(os.environ, MATTERMOST_DB_PASSWORD=PASSWORD, MMDEPLOY_TARGET=target, PYINFRA_PROGRESS="off")
     verb = [args[0]] if args and args[0].endswith(".py") else []
-    started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "tasks.run", *verb, "-y", "--data", f"mattermost_version={VERSION}",
-                           *args[len(verb):]], env=env, capture_output=True, text=True, timeout=6 * 3600)
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(args)} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
-    return time.monotonic() - started, proc.stdout
+    return timed(target, *verb, "--data", f"mattermost_version={VERSION}", *args[len(verb):],
+                 env={"MATTERMOST_DB_PASSWORD": PASSWORD}, timeout=6 * 3600)
 
 
 def db_bytes() -> int:

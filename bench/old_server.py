@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
-import subprocess
 import sys
 import time
 
+from bench.common import on, table, timed
 from tests import oldserver, testhost
 from tests.standin import build
 
@@ -82,20 +81,11 @@ EOF
 
 
 def sh(command: str) -> str:
-    code, out = testhost.exec_on(NAME, command)
-    if code != 0:
-        raise RuntimeError(f"{command[:100]!r} failed: {out[-2000:]}")
-    return out
+    return on(NAME, command)
 
 
 def run(*args: str, timeout: int = 7200) -> str:
-    env = dict(os.environ, MMDEPLOY_TARGET=NAME, PYINFRA_PROGRESS="off")
-    verb = [args[0]] if args and args[0].endswith(".py") else []
-    proc = subprocess.run([sys.executable, "-m", "tasks.run", *verb, "-y", *args[len(verb):]], env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(args)} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
-    return proc.stdout
+    return timed(NAME, *args, timeout=timeout)[1]
 
 
 def mysql_mb() -> float:
@@ -197,16 +187,12 @@ def main(argv: list[str]) -> int:
                         "hops": hops})
         print(json.dumps(results[-1], indent=1), flush=True)
     testhost.stop_server(NAME)
-    print("| posts | MySQL MB | db-migrate outage s (copy / verify) | documented manual s | ratio |")
-    print("|---|---|---|---|---|")
-    for r in results:
-        print(f"| {r['posts']} | {r['mysql_mb']} | {r['migration_outage_s']} ({r['copy_s']} / {r['verify_s']}) | "
-              f"{r['manual_outage_s']} | {r['ratio']} |")
-    print("\n| posts | hop | ours s | documented s (pg_dump + cp -ra inside) |")
-    print("|---|---|---|---|")
-    for r in results:
-        for h in r["hops"]:
-            print(f"| {r['posts']} | {h['hop']} | {h['ours_s']} | {h['documented_s']} ({h['dump_s']} + {h['copy_s']}) |")
+    print(table(["posts", "MySQL MB", "db-migrate outage s (copy / verify)", "documented manual s", "ratio"],
+                [[r["posts"], r["mysql_mb"], f"{r['migration_outage_s']} ({r['copy_s']} / {r['verify_s']})",
+                  r["manual_outage_s"], r["ratio"]] for r in results]))
+    print("\n" + table(["posts", "hop", "ours s", "documented s (pg_dump + cp -ra inside)"],
+                       [[r["posts"], h["hop"], h["ours_s"], f"{h['documented_s']} ({h['dump_s']} + {h['copy_s']})"]
+                        for r in results for h in r["hops"]]))
     return 0
 
 

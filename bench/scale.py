@@ -26,10 +26,10 @@ import json
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 
+from bench.common import on, timed
 from bench.upgrade_downtime import longest_outage, start_poller, stop_poller
 from tests import testhost
 from tests.standin import build
@@ -42,22 +42,11 @@ SEED = ("mmctl() { cd /opt/mattermost && MMCTL_LOCAL_SOCKET_PATH=/run/mattermost
 
 
 def sh(name: str, command: str) -> str:
-    code, out = testhost.exec_on(name, command)
-    if code != 0:
-        raise RuntimeError(f"{command[:80]!r} failed on {name}: {out[-1500:]}")
-    return out
+    return on(name, command)
 
 
 def deploy(name: str, *args: str) -> tuple[float, str]:
-    env = dict(os.environ, MMDEPLOY_TARGET=name, PYINFRA_PROGRESS="off", RESTIC_PASSWORD=PASSWORD)
-    verb = [args[0]] if args and args[0].endswith(".py") else []
-    started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "tasks.run", *verb, "-y", *args[len(verb):]],
-                          env=env, capture_output=True, text=True, timeout=7200)
-    took = time.monotonic() - started
-    if proc.returncode != 0:
-        sys.exit(f"deploy {' '.join(args)} on {name} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
-    return took, proc.stdout
+    return timed(name, *args, env={"RESTIC_PASSWORD": PASSWORD})
 
 
 def start(name: str, sftp: dict, port: int) -> None:

@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 
+from bench.common import on
 from tests import testhost
 
 NAME = "bench-security"
@@ -92,10 +93,7 @@ CapabilityBoundingSet=~CAP_SYS_ADMIN CAP_SYS_PTRACE CAP_SYSLOG
 
 
 def on_server(command: str) -> str:
-    code, out = testhost.exec_on(NAME, command)
-    if code != 0:
-        raise RuntimeError(f"{command!r} failed: {out[-2000:]}")
-    return out
+    return on(NAME, command)
 
 
 def lynis_index() -> int:

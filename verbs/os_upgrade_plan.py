@@ -14,7 +14,7 @@ from pyinfra.api.exceptions import PyinfraError
 from tasks.os_release import make_os_plan, plan_text
 from tasks.state import read as read_server_state
 from verbs.server_actions import single_server_only
-from verbs.session import each_host
+from verbs.session import read_plans
 
 
 def plan_for(host):
@@ -25,15 +25,10 @@ def plan_for(host):
 
 
 def main(argv: list[str]) -> int:
-    failed = False
-    for name, plan, error in each_host(argv, plan_for, database_servers=True):
-        if error:
-            print(f"FAILED: {name}: {error}", file=sys.stderr)
-            failed = True
-            continue
+    plans, failed = read_plans(argv, plan_for, database_servers=True)
+    for plan in plans.values():
         print(plan_text(plan))
-        failed = failed or not plan.safe
-    return 1 if failed else 0
+    return 1 if failed or not all(plan.safe for plan in plans.values()) else 0
 
 
 if __name__ == "__main__":

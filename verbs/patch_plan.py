@@ -13,7 +13,7 @@ from tasks.common import settings
 from tasks.patching import NoMattermost, make_plan, plan_text
 from tasks.release import decision
 from tasks.state import read as read_server_state
-from verbs.session import each_host
+from verbs.session import read_plans
 
 
 def plan_for(host):
@@ -23,12 +23,8 @@ def plan_for(host):
 
 
 def main(argv: list[str]) -> int:
-    failed = False
-    for name, plan, error in each_host(argv, plan_for, database_servers=True):
-        if error:
-            print(f"FAILED: {name}: {error}", file=sys.stderr)
-            failed = True
-            continue
+    plans, failed = read_plans(argv, plan_for, database_servers=True)
+    for name, plan in plans.items():
         print(plan_text(name, plan))
         if plan.lock:
             print(f"  note: a patch night lock is held by {plan.lock.get('holder')}")

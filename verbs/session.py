@@ -90,21 +90,28 @@ def each_host(argv: list[str], read, database_servers: bool = False) -> list[tup
     return out
 
 
+def read_plans(argv: list[str], read, database_servers: bool = False) -> tuple[dict, bool]:
+    """({host name: read(host)} of the hosts that could be read, whether any could not); one
+    FAILED line on stderr for each that could not."""
+    import sys
+
+    results = each_host(argv, read, database_servers)
+    for name, _, error in results:
+        if error:
+            print(f"FAILED: {name}: {error}", file=sys.stderr)
+    return {name: plan for name, plan, error in results if not error}, any(error for *_, error in results)
+
+
 def report_plans(argv: list[str], read, text) -> int:
     """A plan verb's whole run: read(host) per host, printed as text(host name, plan) (or all
     as JSON with --json), one FAILED line per host that could not be read; the exit status."""
     import json
-    import sys
 
-    results = each_host(argv, read)
-    for name, _, error in results:
-        if error:
-            print(f"FAILED: {name}: {error}", file=sys.stderr)
-    plans = {name: plan for name, plan, error in results if not error}
+    plans, failed = read_plans(argv, read)
     if plans or "--json" in argv:
         print(json.dumps(plans, indent=1, sort_keys=True) if "--json" in argv else
               "\n".join(text(name, plan) for name, plan in plans.items()))
-    return 1 if any(error for *_, error in results) else 0
+    return 1 if failed else 0
 
 
 def override_data(argv: list[str]) -> dict:

@@ -50,6 +50,28 @@ def deploy(target: str, *args: str, env: dict | None = None, timeout: int = 1200
     return Run(proc.returncode, proc.stdout + proc.stderr)
 
 
+def killed_while(target: str, args: list[str], running: str, timeout: float, what: str) -> None:
+    """Start a verb as the operator does (`python -m tasks.run ARGS`), wait until `running`
+    shows in the server's process list, then SIGKILL the run and all it started on this
+    workstation - a lost connection, a laptop closed in the middle."""
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "MATTERMOST_DB_PASSWORD"}
+    env.update(MMDEPLOY_TARGET=target, PYINFRA_PROGRESS="off")
+    proc = subprocess.Popen([sys.executable, "-m", "tasks.run", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + timeout
+        while running not in testhost.exec_on(target, "ps -eo args")[1]:
+            assert time.time() < deadline, f"{what} never started"
+            assert proc.poll() is None, f"the run ended before {what} could be killed"
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def planned_changes(target: str, *args: str, env: dict | None = None) -> list[str]:
     """Names of the operations a dry run says would change something (pyinfra --json)."""
     proc = subprocess.run([sys.executable, "-m", "tasks.run", "--dry", "--json", *args], cwd=ROOT,

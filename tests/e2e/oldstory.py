@@ -6,13 +6,23 @@ from __future__ import annotations
 
 import json
 
-from tests import oldserver
+from tests import oldserver, testhost
 from tests.e2e import chat
 from tests.e2e.conftest import sh
 
 OLD = "5.39.0"
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                     "1f15c4890000000d49444154789c6360f8cfc0f01f0005fe02fea7d4a0a10000000049454e44ae426082")
+
+
+def start_old_server(target: str, ssh_port: int, port: int, engine: str, db_password: str) -> dict:
+    """A fresh Debian 12 test server with Mattermost 5.39 installed on it by the old guide
+    (MariaDB or PostgreSQL) and used: what its users made."""
+    testhost.stop_server(target)
+    testhost.start_server(target, ssh_port=ssh_port, https_port=port, distro="bookworm",
+                          extra_data={"mattermost_allow_below_7_1": True})  # 7.1 cannot be built here (README)
+    oldserver.install(target, OLD, engine, db_password, f"https://127.0.0.1:{port}")
+    return oldserver.seed(target)
 
 
 def old_login(port: int, name: str) -> chat.Driver:

@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from tests import oldserver, testhost
+from tests import testhost
 from tests.e2e import oldstory
 from tests.e2e.conftest import KEEP, ROOT, deploy, planned_changes, run_env, sh
 from tests.e2e.oldstory import OLD, everything_is_there, old_login
@@ -58,11 +58,7 @@ def plan(*data: str) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def old_server():
-    testhost.stop_server(TARGET)
-    testhost.start_server(TARGET, ssh_port=22331, https_port=PORT, distro="bookworm",
-                          extra_data={"mattermost_allow_below_7_1": True})  # 7.1 cannot be built here (README)
-    oldserver.install(TARGET, OLD, "mysql", DB_PASSWORD, f"https://127.0.0.1:{PORT}")
-    STATE["made"] = oldserver.seed(TARGET)
+    STATE["made"] = oldstory.start_old_server(TARGET, 22331, PORT, "mysql", DB_PASSWORD)
     mysql(f"CREATE TABLE {PLUGIN_TABLE} (id VARCHAR(36) PRIMARY KEY, title TEXT, fields JSON, update_at BIGINT);"
           f"INSERT INTO {PLUGIN_TABLE} VALUES ('b1', 'Roadmap \U0001F5FA', '{{\"icon\": \"x\"}}', 1600000000000),"
           "('b2', 'Retro', NULL, 1600000000001);")

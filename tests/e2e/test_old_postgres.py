@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from tests import oldserver, testhost
+from tests import testhost
+from tests.e2e import oldstory
 from tests.e2e.conftest import KEEP, deploy, planned_changes, sh
 from tests.e2e.oldstory import OLD, everything_is_there, old_login
 from tests.standin.build import ESR_VERSION, OLD_RELEASES, OLDER_ESR
@@ -24,11 +25,7 @@ STATE: dict = {}
 
 @pytest.fixture(scope="module")
 def old_server():
-    testhost.stop_server(TARGET)
-    testhost.start_server(TARGET, ssh_port=22332, https_port=PORT, distro="bookworm",
-                          extra_data={"mattermost_allow_below_7_1": True})  # 7.1 cannot be built here (README)
-    oldserver.install(TARGET, OLD, "postgres", DB_PASSWORD, f"https://127.0.0.1:{PORT}")
-    STATE["made"] = oldserver.seed(TARGET)
+    STATE["made"] = oldstory.start_old_server(TARGET, 22332, PORT, "postgres", DB_PASSWORD)
     yield TARGET
     if not KEEP:
         testhost.stop_server(TARGET)

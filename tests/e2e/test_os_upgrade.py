@@ -10,17 +10,15 @@ The tests of this module run in file order and build on each other."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tarfile
-import time
 
 import pytest
 
 from tests import testhost
 from tests.e2e import chat
-from tests.e2e.conftest import KEEP, ROOT, deploy, https_get, planned_changes, sh
+from tests.e2e.conftest import KEEP, ROOT, deploy, https_get, killed_while, planned_changes, sh
 from tests.images import png
 from tests.standin import apt_repo, build
 from tests.testhost import UPSTREAM_ROOT
@@ -124,19 +122,7 @@ def test_release_upgrade_plan_changes_nothing_and_says_what_would_happen():
 
 
 def test_release_upgrade_killed_half_way_completes_when_run_again():
-    env = {k: v for k, v in os.environ.items() if k != "MATTERMOST_DB_PASSWORD"}
-    env.update(MMDEPLOY_TARGET=TARGET, PYINFRA_PROGRESS="off")
-    proc = subprocess.Popen([sys.executable, "-m", "tasks.run", "verbs/os_upgrade.py", "-y"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.time() + 600
-        while "apt-get -y -q" not in testhost.exec_on(TARGET, "ps -eo args")[1]:
-            assert time.time() < deadline, "the package upgrade never started"
-            assert proc.poll() is None, "the release upgrade ended before it could be killed"
-            time.sleep(1)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    killed_while(TARGET, ["verbs/os_upgrade.py", "-y"], "apt-get -y -q", 600, "the package upgrade")
     assert "os-upgrade.lock" in sh(TARGET, "ls /var/lib/mattermost-deploy")
     run = deploy(TARGET, "verbs/os_upgrade.py", timeout=3000)
     assert run.ok, run.output[-5000:]

@@ -10,7 +10,6 @@ patch_reboot_packages; the tests declare the stand-in package as one."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import time
 import pytest
 
 from tests import testhost
-from tests.e2e.conftest import KEEP, ROOT, deploy, https_get, sh
+from tests.e2e.conftest import KEEP, ROOT, deploy, https_get, killed_while, sh
 from tests.standin import apt_repo
 from tests.testhost import UPSTREAM_ROOT
 
@@ -132,20 +131,7 @@ def test_another_operators_lock_refuses_the_run_until_broken():
 
 def test_a_run_killed_mid_upgrade_completes_when_run_again():
     offer({"1.2": None, "1.3": "slow"})
-    env = {k: v for k, v in os.environ.items() if k != "MATTERMOST_DB_PASSWORD"}
-    env.update(MMDEPLOY_TARGET=TARGET, PYINFRA_PROGRESS="off")
-    proc = subprocess.Popen([sys.executable, "-m", "tasks.run", "verbs/patch_night.py", "-y", *REBOOT_PKGS],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        deadline = time.time() + 180
-        while "sleep 40" not in testhost.exec_on(TARGET, "ps -eo args")[1]:
-            assert time.time() < deadline, "the slow postinst never started"
-            assert proc.poll() is None, "patch night ended before it could be killed"
-            time.sleep(0.5)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    killed_while(TARGET, ["verbs/patch_night.py", "-y", *REBOOT_PKGS], "sleep 40", 180, "the slow postinst")
     assert "patch-night.lock" in sh(TARGET, "ls /var/lib/mattermost-deploy")
     run = patch_night()
     assert run.ok, run.output[-4000:]
