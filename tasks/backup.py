@@ -29,12 +29,12 @@ def backup_spec(s, kind: str = "nightly") -> dict:
 def offsite_spec(s) -> dict | None:
     """How the server reaches the off-server repository: paths of root-only files, never
     their contents."""
-    if not s.offsite_repository:
+    if not s.offsite.repository:
         return None
-    sftp = s.offsite_repository.startswith("sftp:")
-    return {"repository": s.offsite_repository, "password_file": s.offsite_password_file,
+    sftp = s.offsite.repository.startswith("sftp:")
+    return {"repository": s.offsite.repository, "password_file": s.offsite_password_file,
             "ssh_key": s.offsite_key_file if sftp else None, "known_hosts": s.offsite_known_hosts_file if sftp else None,
-            "env_file": s.offsite_env_file if s.offsite_env else None, "keep": s.offsite_keep, "host": s.host,
+            "env_file": s.offsite_env_file if s.offsite.env else None, "keep": s.offsite.keep, "host": s.host,
             "status_file": s.offsite_status_file, "cache_dir": "/var/cache/restic"}
 
 
@@ -64,14 +64,14 @@ def configure():
             wanted=[(s.backup_dir, "root", "root", 0o700)])
     spec = managed_file(name="Write the nightly backup's settings", path=SPEC_FILE,
                         content=json.dumps(backup_spec(s), indent=2, sort_keys=True) + "\n")
-    if s.offsite_repository:
+    if s.offsite.repository:
         names = {s.offsite_password_file: "the restic repository password", s.offsite_key_file: "the SFTP key",
                  s.offsite_env_file: "the repository's credentials (restic.env)"}
         for path in sorted(offsite_secrets(s)):
             secret_in_place(name=f"Keep {names[path]} on the server (root only)", path=path, what=names[path])
-        if s.offsite_known_hosts:
+        if s.offsite.known_hosts:
             managed_file(name="Pin the SFTP repository host's key", path=s.offsite_known_hosts_file,
-                         content=s.offsite_known_hosts)
+                         content=s.offsite.known_hosts)
     if not s.backup_schedule:
         timer_removed(name="Remove the nightly backup timer (mattermost_backup_schedule is None)")
         return

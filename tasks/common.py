@@ -44,12 +44,12 @@ def on_mysql(now: dict) -> bool:
 
 def packages(s: Settings) -> list[str]:
     if s.place.role == "database":
-        return DATABASE_SERVER_PACKAGES + (["unattended-upgrades"] if s.unattended_upgrades else []) + \
-            (["nftables"] if s.firewall else []) + (["sudo"] if s.ssh_admin_user else [])
+        return DATABASE_SERVER_PACKAGES + (["unattended-upgrades"] if s.updates.unattended else []) + \
+            (["nftables"] if s.firewall else []) + (["sudo"] if s.ssh.admin_user else [])
     base = [("postgresql-client" if p == "postgresql" else p) for p in PACKAGES] if s.place.remote else PACKAGES
-    return (base + (["unattended-upgrades"] if s.unattended_upgrades else []) + (["nftables"] if s.firewall else [])
-            + (["certbot"] if s.acme_email else []) + (["sudo"] if s.ssh_admin_user else [])
-            + (["restic", "openssh-client"] if s.offsite_repository else [])
+    return (base + (["unattended-upgrades"] if s.updates.unattended else []) + (["nftables"] if s.firewall else [])
+            + (["certbot"] if s.acme_email else []) + (["sudo"] if s.ssh.admin_user else [])
+            + (["restic", "openssh-client"] if s.offsite.repository else [])
             + (["rclone"] if s.files.bucket_configured else []))
 
 

@@ -59,7 +59,7 @@ def desired_config(s: Settings) -> dict:
         "ServiceSettings.EnableAPIChannelDeletion": False,
         "ServiceSettings.EnableAPITeamDeletion": False,
     }
-    if emoji_files(emoji_folder(s)) or s.notices_channel:
+    if emoji_files(emoji_folder(s)) or s.notices.channel:
         # Custom emoji go through the REST API with the deploy's bot and its token (the bot
         # is made over the local socket, so EnableBotAccountCreation stays off). The real
         # 10.3 server refused the converted bot a token with EnableUserAccessTokens off
@@ -75,10 +75,10 @@ def desired_config(s: Settings) -> dict:
         # The plugin's RTC server listens where the firewall opens (its plugin.json: UDPServerPort,
         # TCPServerPort, ICEHostOverride; config.json keeps plugin settings in lower case).
         calls = "PluginSettings.Plugins[com.mattermost.calls]"
-        owned[f"{calls}.udpserverport"] = s.calls_udp_port
-        owned[f"{calls}.tcpserverport"] = s.calls_tcp_port
-        if s.calls_ice_host_override:
-            owned[f"{calls}.icehostoverride"] = s.calls_ice_host_override
+        owned[f"{calls}.udpserverport"] = s.calls.udp_port
+        owned[f"{calls}.tcpserverport"] = s.calls.tcp_port
+        if s.calls.ice_host_override:
+            owned[f"{calls}.icehostoverride"] = s.calls.ice_host_override
     owned.update(email.owned_keys(s))
     owned.update(s.config)
     return owned

@@ -43,7 +43,7 @@ def query(s: Settings, os_updates_mode: str | None = None) -> str:
         "secret_files": [KEY],
         "db": {"user": s.db_user, "name": s.db_name},
         "postgresql_files": [CONF_NAME, HBA_NAME],
-        "ssh_admin_user": s.ssh_admin_user,
+        "ssh_admin_user": s.ssh.admin_user,
         "os": os_updates_mode and {"refresh": os_updates_mode == "refresh",
                                    "lists_dir": f"{s.deploy_state_dir}/apt-lists",
                                    "lock_file": s.patch_lock_file, "state_file": s.patch_state_file},

@@ -12,35 +12,35 @@ from tasks.settings import Settings, SettingsError
 
 
 def owned_keys(s: Settings) -> dict:
-    if not s.smtp_server:
+    if not s.email.server:
         return {}
     return {
         "EmailSettings.SendEmailNotifications": True,
-        "EmailSettings.SMTPServer": s.smtp_server,
-        "EmailSettings.SMTPPort": str(s.smtp_port),  # a string in config.json
-        "EmailSettings.ConnectionSecurity": s.smtp_security,
-        "EmailSettings.SkipServerCertificateVerification": s.smtp_skip_certificate_check,
-        "EmailSettings.EnableSMTPAuth": bool(s.smtp_user),
-        "EmailSettings.SMTPUsername": s.smtp_user or "",
-        "EmailSettings.SMTPPassword": {"$secret_file": s.smtp_password_file} if s.smtp_user else "",
-        "EmailSettings.FeedbackEmail": s.smtp_sender,
-        "EmailSettings.FeedbackName": s.smtp_sender_name,
+        "EmailSettings.SMTPServer": s.email.server,
+        "EmailSettings.SMTPPort": str(s.email.port),  # a string in config.json
+        "EmailSettings.ConnectionSecurity": s.email.security,
+        "EmailSettings.SkipServerCertificateVerification": s.email.skip_certificate_check,
+        "EmailSettings.EnableSMTPAuth": bool(s.email.user),
+        "EmailSettings.SMTPUsername": s.email.user or "",
+        "EmailSettings.SMTPPassword": {"$secret_file": s.smtp_password_file} if s.email.user else "",
+        "EmailSettings.FeedbackEmail": s.email.sender,
+        "EmailSettings.FeedbackName": s.email.sender_name,
     }
 
 
 def probe(s: Settings) -> dict | None:
     """What the state query connects to (no secret: the login is tried at the merge)."""
-    if not s.smtp_server:
+    if not s.email.server:
         return None
-    return {"EmailSettings": {"SMTPServer": s.smtp_server, "SMTPPort": str(s.smtp_port),
-                              "ConnectionSecurity": s.smtp_security,
-                              "SkipServerCertificateVerification": s.smtp_skip_certificate_check}}
+    return {"EmailSettings": {"SMTPServer": s.email.server, "SMTPPort": str(s.email.port),
+                              "ConnectionSecurity": s.email.security,
+                              "SkipServerCertificateVerification": s.email.skip_certificate_check}}
 
 
 def preflight(s: Settings, now: dict) -> None:
     """Stop before any change when the server cannot reach the relay as configured."""
     problem = (now.get("smtp") or {}).get("problem")
-    if s.smtp_server and problem:
+    if s.email.server and problem:
         raise SettingsError(f"settings for {s.host}: the server cannot use the SMTP relay: {problem} - check "
                             "smtp_server, smtp_port and smtp_security, and that the provider allows outgoing "
                             "connections on that port (nothing was changed on the server)")

@@ -48,7 +48,7 @@ def configure():
     s = settings()
     if not s.firewall:
         return
-    calls = f", Calls {s.calls_udp_port}/udp {s.calls_tcp_port}/tcp" if s.calls_on else ""
+    calls = f", Calls {s.calls.udp_port}/udp {s.calls.tcp_port}/tcp" if s.calls_on else ""
     opened = f"SSH, PostgreSQL from {', '.join(s.place.clients)}" if s.place.role == "database" else f"SSH, 80, 443{calls}"
     rules = managed_file(name=f"Write the nftables rules ({opened} in; everything else dropped)", path=CONF,
                          content=render("etc/nftables.conf.j2", s=s), mode=0o755)

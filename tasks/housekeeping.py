@@ -222,7 +222,7 @@ def declared(s: Settings) -> bool:
 def email_configured(s: Settings, state: dict | None) -> bool:
     """An SMTP server named in the settings (checked again on the server before a user is
     created), or the one in config.json (set in the System Console) answering."""
-    return bool(s.smtp_server or s.config.get("EmailSettings.SMTPServer") or (state or {}).get("email_configured"))
+    return bool(s.email.server or s.config.get("EmailSettings.SMTPServer") or (state or {}).get("email_configured"))
 
 
 def check_email(s: Settings, state: dict | None, actions: list[Action]) -> None:

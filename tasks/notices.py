@@ -24,7 +24,7 @@ TIMER = "/etc/systemd/system/mattermost-notices.timer"
 
 
 def enabled(s: Settings) -> bool:
-    return bool(s.notices_channel or s.notices_email)
+    return bool(s.notices.channel or s.notices.email)
 
 
 def checks_spec(s: Settings) -> dict:
@@ -32,9 +32,9 @@ def checks_spec(s: Settings) -> dict:
     return {
         "host": s.domain, "ping_url": s.ping_url, "service": "mattermost", "backup_dir": s.backup_dir,
         "backup_max_age_hours": 26 if s.backup_schedule else None,
-        "offsite_status_file": s.offsite_status_file if s.offsite_repository else None,
-        "certificate": s.certificate, "cert_days": s.notices_cert_days, "disk_percent": s.notices_disk_percent,
-        "disk_paths": [s.data_dir, s.backup_dir, "/"], "restart_limit": s.notices_restart_limit,
+        "offsite_status_file": s.offsite_status_file if s.offsite.repository else None,
+        "certificate": s.certificate, "cert_days": s.notices.cert_days, "disk_percent": s.notices.disk_percent,
+        "disk_paths": [s.data_dir, s.backup_dir, "/"], "restart_limit": s.notices.restart_limit,
         "hold_file": s.hold_file, "state_file": f"{s.deploy_state_dir}/notices.json",
     }
 
@@ -42,18 +42,18 @@ def checks_spec(s: Settings) -> dict:
 def spec(s: Settings) -> dict:
     """The timer's settings: the checks, where notices go, and - unless the version is
     pinned - where the server reads the release list to see a release the policy wants."""
-    release = None if PINNED.match(s.version_policy) else {
-        "api_url": s.notices_github_api_url or s.github_api_url, "repository": s.github_repository,
-        "policy": s.version_policy, "esr_lines": s.esr_lines}
-    return {**helper_spec(s), **checks_spec(s), "channel": s.notices_channel, "email_to": s.notices_email,
-            "digest_time": s.notices_digest_time, "release": release}
+    release = None if PINNED.match(s.release.policy) else {
+        "api_url": s.notices.github_api_url or s.release.github_api_url, "repository": s.release.github_repository,
+        "policy": s.release.policy, "esr_lines": s.release.esr_lines}
+    return {**helper_spec(s), **checks_spec(s), "channel": s.notices.channel, "email_to": s.notices.email,
+            "digest_time": s.notices.digest_time, "release": release}
 
 
 @operation()
 def channel_ready(changed: bool):
     """The deploy's bot, its token and the channel, the bot a member of it."""
     if not changed and (current().get("notices") or {}).get("ready"):
-        host.noop(f"notices reach {settings().notices_channel}")
+        host.noop(f"notices reach {settings().notices.channel}")
         return
     yield streamed(helper("notices-setup", spec(settings())))
 
@@ -93,15 +93,15 @@ def configure():
         return
     written = managed_file(name=f"Write the notices' settings ({SPEC_FILE})", path=SPEC_FILE, mode=0o600,
                            content=json.dumps(spec(s), indent=2, sort_keys=True) + "\n")
-    if s.notices_channel:
-        channel_ready(name=f"Ready the deploy's bot in {s.notices_channel}", changed=written.will_change)
+    if s.notices.channel:
+        channel_ready(name=f"Ready the deploy's bot in {s.notices.channel}", changed=written.will_change)
     units = [
         managed_file(name="Install the notices service unit", path=SERVICE,
                      content=render("etc/systemd/system/mattermost-notices.service.j2", s=s, helper=HELPER)),
         managed_file(name="Install the notices timer", path=TIMER,
                      content=render("etc/systemd/system/mattermost-notices.timer.j2", s=s)),
     ]
-    timer_enabled(name=f"Enable the notices timer (every {s.notices_every_minutes} minutes)",
+    timer_enabled(name=f"Enable the notices timer (every {s.notices.every_minutes} minutes)",
                   reload_units=any(op.will_change for op in [written, *units]))
     d = decision()
     if d.blocked and d.candidate:

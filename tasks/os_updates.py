@@ -15,10 +15,10 @@ def configure():
     s = settings()
     managed_file(name="Make needrestart list services, never restart them", path=NEEDRESTART_CONF,
                  content=render("etc/needrestart/conf.d/50-mattermost-deploy.conf.j2", s=s))
-    state = "on, security updates only" if s.unattended_upgrades else "off"
+    state = "on, security updates only" if s.updates.unattended else "off"
     managed_file(name=f"Unattended upgrades: {state}", path=AUTO_UPGRADES,
                  content=render("etc/apt/apt.conf.d/20auto-upgrades.j2", s=s))
-    if s.unattended_upgrades:
-        reboot = f"reboot at {s.unattended_upgrades_reboot_time}" if s.unattended_upgrades_reboot_time else "no reboot"
+    if s.updates.unattended:
+        reboot = f"reboot at {s.updates.unattended_reboot_time}" if s.updates.unattended_reboot_time else "no reboot"
         managed_file(name=f"Limit unattended upgrades to the security archive ({reboot})", path=UNATTENDED_CONF,
                      content=render("etc/apt/apt.conf.d/52mattermost-deploy-unattended-upgrades.j2", s=s))

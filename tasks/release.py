@@ -21,15 +21,15 @@ _lookups: dict[tuple[str, str], tuple[list[str] | None, str | None]] = {}
 
 def available_releases(s: Settings) -> tuple[list[str] | None, str | None]:
     """What the version policy needs: nothing for a pinned version, else the lookup."""
-    return (None, None) if PINNED.match(s.version_policy) else lookup_releases(s)
+    return (None, None) if PINNED.match(s.release.policy) else lookup_releases(s)
 
 
 def lookup_releases(s: Settings) -> tuple[list[str] | None, str | None]:
     """(server versions GitHub lists, None) or (None, why the lookup failed); once per run."""
-    key = (s.github_api_url, s.github_repository)
+    key = (s.release.github_api_url, s.release.github_repository)
     if key not in _lookups:
         try:
-            _lookups[key] = (server_versions(fetch_releases(s.github_api_url, s.github_repository)), None)
+            _lookups[key] = (server_versions(fetch_releases(s.release.github_api_url, s.release.github_repository)), None)
         except ReleaseLookupError as e:
             _lookups[key] = (None, str(e))
     return _lookups[key]
@@ -52,9 +52,9 @@ def decision() -> Decision:
     available, error = available_releases(s)
 
     def decided():
-        return decide(s.version_policy, installed_version(now), available, s.esr_lines, lookup_error=error,
-                      fallback=s.version_fallback, allow_esr_skip=s.allow_esr_skip,
-                      allow_below_7_1=s.allow_below_7_1, hold=now.get("hold"))
+        return decide(s.release.policy, installed_version(now), available, s.release.esr_lines, lookup_error=error,
+                      fallback=s.release.fallback, allow_esr_skip=s.release.allow_esr_skip,
+                      allow_below_7_1=s.release.allow_below_7_1, hold=now.get("hold"))
 
     d = decided()
     if d.blocked and available is None and error is None and "the release list has no" in d.blocked:
@@ -95,16 +95,16 @@ def state_links(s: Settings) -> dict[str, str]:
 
 
 def fetch_spec(s: Settings, version: str) -> dict:
-    url = s.url_for(version)
+    url = s.release.url_for(version)
     return {
         "version": version,
         "url": url,
-        "sig_url": s.signature_url.format(url=url),
-        "checksum_url": s.checksum_url.format(url=url) if s.checksum_url else None,
-        "sha256": s.release_sha256.get(version),
-        "key_url": s.signing_key_url,
+        "sig_url": s.release.signature_url.format(url=url),
+        "checksum_url": s.release.checksum_url.format(url=url) if s.release.checksum_url else None,
+        "sha256": s.release.sha256.get(version),
+        "key_url": s.release.signing_key_url,
         "key_cache": "/etc/mattermost/release-signing-key.asc",
-        "fingerprint": s.signing_key_fingerprint,
+        "fingerprint": s.release.signing_key_fingerprint,
         "releases_dir": s.releases_dir,
         "user": s.user,
         "links": state_links(s),

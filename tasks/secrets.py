@@ -15,19 +15,19 @@ from tasks.common import current, settings, upload_secret
 
 def offsite_secrets(s) -> dict[str, str]:
     """Root-only files the off-server copies need: path -> content (secret)."""
-    if not s.offsite_repository:
+    if not s.offsite.repository:
         return {}
-    files = {s.offsite_password_file: str(s.offsite_password) + "\n"}
-    if s.offsite_ssh_key:
-        files[s.offsite_key_file] = s.offsite_ssh_key if s.offsite_ssh_key.endswith("\n") else s.offsite_ssh_key + "\n"
-    if s.offsite_env:
-        files[s.offsite_env_file] = "".join(f"{k}={v}\n" for k, v in sorted(s.offsite_env.items()))
+    files = {s.offsite_password_file: str(s.offsite.password) + "\n"}
+    if s.offsite.ssh_key:
+        files[s.offsite_key_file] = s.offsite.ssh_key if s.offsite.ssh_key.endswith("\n") else s.offsite.ssh_key + "\n"
+    if s.offsite.env:
+        files[s.offsite_env_file] = "".join(f"{k}={v}\n" for k, v in sorted(s.offsite.env.items()))
     return files
 
 
 def smtp_secrets(s) -> dict[str, str]:
     """The SMTP password, merged into config.json on the server (EmailSettings.SMTPPassword)."""
-    return {s.smtp_password_file: str(s.smtp_password) + "\n"} if s.smtp_server and s.smtp_password else {}
+    return {s.smtp_password_file: str(s.email.password) + "\n"} if s.email.server and s.email.password else {}
 
 
 def files_secrets(s) -> dict[str, str]:

@@ -92,7 +92,7 @@ def upgrade_spec(s, old: str, new: str) -> dict:
         "backup": {"backup_dir": s.backup_dir, "keep": s.backup_keep, "data_dir": s.data_dir,
                    "offsite": offsite_spec(s), "files": bucket_spec(s)},
         "ping_url": s.ping_url, "timeout": s.health_timeout, "start_timeout": s.start_timeout,
-        "keep_releases": s.keep_releases, "hold_file": s.hold_file,
+        "keep_releases": s.release.keep, "hold_file": s.hold_file,
     }
 
 

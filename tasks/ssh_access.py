@@ -82,26 +82,26 @@ def sshd_hardened(content: str, login_user: str, changed: bool):
 def sshd_dropin(s) -> str:
     lines = ["# Managed by the Mattermost deploy: key-only SSH logins.",
              "PasswordAuthentication no", "KbdInteractiveAuthentication no"]
-    if s.ssh_disable_root:
+    if s.ssh.disable_root:
         lines.append("PermitRootLogin no")
     return "\n".join(lines) + "\n"
 
 
 def configure():
     s = settings()
-    if not s.ssh_admin_user:
+    if not s.ssh.admin_user:
         return
     login_user = host.data.get("ssh_user") or "root"
-    if s.ssh_disable_root and login_user == "root":
+    if s.ssh.disable_root and login_user == "root":
         raise DeployError(
-            f"{s.host}: ssh_disable_root needs the deploy to connect as {s.ssh_admin_user} first: run once with "
-            f"ssh_admin_user set, then set \"ssh_user\": \"{s.ssh_admin_user}\", \"_sudo\": True in inventory.py "
+            f"{s.host}: ssh_disable_root needs the deploy to connect as {s.ssh.admin_user} first: run once with "
+            f"ssh_admin_user set, then set \"ssh_user\": \"{s.ssh.admin_user}\", \"_sudo\": True in inventory.py "
             "(nothing was changed)")
-    admin_user(name=f"Create the admin user {s.ssh_admin_user} (SSH keys, sudo), proven by a new login",
-               user=s.ssh_admin_user, keys=s.ssh_admin_keys)
+    admin_user(name=f"Create the admin user {s.ssh.admin_user} (SSH keys, sudo), proven by a new login",
+               user=s.ssh.admin_user, keys=s.ssh.admin_keys)
     content = sshd_dropin(s)
     info = path_info(SSHD_DROPIN)
     changed = not info or info.get("sha256") != hashlib.sha256(content.encode()).hexdigest()
-    managed = "key-only logins" + (", no root login" if s.ssh_disable_root else "")
+    managed = "key-only logins" + (", no root login" if s.ssh.disable_root else "")
     sshd_hardened(name=f"Harden sshd ({managed}), kept only if a new login works", content=content,
-                  login_user=s.ssh_admin_user, changed=changed)
+                  login_user=s.ssh.admin_user, changed=changed)

@@ -75,7 +75,7 @@ def packages_upgraded(target: str):
 def rebooted(version: str):
     s = settings()
     mark = helper("os-mark", os_spec(s, step="reboot", set={"rebooted": True}))
-    yield FunctionCommand(reboot_and_wait, (), {"expected": True, "timeout": s.patch_reboot_timeout,
+    yield FunctionCommand(reboot_and_wait, (), {"expected": True, "timeout": s.updates.reboot_timeout,
                                                 "version": version, "mark": mark, "verb": "make os-upgrade"})
 
 

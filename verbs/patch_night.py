@@ -63,7 +63,7 @@ def services_restarted(reboot_expected: bool, version: str | None):
     s = settings()
     mattermost_here = s.place.role != "database"
     yield streamed(helper("patch-restart", patch_spec(
-        s, reboot_expected=reboot_expected, never_restart=s.patch_never_restart,
+        s, reboot_expected=reboot_expected, never_restart=s.updates.never_restart,
         service="mattermost" if mattermost_here else None, ping_url=s.ping_url, timeout=s.health_timeout,
         version=version)))
 
@@ -81,7 +81,7 @@ def mattermost_after_database():
 def rebooted_if_required(expected: bool, version: str):
     s = settings()
     mark = helper("patch-mark", patch_spec(s, step="reboot", set={"rebooted": True}))
-    yield FunctionCommand(reboot_and_wait, (), {"expected": expected, "timeout": s.patch_reboot_timeout,
+    yield FunctionCommand(reboot_and_wait, (), {"expected": expected, "timeout": s.updates.reboot_timeout,
                                                 "version": version, "mark": mark, "verb": "make patch-night"})
 
 
@@ -90,7 +90,7 @@ def write_report(state, host, plan):
     database_server = s.place.role == "database"
     status, output = run_on(host, helper("patch-finish", patch_spec(
         s, ping_url=None if database_server else s.ping_url,
-        offsite_status_file=s.offsite_status_file if s.offsite_repository and not database_server else None)))
+        offsite_status_file=s.offsite_status_file if s.offsite.repository and not database_server else None)))
     stdout = output.stdout
     if not status:
         logger.error(f"    [{host.name}] ERROR: could not finish the patch night run: see the output above")
@@ -152,7 +152,7 @@ if s.place.role == "database":
 else:
     require_deployed()
     d = decision()
-plan = make_plan(now["os_updates"], d, s.patch_reboot_packages, s.patch_never_restart)
+plan = make_plan(now["os_updates"], d, s.updates.reboot_packages, s.updates.never_restart)
 logger.info(plan_text(host.name, plan))
 holder = operator_id()
 lock = plan.lock

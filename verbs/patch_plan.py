@@ -19,7 +19,7 @@ from verbs.session import read_plans
 def plan_for(host):
     s, now = settings(), read_server_state(os_updates="refresh")
     d = NoMattermost() if s.place.role == "database" else decision()
-    return make_plan(now["os_updates"], d, s.patch_reboot_packages, s.patch_never_restart)
+    return make_plan(now["os_updates"], d, s.updates.reboot_packages, s.updates.never_restart)
 
 
 def main(argv: list[str]) -> int:

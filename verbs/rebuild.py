@@ -26,7 +26,7 @@ def rebuild(state, host, wanted: str, drill: bool):
         logger.error(f"    [{host.name}] ERROR: {output.stderr.strip().removeprefix('ERROR: ')[-400:]}")
         return False
     name = output.stdout.strip().splitlines()[-1]
-    logger.info(f"    [{host.name}] fetched backup {name} from {s.offsite_repository}")
+    logger.info(f"    [{host.name}] fetched backup {name} from {s.offsite.repository}")
     ok, _ = run_on(host, helper("restore", restore_spec(s, name)), print_output=True)
     if not ok:
         return False
@@ -42,7 +42,7 @@ def rebuilt(wanted: str, drill: bool):
 s = settings()
 now = read_server_state(housekeeping=True)
 require_deployed()
-if not s.offsite_repository:
+if not s.offsite.repository:
     raise DeployError(f"{host.name}: no off-server repository: set backup_offsite_repository (and RESTIC_PASSWORD) "
                       "for this server first (nothing was changed)")
 drill = bool(host.data.get("restore_drill"))
@@ -52,5 +52,5 @@ if drill and people and not host.data.get("drill_replace"):
                       "accounts here: drill on a scratch server (TARGET=...), or DRILL_REPLACE=1 if this one is scratch "
                       "(nothing was changed)")
 wanted = str(host.data.get("restore_backup") or "latest")
-rebuilt(name=f"{'Restore drill' if drill else 'Rebuild'}: fetch backup {wanted} from {s.offsite_repository}, restore "
+rebuilt(name=f"{'Restore drill' if drill else 'Rebuild'}: fetch backup {wanted} from {s.offsite.repository}, restore "
              "and check it", wanted=wanted, drill=drill)

@@ -15,12 +15,12 @@ def load(env=None, **overrides):
 
 def test_defaults_are_valid_and_derive_urls():
     s = load()
-    assert s.version_policy == DEFAULTS["mattermost_version"] == "esr"
-    assert s.esr_lines[-1] == "11.7" and s.version_fallback is None
+    assert s.release.policy == DEFAULTS["mattermost_version"] == "esr"
+    assert s.release.esr_lines[-1] == "11.7" and s.release.fallback is None
     assert s.domain == "chat.example.org"
     assert s.site_url == "https://chat.example.org"
-    assert s.url_for("11.7.6") == "https://releases.mattermost.com/11.7.6/mattermost-11.7.6-linux-amd64.tar.gz"
-    assert s.signing_key_fingerprint == "A1B31D46F0F3A10B02CF2D44F8F2C31744774B28"
+    assert s.release.url_for("11.7.6") == "https://releases.mattermost.com/11.7.6/mattermost-11.7.6-linux-amd64.tar.gz"
+    assert s.release.signing_key_fingerprint == "A1B31D46F0F3A10B02CF2D44F8F2C31744774B28"
     assert s.db_password is None
     assert s.self_signed and s.certificate.endswith("chat.example.org.selfsigned.crt")
     assert s.certificate_key.endswith("chat.example.org.selfsigned.key") and s.tls_certificate_key == ""
@@ -93,8 +93,8 @@ def test_offsite_backups_need_their_password_key_and_pinned_host(tmp_path):
                       environ={"RESTIC_PASSWORD": "a-long-enough-password"})
     s = load_settings({**DEFAULTS, **sftp}, "chat.example.org",
                       environ={"RESTIC_PASSWORD": "a-long-enough-password", "AWS_ACCESS_KEY_ID": "not-for-sftp"})
-    assert s.offsite_ssh_key.startswith("-----BEGIN") and "secret" not in repr(s) and "a-long" not in repr(s)
-    assert s.offsite_env == {"AWS_ACCESS_KEY_ID": "not-for-sftp"}
+    assert s.offsite.ssh_key.startswith("-----BEGIN") and "secret" not in repr(s) and "a-long" not in repr(s)
+    assert s.offsite.env == {"AWS_ACCESS_KEY_ID": "not-for-sftp"}
 
 
 def test_a_site_url_with_a_path_is_served_under_it():
@@ -157,3 +157,43 @@ def test_the_file_store_settings_and_their_checks(tmp_path):
             load(keys, **overrides)
     with pytest.raises(SettingsError, match="MATTERMOST_S3_ACCESS_KEY_ID and MATTERMOST_S3_SECRET_ACCESS_KEY"):
         load({}, files_s3_bucket="chat-files", files_s3_endpoint="s3.example.org")
+
+
+@pytest.mark.parametrize("length,refused", [(4, True), (5, False), (12, False), (72, False), (73, True),
+                                            (8065, True), ("12", True)])
+def test_the_minimum_password_length_is_what_mattermost_accepts(length, refused):
+    """It was checked as a port number: 8065 passed, and Mattermost then refused its config
+    (config.IsValid: PasswordSettings.MinimumLength from 5 to 72, model/config.go)."""
+    if refused:
+        with pytest.raises(SettingsError, match="mattermost_password_min_length must be a number of characters from "
+                                                "5 to 72"):
+            load(mattermost_password_min_length=length)
+    else:
+        assert load(mattermost_password_min_length=length).password_min_length == length
+
+
+def test_each_group_is_typed_and_built_by_its_own_module():
+    from tasks.groups import calls, email, notices, offsite, release, ssh, updates
+
+    s = load()
+    for group, module in ((s.release, release), (s.email, email), (s.notices, notices), (s.offsite, offsite),
+                          (s.ssh, ssh), (s.calls, calls), (s.updates, updates)):
+        assert type(group).__module__ == module.__name__
+    assert s.release.url_for("11.7.6").endswith("/11.7.6/mattermost-11.7.6-linux-amd64.tar.gz")
+    assert (s.notices.digest_time, s.calls.udp_port, s.updates.reboot_timeout) == ("08:00", 8443, 600)
+
+
+@pytest.mark.parametrize("check,args,problem", [
+    ("port", ("p", 0), "p must be a port number, not 0"),
+    ("port", ("p", True), "p must be a port number, not True"),
+    ("port", ("p", None, True), None),
+    ("time_of_day", ("t", "24:00"), "t must be HH:MM, not '24:00'"),
+    ("time_of_day", ("t", "23:59"), None),
+    ("team_channel", ("c", "acme:town-square"), None),
+    ("team_channel", ("c", "Acme:x"), "c 'Acme:x' must be team:channel (their URL names)"),
+    ("number", ("n", 0, 1), "n must be a number of at least 1, not 0"),
+])
+def test_the_shared_checks(check, args, problem):
+    from tasks.groups import checks
+
+    assert getattr(checks, check)(*args) == problem
