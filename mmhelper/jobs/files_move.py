@@ -20,6 +20,7 @@ from mmhelper.parts import s3
 from mmhelper.parts.common import Failure, free_bytes
 from mmhelper.parts.config import write_keys
 from mmhelper.parts.pg import files_named
+from mmhelper.parts.rclone import listing as rclone_listing
 from mmhelper.parts.rclone import rclone, remote
 from mmhelper.parts.service import start_and_verify, systemctl
 
@@ -61,7 +62,7 @@ def make_plan(spec, locked=False):
     out["local"] = {"files": len(local), "bytes": sum(local.values())}
     try:
         problem = s3.probe(bucket, ".mattermost-deploy-probe-move")
-        listing = bucket.listing()
+        listing = rclone_listing(spec)
     except Failure as e:
         problem, listing = str(e), {}
     if problem:
@@ -171,8 +172,7 @@ def _switch(spec, driver):
 
 def verify(spec):
     """Every file of the source and every file the database names, in the target."""
-    bucket = s3.bucket_from(spec)
-    in_bucket = bucket.listing()
+    in_bucket = rclone_listing(spec)
     local = local_files(spec["data_dir"])
     target, source = (in_bucket, local) if spec["to"] == "s3" else (local, in_bucket)
     uploads, extras = files_named(spec["db"])

@@ -10,8 +10,8 @@ import time
 from mmhelper.jobs.upgrade import check_config_with
 from mmhelper.parts.common import Failure, link_release, ping, read_json, run, write_hold, write_private
 from mmhelper.parts.pg import create_database, database_exists, ident, psql_as_postgres, put_database_back, terminate_connections
+from mmhelper.parts.rclone import listing as rclone_listing
 from mmhelper.parts.rclone import rclone, remote
-from mmhelper.parts.s3 import bucket_from
 from mmhelper.parts.service import start_and_verify, systemctl
 from mmhelper.steps.backup import (
     backup_names,
@@ -150,7 +150,7 @@ def restore_check(spec):
     backup_files = sum(len(files) for _, _, files in os.walk(os.path.join(folder, "data")))
     if files_driver(spec["config_file"]) == "amazons3" and spec.get("files"):
 
-        live_files = len(bucket_from(spec["files"]).listing())  # the files are in the bucket
+        live_files = len(rclone_listing(spec["files"]))  # the files are in the bucket
     else:
         live_files = sum(len(files) for _, _, files in os.walk(spec["data_dir"]))
     rows.append(f"  {'files':10} backup {backup_files:8}  restored {live_files:8}")

@@ -4,8 +4,10 @@ while it runs, its last lines on failure. Used by the file move, backups, restor
 exports.
 """
 
+import json
 import os
 import subprocess
+import tempfile
 import time
 
 from mmhelper.parts.common import Failure, read_password
@@ -39,3 +41,27 @@ def rclone(spec, *args, label):
     if result.returncode != 0:
         raise Failure(f"rclone {label} failed: {(result.stderr or result.stdout).strip()[-400:]}")
     return time.time() - started
+
+
+def listing(spec):
+    """{path under the store's prefix: size} of every object in the bucket, as rclone lists it
+    (`rclone lsjson -R --files-only`: it pages through ListObjects itself)."""
+    result = subprocess.run(["rclone", "lsjson", "-R", "--files-only", "--no-mimetype", "--no-modtime", remote(spec)],
+                            env=rclone_env(spec), capture_output=True, text=True)
+    if result.returncode != 0:
+        raise Failure(f"listing the bucket {spec['bucket']} failed: {(result.stderr or result.stdout).strip()[-400:]}")
+    return {entry["Path"]: entry["Size"] for entry in json.loads(result.stdout or "[]")}
+
+
+def delete(spec, paths):
+    """Delete these objects (paths under the store's prefix) in one rclone run."""
+    if not paths:
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".list") as names:
+        names.write("".join(f"{p}\n" for p in paths))
+        names.flush()
+        result = subprocess.run(["rclone", "delete", "--files-from-raw", names.name, remote(spec)],
+                                env=rclone_env(spec), capture_output=True, text=True)
+    if result.returncode != 0:
+        raise Failure(f"deleting {len(paths)} objects in the bucket {spec['bucket']} failed: "
+                      f"{(result.stderr or result.stdout).strip()[-400:]}")

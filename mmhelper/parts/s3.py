@@ -97,30 +97,6 @@ class Bucket:
     def delete(self, name):
         return self.request("DELETE", self.key(name))
 
-    def listing(self, prefix=""):
-        """{key relative to the bucket's prefix: size} of every object under `prefix`
-        (ListObjectsV2, page by page)."""
-        found, token = {}, None
-        full = self.key(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
-        while True:
-            query = {"list-type": "2", "max-keys": "1000", **({"prefix": full} if full else {})}
-            if token:
-                query["continuation-token"] = token
-            status, _, body = self.request("GET", query=query)
-            if status != 200:
-                raise Failure(f"listing the bucket {self.bucket} failed: HTTP {status} {error_code(body)}")
-            root = ET.fromstring(body)
-            ns = {"s3": root.tag.split("}")[0].strip("{")} if root.tag.startswith("{") else {}
-            p = "s3:" if ns else ""
-            for item in root.findall(f"{p}Contents", ns):
-                key = item.find(f"{p}Key", ns).text
-                rel = key[len(self.prefix) + 1:] if self.prefix else key
-                found[rel] = int(item.find(f"{p}Size", ns).text)
-            truncated = (root.findtext(f"{p}IsTruncated", default="false", namespaces=ns) or "").lower() == "true"
-            token = root.findtext(f"{p}NextContinuationToken", namespaces=ns)
-            if not truncated or not token:
-                return found
-
 
 def error_code(body):
     """The S3 error's Code and Message, from its XML answer."""

@@ -7,7 +7,7 @@ import os
 import time
 
 from mmhelper.parts.pg import psql_as_postgres
-from mmhelper.parts.s3 import bucket_from
+from mmhelper.parts.rclone import delete as delete_objects
 from mmhelper.steps.backup import files_driver
 
 RETENTION_TABLES = {  # table -> column holding the post id, for rows that belong to deleted posts
@@ -35,9 +35,7 @@ def retention(spec):
                                if t in tables) + f"DELETE FROM posts WHERE createat < {cutoff};\nCOMMIT;\n"
     psql_as_postgres(sql, db)
     if files_driver(spec.get("config_file")) == "amazons3" and spec.get("files"):
-        bucket = bucket_from(spec["files"])  # the files are objects in the bucket
-        for rel in files:
-            bucket.delete(rel)
+        delete_objects(spec["files"], files)  # the files are objects in the bucket
         return
     data_dir = os.path.realpath(spec["data_dir"])
     for rel in files:
