@@ -163,8 +163,11 @@ move-database: setup
 move-database-rollback: setup
 	$(call job_back,move-database)
 
+# The end-to-end stories run side by side (pytest-xdist; tests/e2e/conftest.py keeps each story
+# on one worker, longest first): most of their time is waiting on containers, apt and systemd.
+TEST_WORKERS ?= 4
 test: setup prereqs mattermost-builds
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=30
 
 # Real Mattermost (server and mmctl) built from its Go module, cached in .cache/realmm.
 mattermost-builds: setup
@@ -174,7 +177,7 @@ unit: setup
 	$(PY) -m pytest tests/unit mmhelper
 
 e2e: setup prereqs mattermost-builds
-	$(PY) -m pytest tests/e2e
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup tests/e2e
 
 lint: setup
 	$(VENV)/bin/ruff check .
