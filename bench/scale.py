@@ -108,7 +108,7 @@ def old_format_copy(name: str) -> dict:
 
 def dump_seconds(name: str, rounds: int = 3) -> dict:
     """The time of the dump alone, both forms, alternated, median of `rounds` each: ours as the
-    helper makes it (mmhelper/backup.py pg_dump) and pg_dump's own compression (-Fc, the form
+    helper makes it (mmhelper/steps/backup.py pg_dump) and pg_dump's own compression (-Fc, the form
     before)."""
     forms = {"ours": "set -o pipefail; runuser -u postgres -- pg_dump -Fc -Z0 -d mattermost | "
                      "gzip --rsyncable -6 -c > /var/tmp/bench-dump.gz",

@@ -40,7 +40,7 @@ def desired_config(s: Settings) -> dict:
         "ServiceSettings.LocalModeSocketLocation": s.socket_path,
         "SqlSettings.DriverName": "postgres",
         # On an "app" server still on its local database (before `make move-database`), the
-        # DataSource stays as it is: the move switches it (mmhelper/config.py applicable).
+        # DataSource stays as it is: the move switches it (mmhelper/parts/config.py applicable).
         "SqlSettings.DataSource": ({"$after_move": {"$datasource": datasource_parts(s)}} if s.place.remote
                                    else {"$datasource": datasource_parts(s)}),
         "FileSettings.Directory": f"{s.state_dir}/data/",

@@ -67,7 +67,7 @@ def role_and_database(password_changes: bool):
 
 
 def remote_spec(s) -> dict:
-    """Where the helper finds Mattermost's remote database (mmhelper.common.REMOTE_DB_FILE)."""
+    """Where the helper finds Mattermost's remote database (mmhelper.parts.pg.REMOTE_DB_FILE)."""
     return {"host": s.place.host, "port": s.place.port, "user": s.db_user, "database": s.db_name,
             "sslrootcert": DB_CA_PATH, "maintenance_db": s.place.maintenance_db, "password_file": s.password_file}
 

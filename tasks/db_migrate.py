@@ -1,6 +1,6 @@
 """Moving an old server's MySQL/MariaDB database to PostgreSQL (`make db-migrate-plan`,
 `make db-migrate`, `make db-migrate-rollback`): the settings of the move, the spec the
-server-side helper runs (mmhelper/db_migrate.py tells the story), and the plan as the
+server-side helper runs (mmhelper/jobs/db_migrate.py tells the story), and the plan as the
 operator reads it. Pure functions; the verbs in verbs/ run them.
 """
 

@@ -1,6 +1,6 @@
 """`make move-database`: the local PostgreSQL database to the database server named by
 db_host (mattermost_role "app"), by logical replication while Mattermost serves; the helper
-tells the story (mmhelper/db_move.py). Until the move, an "app" server whose Mattermost still
+tells the story (mmhelper/jobs/db_move.py). Until the move, an "app" server whose Mattermost still
 uses its local database is *pending*: the deploy leaves its DataSource, its local PostgreSQL
 and the unit's tie to it alone, and says so."""
 

@@ -2,7 +2,7 @@
 (a managed one at the VPS provider, or a store the organisation runs). The settings of the
 store (settings.files), the config.json keys they own, the root-only keys on the server,
 and the probe that proves Mattermost's key can write, read and delete in the bucket before
-anything uses it. Moving the files between the two is `make move-files` (mmhelper/files_move.py).
+anything uses it. Moving the files between the two is `make move-files` (mmhelper/jobs/files_move.py).
 
 Facts this relies on (../shared/reference/s3-and-remote-database.md, checked in 11.4's
 public/model/config.go and platform/shared/filestore/s3store.go): AmazonS3Endpoint is

@@ -1,6 +1,6 @@
 """Operations notices: the server checks itself from a systemd timer and tells the operator
 in a Mattermost channel (`notices_channel`), by e-mail when Mattermost cannot post
-(`notices_email`). The checks and the delivery are mmhelper/notices.py; this module writes
+(`notices_email`). The checks and the delivery are mmhelper/steps/notices.py; this module writes
 their settings and units, readies the bot and the channel, and tells the channel when the
 deploy refuses an upgrade the version policy wants.
 """

@@ -1,5 +1,5 @@
 """The Debian release upgrade (12 bookworm -> 13 trixie): the plan, as pure functions of
-what the server reported (mmhelper/os_release.py simulates the upgrade against the new
+what the server reported (mmhelper/jobs/os_release.py simulates the upgrade against the new
 release's package lists in a private folder), and the report. verbs/os_upgrade.py and
 verbs/os_upgrade_plan.py act on it."""
 

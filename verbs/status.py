@@ -85,7 +85,7 @@ def row_for(host) -> dict:
         probe = now.get("files_probe") or {}
         if now.get("files_driver") == "amazons3" and probe.get("problem"):
             row["problems_files"] = f"the bucket refuses Mattermost's key: {probe['problem']}"
-        # The server's own health checks, the same the notices timer runs (mmhelper/notices.py).
+        # The server's own health checks, the same the notices timer runs (mmhelper/steps/notices.py).
         checks = (now.get("notices") or {}).get("checks") or []
         row["problems"] = [c["text"] for c in checks if not c["ok"]] + (
             [row.pop("problems_files")] if row.get("problems_files") else [])

@@ -1,4 +1,4 @@
-"""The mechanics of the MySQL -> PostgreSQL move (mmhelper/db_migrate.py tells the story):
+"""The mechanics of the MySQL -> PostgreSQL move (mmhelper/jobs/db_migrate.py tells the story):
 the schema made by Mattermost's own binary, the copy by pgloader, the check of what arrived.
 """
 

@@ -1,4 +1,4 @@
-"""The mechanics of `make move-database` (mmhelper/db_move.py tells the story): the local
+"""The mechanics of `make move-database` (mmhelper/jobs/db_move.py tells the story): the local
 cluster made a publisher for the move and made as it was again, the remote database's
 subscription, its catch-up, sequences, and the check of every table on both sides.
 """

@@ -10,7 +10,7 @@ Looked at, in the one state read:
 - Docker or Podman containers made from a Mattermost image;
 - Mattermost databases in the local MariaDB/MySQL and PostgreSQL.
 
-How a unit runs Mattermost is read in mmhelper/unit_files.py; the listings' parsing here is
+How a unit runs Mattermost is read in mmhelper/parts/unit_files.py; the listings' parsing here is
 pure too (containers, /proc/net/tcp, cgroups); both are tested on the workstation. The rest
 reads files and asks the server's own tools.
 """

@@ -1,6 +1,6 @@
 """Adopting a hand install (Mattermost's tarball guide, wherever it lives and whatever its
 unit is called) into the managed layout; which install that is, from what the discovery
-found (mmhelper/discover.py).
+found (mmhelper/parts/discover.py).
 """
 
 import json
