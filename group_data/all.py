@@ -13,6 +13,9 @@ mattermost_esr_lines = ["5.19", "5.25", "5.31", "5.37", "6.3", "7.1", "7.8", "8.
                         "11.7"]
 mattermost_allow_esr_skip = False  # jump over ESR lines in one hop instead of a chain (supported, not tested)
 mattermost_allow_below_7_1 = False  # from below 7.1, skip the stop at 7.1 Mattermost asks for
+# Findings of the checks before a hop (make upgrade-plan names them, each with its id and source)
+# that you accept, e.g. ["user-limit"]: nothing else lets a refused hop start.
+mattermost_upgrade_accept = []
 github_api_url = "https://api.github.com"  # releases API (a mirror or GitHub Enterprise works); GITHUB_TOKEN used if set
 github_repository = "mattermost/mattermost"  # where the server releases are tagged
 mattermost_keep_releases = 3  # release folders kept on the server (for rollback)

@@ -13,6 +13,7 @@ from facts.github import ReleaseLookupError, fetch_releases
 from tasks.common import current, helper, on_mysql, settings, streamed
 from tasks.dbplace import move_pending
 from tasks.settings import Settings
+from tasks.upgrade_checks import checked, hop_findings
 from tasks.versions import PINNED, Decision, decide, server_versions
 
 # One lookup per run, shared by every host (the API has a rate limit).
@@ -61,6 +62,16 @@ def decision() -> Decision:
         # A pinned version far ahead: its chain's stops come from the release list after all.
         available, error = lookup_releases(s)
         d = decided()
+    # Each hop checked before any outage, against the server as it is (tasks/upgrade_checks.py).
+    facts = now.get("upgrade_facts")
+    for old, new in d.chain:
+        for finding in hop_findings(old, new, facts, s.release.accept):
+            if not finding.refuses:
+                logger.warning(f"    [{s.host}] {old} -> {new}: {finding.line()}")
+    host._mm_policy_chain = d.chain  # every hop the policy wants, before the checks (make upgrade-plan)
+    d = checked(d, facts, s.release.accept)
+    if d.stops_before:
+        logger.warning(f"    [{s.host}] the upgrade stops at {d.target}: {d.stops_before}")
     if error:
         logger.warning(f"    [{s.host}] release lookup failed: {error}")
     if d.upgrade and on_mysql(now):
@@ -81,6 +92,12 @@ def decision() -> Decision:
         logger.warning(f"    [{s.host}] no upgrade: {d.blocked}")
     host._mm_decision = d
     return d
+
+
+def policy_chain() -> list[tuple[str, str]]:
+    """Every hop the version policy wants, the ones the checks refuse included."""
+    decision()
+    return getattr(host, "_mm_policy_chain", [])
 
 
 def state_links(s: Settings) -> dict[str, str]:

@@ -17,6 +17,7 @@ from tasks.database import ca_pem, remote_spec
 from tasks.housekeeping import declared, helper_spec
 from tasks.os_release import NEXT
 from tasks.settings import Settings
+from tasks.upgrade_checks import removed_settings
 
 
 def read(os_updates: str | None = None, housekeeping: bool = False, os_release: bool = False) -> dict:
@@ -66,6 +67,8 @@ def query(s: Settings, os_updates: str | None = None, housekeeping: bool = False
         "service": "mattermost",
         "ping_url": s.ping_url,
         "hold_file": s.hold_file,
+        "upgrade_facts": {"config_file": s.config_file, "db": s.db_name, "plugins_dir": f"{s.state_dir}/plugins",
+                          "backup_dir": s.backup_dir, "settings": removed_settings()},
         "db_migrate_state_file": f"{s.deploy_state_dir}/db-migrate.json",
         "secret_files": secrets.secret_paths(s),
         "smtp_probe": email.probe(s),

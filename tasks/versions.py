@@ -82,6 +82,7 @@ class Decision:
     action: str  # "install 11.7.6" / "up to date" / "upgrade 11.7.5 -> 11.7.6" / "blocked: ..."
     blocked: str | None = None  # why an upgrade the policy wants is refused
     hops: tuple = ()  # an upgrade's releases in order, the target last: ("6.3.10", "7.1.0", "9.11.20", ...)
+    stops_before: str | None = None  # why the chain stops short of the policy's version (a later hop refused)
 
     @property
     def upgrade(self) -> bool:

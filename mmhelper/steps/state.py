@@ -26,6 +26,7 @@ from mmhelper.steps.backup import backup_names
 from mmhelper.steps.housekeeping import housekeeping_state
 from mmhelper.steps.notices import notices_state
 from mmhelper.steps.offsite import offsite_state
+from mmhelper.steps.upgrade_facts import upgrade_facts
 
 
 def state(query):
@@ -177,6 +178,9 @@ def state(query):
                                 "active": systemctl("is-active", "mattermost-notices.timer").stdout.strip()}
     if query.get("postgresql_files") is not None:
         out["postgresql"] = postgresql_facts(query["postgresql_files"])
+    if query.get("upgrade_facts") and install["kind"] == "link" and config_out["exists"] and \
+            out["database_engine"].get("engine") == "postgres":
+        out["upgrade_facts"] = upgrade_facts(query["upgrade_facts"])
     out["now"] = time.time()
     return out
 

@@ -29,6 +29,7 @@ class Release:
     sha256: dict = field(default_factory=dict)
     signing_key_url: str = ""
     signing_key_fingerprint: str = ""
+    accept: list = field(default_factory=list)  # findings of the checks before a hop, accepted by their id
 
     def url_for(self, version: str) -> str:
         return self.url.format(version=version, arch=self.arch)
@@ -61,10 +62,15 @@ def build(get) -> tuple[Release, list[str]]:
     for version, digest in sha256.items():
         if not re.fullmatch(r"[0-9a-fA-F]{64}", str(digest)):
             problems.append(f"mattermost_release_sha256[{version!r}] is not a SHA-256 (64 hex digits)")
+    accept = get("mattermost_upgrade_accept") or []
+    if not isinstance(accept, list) or not all(isinstance(a, str) and re.fullmatch(r"[a-z0-9.-]+", a) for a in accept):
+        problems.append(f"mattermost_upgrade_accept must list the ids of findings (as make upgrade-plan names them, "
+                        f"e.g. [\"user-limit\"]), not {accept!r}")
     return Release(
         policy=policy, fallback=fallback, esr_lines=esr_lines, allow_esr_skip=bool(get("mattermost_allow_esr_skip")),
         allow_below_7_1=bool(get("mattermost_allow_below_7_1")), github_api_url=get("github_api_url"),
         github_repository=get("github_repository"), keep=get("mattermost_keep_releases"), arch=arch, url=url,
         signature_url=get("mattermost_release_signature_url") or "{url}.sig",
         checksum_url=get("mattermost_release_checksum_url") or "", sha256=sha256,
-        signing_key_url=get("mattermost_signing_key_url"), signing_key_fingerprint=fingerprint), problems
+        signing_key_url=get("mattermost_signing_key_url"), signing_key_fingerprint=fingerprint,
+        accept=list(accept) if isinstance(accept, list) else []), problems
