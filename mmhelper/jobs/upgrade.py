@@ -6,6 +6,7 @@ import re
 import shutil
 import time
 
+from mmhelper.jobs.upgrade_check import after_start, before_stop
 from mmhelper.parts.common import Failure, dir_size, free_bytes, link_release, run_release_binary, write_hold
 from mmhelper.parts.pg import create_database, ident, psql_as_postgres, terminate_connections
 from mmhelper.parts.service import start_and_verify, systemctl
@@ -186,6 +187,7 @@ def upgrade(spec):
     except BaseException:
         writer.discard()
         raise
+    before = before_stop(spec["check"]) if spec.get("check") else None
     print(f"  stopping Mattermost {old}", flush=True)
     t0 = time.time()
     stopped = False
@@ -196,6 +198,13 @@ def upgrade(spec):
         link_release(link, new_dir)
         print(f"  starting Mattermost {new} (database migrations run now)", flush=True)
         start_and_verify(spec, new)
+        t_healthy = time.time()
+        if before is not None:
+            print(f"  Mattermost {new} answers; checking what people use (plugins, sign-in, a probe through nginx, "
+                  "the job server)", flush=True)
+            problems = after_start(spec["check"], before)
+            if problems:
+                raise Failure("the check after the start found: " + "; ".join(problems))
     except BaseException as e:
         reason = str(e) if isinstance(e, Failure) else f"{type(e).__name__}: {e}"
         print(f"  upgrade to {new} failed: {reason}", flush=True)
@@ -210,14 +219,15 @@ def upgrade(spec):
                       f"healthy; {new} is held until `make unhold`") from None
     now = time.time()
     print(f"  Mattermost {new} is serving: stop {t_stopped - t0:.2f}s, start with migrations and health "
-          f"{now - t_stopped:.2f}s", flush=True)
+          f"{t_healthy - t_stopped:.2f}s" + (f", the check after the start {now - t_healthy:.2f}s" if before else ""),
+          flush=True)
     final = writer.publish(upgraded_to=new, migration_plan=None if plan == DUMP_ROLLBACK else plan)
     _keep_plan(spec, plan, final)
     prune_backups(spec["backup"]["backup_dir"], spec["backup"]["keep"])
     prune_releases(releases, spec["keep_releases"], {old, new})
     print(f"upgraded {old} -> {new}; pre-upgrade backup {final}", flush=True)
     event(f"upgraded-{new}", f"Mattermost upgraded to {new}",
-          f"{old} -> {new}; users waited {now - t0:.1f} s; pre-upgrade backup {final}")
+          f"{old} -> {new}; users waited {t_healthy - t0:.1f} s; pre-upgrade backup {final}")
     if spec["backup"].get("offsite"):
         try:
             offsite_copy(spec["backup"]["offsite"], final, writer.name)
