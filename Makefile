@@ -167,7 +167,7 @@ move-database-rollback: setup
 # on one worker, longest first): most of their time is waiting on containers, apt and systemd.
 TEST_WORKERS ?= 4
 test: setup prereqs mattermost-builds
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=30
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist load --durations=30
 
 # Real Mattermost (server and mmctl) built from its Go module, cached in .cache/realmm.
 mattermost-builds: setup
@@ -177,7 +177,7 @@ unit: setup
 	$(PY) -m pytest tests/unit mmhelper
 
 e2e: setup prereqs mattermost-builds
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup tests/e2e
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist load tests/e2e
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -92,8 +92,15 @@ def upgrade_spec(s, old: str, new: str) -> dict:
         "backup": {"backup_dir": s.backup_dir, "keep": s.backup_keep, "data_dir": s.data_dir,
                    "offsite": offsite_spec(s), "files": bucket_spec(s)},
         "ping_url": s.ping_url, "timeout": s.health_timeout, "start_timeout": s.start_timeout,
-        "keep_releases": s.release.keep, "hold_file": s.hold_file,
+        "keep_releases": s.release.keep, "hold_file": s.hold_file, "check": check_spec(s),
     }
+
+
+def check_spec(s) -> dict:
+    """What the check after an upgrade's start needs (mmhelper/jobs/upgrade_check.py): the local
+    socket, the probe's root-only token, and the site as nginx serves it on the server."""
+    return {"socket": s.socket_path, "probe_token_file": s.probe_token_file, "domain": s.domain,
+            "site_path": s.site_path, "log_dir": s.log_dir, "https_port": 443}
 
 
 @operation()

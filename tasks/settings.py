@@ -198,6 +198,10 @@ class Settings:
         return f"{self.deploy_state_dir}/offsite.json"
 
     @property
+    def probe_token_file(self) -> str:
+        return f"{self.private_dir}/probe-token"
+
+    @property
     def bot_token_file(self) -> str:
         return f"{self.private_dir}/bot-token"
 

@@ -535,6 +535,7 @@ def start_server(name: str, ssh_port: int, https_port: int | None = None, http_p
         )
     _put_file(container, "/root/.ssh/authorized_keys", key.with_suffix(".pub").read_bytes(), 0o600)
     _wait_systemd(container)
+    _wait_apt_daily(container)
     _wait_ssh(ssh_port)
     known_hosts = pin_host_keys(container, name, ssh_port)
     site_port = f":{https_port}" if https_port and https_port != 443 else ""
@@ -593,6 +594,19 @@ def _wait_systemd(container, timeout: float = 60) -> None:
         if time.time() > deadline:
             raise RuntimeError(f"systemd in {container.name} did not come up: {out}")
         time.sleep(0.5)
+
+
+def _wait_apt_daily(container, timeout: float = 300) -> None:
+    """Debian's apt-daily timers are persistent: on a server's first boot they run at once
+    (`apt-get update`, unattended-upgrade), holding apt's locks for a while - as on a new VPS.
+    The tests start when that first run is over, as an operator who waits a minute would."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        states = container.exec_run(["systemctl", "is-active", "apt-daily.service", "apt-daily-upgrade.service"]
+                                    ).output.decode().split()
+        if not {"active", "activating", "reloading"} & set(states):
+            return
+        time.sleep(1)
 
 
 def _wait_ssh(port: int, timeout: float = 30) -> None:

@@ -16,6 +16,9 @@ from mmhelper.parts.common import Failure, read_json, read_password, write_priva
 from mmhelper.parts.config import get_dotted, smtp_check
 from mmhelper.parts.pg import psql_as_postgres
 
+# The bot the check after an upgrade's start uses (mmhelper/jobs/upgrade_check.py).
+PROBE = "mattermost-deploy-probe"
+
 
 class UnixHTTPConnection(http.client.HTTPConnection):
     def __init__(self, path, timeout=30):
@@ -140,7 +143,8 @@ def housekeeping_state(spec):
                       "channels": sorted(by_team.get(t["name"], []), key=lambda c: c["name"])} for t in teams]
         users = [{"username": u["username"], "email": u.get("email", ""), "active": not u["delete_at"],
                   "is_bot": bool(u.get("is_bot")), "last_activity_at": active_at.get(u["username"])}
-                 for u in local_pages(spec, "/api/v4/users")]  # localGetUsers: active and deactivated
+                 for u in local_pages(spec, "/api/v4/users")  # localGetUsers: active and deactivated
+                 if u["username"] != PROBE]  # the upgrade check's probe bot is the deploy's, not a person
         return {"teams": teams_out, "users": users, "emoji": emoji,
                 "email_configured": email_configured(spec), "bot_token": bot_token_works(spec)}
     except (Failure, OSError, ValueError, KeyError) as e:

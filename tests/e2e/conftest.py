@@ -120,10 +120,9 @@ def _server(name: str, ssh_port: int, https_port: int):
         testhost.stop_server(name)
 
 
-# Stories that run side by side (`make test`: pytest-xdist, --dist loadgroup): each module is one
-# story on its own containers and ports, so each is a group a worker runs whole, in order; the
-# modules that share the main test server are one group. Longest first, so no long story starts
-# last: minutes measured on this 2-core machine (pytest --durations), the rest count as short.
+# Stories that run side by side (`make test`: pytest-xdist, the scheduler in tests/conftest.py):
+# longest first, so no long story starts last: minutes measured on this 2-core machine (pytest
+# --durations), the rest count as short.
 MINUTES = {
     "tests.e2e.test_old_mysql": 6, "tests.e2e.test_os_upgrade": 6, "tests.e2e.test_remote_db": 6,
     "tests.e2e.test_adopt_anywhere": 6, "tests.e2e.test_upgrade": 5, "tests.e2e.test_files_bucket": 5,
@@ -133,18 +132,14 @@ MINUTES = {
 }
 
 
-def story_of(item) -> str:
-    return "e2e-main" if {"main_server", "converged"} & set(item.fixturenames) else item.module.__name__
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Mark every end-to-end test with its story (xdist_group), longest stories first."""
-    stories = {}
-    for item in items:
-        if f"{os.sep}e2e{os.sep}" in str(item.path):
-            stories[item.nodeid] = story_of(item)
-            item.add_marker(pytest.mark.xdist_group(stories[item.nodeid]))
+    """The end-to-end stories longest first (each kept in its own order): the scheduler in
+    tests/conftest.py hands them to the workers in this order."""
+    from tests.conftest import story_of_nodeid
+
+    stories = {item.nodeid: story_of_nodeid(item.nodeid).replace("/", ".").removesuffix(".py")
+               for item in items if f"{os.sep}e2e{os.sep}" in str(item.path)}
     first = {}
     for index, item in enumerate(items):
         first.setdefault(stories.get(item.nodeid, item.nodeid), index)
