@@ -13,7 +13,8 @@
 #   make patch-night     OS updates, restarts/reboot, Mattermost upgrade, report (YES=1, BREAK_LOCK=1)
 #   make os-upgrade-plan what the Debian 12 -> 13 release upgrade would do, and whether it is safe
 #   make os-upgrade      Debian 12 -> 13 with Mattermost and its data intact (YES=1, BREAK_LOCK=1)
-#   make upgrade-plan    the Mattermost upgrade the policy wants, hop by hop, with each hop's long migrations
+#   make upgrade-plan    the Mattermost upgrade the policy wants, hop by hop: long migrations, the checks before each hop
+#   make upgrade-rehearsal SCRATCH=x   the same hops on a harmless copy of production's newest backup, timed and checked
 #   make db-migrate-plan what moving an old server's MySQL/MariaDB database to PostgreSQL would do (changes nothing)
 #   make db-migrate      move it: backup, schema, copy, every table checked, switch (YES=1); resumable
 #   make db-migrate-rollback   back to the untouched MySQL database (DISCARD=1: lose posts written since)
@@ -39,7 +40,7 @@ YESFLAG := $(if $(filter 1 yes true,$(YES)),-y,)
 
 .PHONY: setup prereqs mattermost-builds demo diff deploy upgrade status backup fetch-backup restore rollback rebuild \
 	restore-drill unhold \
-	patch-plan patch-night os-upgrade-plan os-upgrade upgrade-plan db-migrate-plan db-migrate db-migrate-rollback move-files-plan move-files move-database-plan move-database move-database-rollback channels users archive-stale offboard erase export retention \
+	patch-plan patch-night os-upgrade-plan os-upgrade upgrade-plan upgrade-rehearsal db-migrate-plan db-migrate db-migrate-rollback move-files-plan move-files move-database-plan move-database move-database-rollback channels users archive-stale offboard erase export retention \
 	test unit e2e lint bench bench-upgrade bench-scale bench-security bench-old bench-files bench-move-db clean
 
 setup: $(VENV)/.installed
@@ -122,7 +123,11 @@ patch-night: setup
 	$(PY) -m tasks.run verbs/patch_night.py $(YESFLAG) --fail-percent 0 \
 		$(if $(filter 1 yes true,$(BREAK_LOCK)),--data patch_break_lock=true,)
 
-os-upgrade-plan: setup
+os-upgrade-rehearsal: setup
+	@test -n "$(SCRATCH)" || { echo "name the scratch server: make upgrade-rehearsal SCRATCH=<server in the inventory>"; exit 2; }
+	$(PY) -m verbs.rehearsal $(SCRATCH)
+
+upgrade-plan: setup
 	$(PY) -m verbs.os_upgrade_plan
 
 os-upgrade: setup

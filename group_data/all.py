@@ -124,6 +124,9 @@ patch_reboot_packages = ["linux-image-*", "linux-headers-*", "libc6", "systemd",
 # Services needrestart may list that patch night never restarts at run time (left to the next reboot).
 patch_never_restart = ["dbus.service", "systemd-logind.service", "getty@*.service", "user@*.service"]
 patch_reboot_timeout = 600  # seconds to wait for the server (SSH, then Mattermost) after a reboot
+# e.g. 7: patch night upgrades Mattermost only after a passed `make upgrade-rehearsal` of that version
+# within 7 days; None: no rehearsal needed
+patch_require_rehearsal_days = None
 reports_dir = "reports"  # where patch night writes its dated summaries on the workstation (git-ignored)
 
 # --- PostgreSQL ---------------------------------------------------------------------------------

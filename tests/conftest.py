@@ -39,6 +39,7 @@ def story_of_nodeid(nodeid: str) -> str:
     return "e2e-main" if path in SHARED_SERVER_MODULES else path
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 

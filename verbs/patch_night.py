@@ -18,6 +18,7 @@ part. `make patch-night` passes --fail-percent 0: the first failure stops the wh
 
 import json
 import time
+from pathlib import Path
 
 from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
@@ -25,8 +26,9 @@ from pyinfra.api.exceptions import DeployError
 
 from tasks import notices
 from tasks.backup import backup_spec
-from tasks.common import after_database_servers, helper, run_on, settings, streamed
+from tasks.common import ROOT, after_database_servers, helper, run_on, settings, streamed
 from tasks.patching import NoMattermost, all_good_problems, make_plan, operator_id, plan_text, report_text
+from tasks.rehearsal import passed_rehearsal
 from tasks.release import configure as releases_verified
 from tasks.release import decision, installed_version
 from tasks.service import upgrade_chain
@@ -125,6 +127,18 @@ def patch_database_server(plan, holder: str) -> None:
     reported(name="Database server: write the patch night report and release the lock", report=write_report, plan=plan)
 
 
+def rehearsal_missing(s, name: str, target: str) -> str | None:
+    """Why patch night may not upgrade Mattermost to `target` without a rehearsal, or None."""
+    days = s.updates.require_rehearsal_days
+    if not days:
+        return None
+    folder = Path(s.reports_dir) if Path(s.reports_dir).is_absolute() else ROOT / s.reports_dir
+    if passed_rehearsal(folder, name, target, days):
+        return None
+    return (f"patch_require_rehearsal_days = {days} and no passed rehearsal of {target} within {days} days: "
+            "`make upgrade-rehearsal SCRATCH=<scratch server>` first")
+
+
 def patch(plan, holder: str, version_now: str | None, d) -> None:
     """A Mattermost server's part."""
     locked(name="Take the patch night lock", holder=holder, break_lock=bool(host.data.get("patch_break_lock")),
@@ -139,7 +153,10 @@ def patch(plan, holder: str, version_now: str | None, d) -> None:
     if "reboot" not in plan.done:
         rebooted_if_required(name="Reboot if required, then wait for SSH and a healthy Mattermost",
                              expected=bool(plan.reboot), version=version_now)
-    if d.upgrade and version_now:
+    unrehearsed = rehearsal_missing(settings(), host.name, d.target) if d.upgrade else None
+    if unrehearsed:
+        logger.warning(f"    [{host.name}] no Mattermost upgrade tonight: {unrehearsed}")
+    elif d.upgrade and version_now:
         releases_verified()  # every stop of the chain downloaded and verified before the first hop
         upgrade_chain(d)
     reported(name="Write the patch night report and release the lock", report=write_report, plan=plan)

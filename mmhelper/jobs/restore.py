@@ -9,6 +9,7 @@ import time
 
 from mmhelper.jobs.upgrade import check_config_with
 from mmhelper.parts.common import Failure, link_release, ping, read_json, run, write_hold, write_private
+from mmhelper.parts.config import set_dotted
 from mmhelper.parts.pg import create_database, database_exists, ident, psql_as_postgres, put_database_back, terminate_connections
 from mmhelper.parts.rclone import listing as rclone_listing
 from mmhelper.parts.rclone import rclone, remote
@@ -68,6 +69,8 @@ def restore(spec):
         restored = read_json(os.path.join(folder, "config.json"))
         if restored:
             restored.setdefault("SqlSettings", {})["DataSource"] = live_config["SqlSettings"]["DataSource"]
+            for key, value in (spec.get("config_overrides") or {}).items():  # a rehearsal's copy: harmless
+                set_dotted(restored, key, value)
             account = pwd.getpwnam(spec["user"])
             write_private(spec["config_file"], json.dumps(restored, indent=4) + "\n", account.pw_uid, account.pw_gid)
             steps.append("config")

@@ -115,3 +115,12 @@ def test_the_helper_is_built_the_same_every_time_and_runs(tmp_path):
     assert done.returncode == 0 and done.stdout.strip() == "no upgrade is held", done.stderr
     usage = subprocess.run([sys.executable, str(bundle)], capture_output=True, text=True, timeout=30)
     assert usage.returncode == 2 and "mmhelper.py state QUERY_JSON" in usage.stderr
+
+
+def test_the_state_read_fits_in_one_command():
+    """The whole helper travels inline in the state read's command (one SSH command: the shell
+    gets it as one argument, at most 128 KiB on Linux): a larger helper cannot read a server."""
+    from facts.mattermost import COMMAND_LIMIT, MattermostServer
+
+    command = MattermostServer().command('{"query": "' + "x" * 4000 + '"}')
+    assert len(command.encode()) < COMMAND_LIMIT - 8192, len(command)

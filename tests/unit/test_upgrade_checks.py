@@ -110,3 +110,37 @@ def test_the_refusal_names_each_finding_with_its_source():
     text = refusal_text(number, old, new, refusing)
     assert text.startswith("hop 1 10.3.0 -> 11.4.0: [user-limit] 11.4.0 (Team Edition, no licence) refuses")
     assert "(source: server/channels/app/limits.go" in text
+
+
+def test_the_rehearsal_makes_the_copy_harmless_and_reports_it():
+    from tasks.rehearsal import harmless, outage_of, report_text
+
+    keys = harmless("https://scratch.example.org")
+    assert keys["ServiceSettings.SiteURL"] == "https://scratch.example.org"
+    assert keys["EmailSettings.SendEmailNotifications"] is False and keys["EmailSettings.SMTPServer"] == ""
+    assert keys["EmailSettings.SendPushNotifications"] is False and keys["ServiceSettings.EnableOutgoingWebhooks"] is False
+    assert outage_of("  Mattermost 11.4.0 is serving: stop 0.21s, start with migrations and health 3.10s, the check "
+                     "after the start 9.00s") == 3.31
+    text = report_text({"production": "chat", "scratch": "scratch", "backup": "b1", "from": "10.3.0", "target": "11.4.0",
+                        "harmless": keys, "passed": False, "hops": [
+                            {"from": "10.3.0", "to": "11.4.0", "findings": ["ACCEPTED [user-limit]: ..."],
+                             "ok": False, "outage_s": 3.3, "error": "upgrade 10.3.0 -> 11.4.0 failed (the plugin x)"}]})
+    assert "users waited 3.3 s on the copy: the forecast of production's outage" in text
+    assert "check after the start: FAILED: upgrade 10.3.0 -> 11.4.0 failed (the plugin x)" in text
+    assert text.endswith("production would stop (or roll back) at the hop above; fix that first")
+
+
+def test_patch_night_asks_for_a_recent_passed_rehearsal(tmp_path):
+    import json
+
+    from tasks.rehearsal import passed_rehearsal
+
+    def write(name, **record):
+        (tmp_path / f"rehearsal-chat-{name}.json").write_text(json.dumps(record))
+
+    write("1", target="11.4.0", passed=True, finished=1000.0)
+    write("2", target="11.4.0", passed=False, finished=5000.0)
+    write("3", target="11.5.0", passed=True, finished=5000.0)
+    assert passed_rehearsal(tmp_path, "chat", "11.4.0", days=1, now=1000.0 + 3600)["finished"] == 1000.0
+    assert passed_rehearsal(tmp_path, "chat", "11.4.0", days=1, now=1000.0 + 2 * 86400) is None
+    assert passed_rehearsal(tmp_path, "other", "11.4.0", days=1, now=1000.0) is None
