@@ -125,7 +125,8 @@ def _server(name: str, ssh_port: int, https_port: int):
 # --durations), the rest count as short.
 MINUTES = {
     "tests.e2e.test_old_mysql": 6, "tests.e2e.test_os_upgrade": 6, "tests.e2e.test_remote_db": 6,
-    "tests.e2e.test_adopt_anywhere": 6, "tests.e2e.test_upgrade": 5, "tests.e2e.test_files_bucket": 5,
+    "tests.e2e.test_adopt_anywhere": 6,
+    "tests.e2e.test_upgrade_proven": 8, "tests.e2e.test_upgrade": 5, "tests.e2e.test_files_bucket": 5,
     "tests.e2e.test_move_database": 4, "tests.e2e.test_old_postgres": 4, "tests.e2e.test_offsite": 4,
     "tests.e2e.test_patch_night": 4, "tests.e2e.test_housekeeping": 3, "e2e-main": 3, "tests.e2e.test_notices": 3,
     "tests.e2e.test_managed_db": 3, "tests.e2e.test_site_path_and_calls": 3, "tests.e2e.test_tls": 2,
