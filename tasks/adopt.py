@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import operation
 from pyinfra.api.exceptions import DeployError
 
@@ -27,7 +27,8 @@ RECORD_FILE = "adopted.json"  # in the deploy's state folder: what the adoption 
 @dataclass(frozen=True)
 class Verdict:
     action: str  # "managed", "adopt" or "fresh"
-    says: str  # what the dry run and the run say about it
+    says: str  # the operation's name, as the dry run and the run list it
+    details: str | None = None  # what was found, said in a line of its own
 
 
 def adoption_pending(now: dict) -> bool:
@@ -233,8 +234,9 @@ def verdict(s: Settings, now: dict) -> Verdict:
         config = facts["config"]
         db = facts.get("datasource") or {}
         engine = "MySQL/MariaDB" if facts.get("engine") == "mysql" else "PostgreSQL"
-        return Verdict("adopt", f"Adopt the hand-installed Mattermost {install['version']} in {install['path']} "
-                                f"(unit {units}; config {config}; {engine} database {db.get('database')})")
+        return Verdict("adopt", f"Adopt the hand-installed Mattermost {install['version']} in {install['path']}",
+                       f"the hand install in {install['path']}: unit {units}; config {config}; {engine} database "
+                       f"{db.get('database')}")
     return Verdict("fresh", f"No Mattermost on this server ({looked_at(found, sorted(found.get('listeners') or {}))}): "
                             "install it fresh")
 
@@ -268,4 +270,7 @@ def checked() -> Verdict:
 
 
 def configure():
-    return hand_install_adopted(name=checked().says)
+    verdict = checked()
+    if verdict.details:
+        logger.info(f"    [{host.name}] {verdict.details}")
+    return hand_install_adopted(name=verdict.says)

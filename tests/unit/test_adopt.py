@@ -61,8 +61,9 @@ def test_a_hand_install_anywhere_is_adopted_with_its_unit_and_config():
                 "unit": "mattermost-server.service"}
     v = adopt.verdict(S, state("dir", [HAND_UNIT], [listener], [HAND]))
     assert v.action == "adopt"
-    assert v.says == ("Adopt the hand-installed Mattermost 5.39.0 in /srv/mattermost (unit mattermost-server.service; "
-                      "config /srv/mattermost/config/config.json; MySQL/MariaDB database mattermost)")
+    assert v.says == "Adopt the hand-installed Mattermost 5.39.0 in /srv/mattermost"
+    assert v.details == ("the hand install in /srv/mattermost: unit mattermost-server.service; config "
+                         "/srv/mattermost/config/config.json; MySQL/MariaDB database mattermost")
 
 
 def test_the_managed_server_is_left_alone_with_its_old_unit_disabled():
