@@ -57,7 +57,8 @@ pw = open("/etc/mattermost/private/db-password").read().strip()
 t0 = time.time()
 subprocess.run(["systemctl", "stop", "mattermost"], check=True)
 t1 = time.time()
-subprocess.run(["pgloader", "/root/manual.load"], check=True, capture_output=True)
+env = dict(line.split("=", 1) for line in open("/root/manual.env").read().splitlines())
+subprocess.run(["pgloader", "/root/manual.load"], check=True, capture_output=True, env={**__import__("os").environ, **env})
 t2 = time.time()
 c["SqlSettings"]["DriverName"] = "postgres"
 c["SqlSettings"]["DataSource"] = "postgres://mmuser:" + pw + "@localhost:5432/mattermost?sslmode=disable&connect_timeout=10"
@@ -127,7 +128,8 @@ def manual() -> dict:
                  "ds = mysql.parse_mysql_datasource(c['SqlSettings']['DataSource'])\n"
                  "pw = open('/etc/mattermost/private/db-password').read().strip()\n"
                  "pg = {'user': 'mmuser', 'host': 'localhost', 'port': 5432, 'database': 'mattermost'}\n"
-                 "print(db_copy.pgloader_command(ds, pg, pw, [], create=False))\nEOF")
+                 "print(db_copy.pgloader_command(ds, pg, [], create=False))\n"
+                 "open('/root/manual.env', 'w').write(f'MYSQL_PWD={ds[\"password\"]}\\nPGPASSWORD={pw}\\n')\nEOF")
     sh(f"umask 077 && cat > /root/manual.load <<'EOF'\n{command}\nEOF")
     return json.loads(sh(MANUAL).strip().splitlines()[-1])
 

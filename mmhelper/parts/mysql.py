@@ -187,9 +187,26 @@ def quote(value):
     return urllib.parse.quote(str(value), safe="")
 
 
+# What pgloader's connection-string grammar reads (src/parsers/command-db-uri.lisp): a socket
+# path of these characters only, ended by ':' (`unix:/run/mysqld/mysqld.sock:/db`); a password
+# is not URL-decoded (so it is never in the string: MYSQL_PWD, below).
+SOCKET_PATH = re.compile(r"^[A-Za-z0-9/._-]+$")
+NAME = re.compile(r"^[A-Za-z0-9_.$-]+$")
+
+
 def url(ds, scheme="mysql"):
-    """A pgloader connection string (the password inside: only ever written to a root-only
-    command file)."""
-    if ds["socket"]:  # pgloader's form for a Unix socket (its docs: "unix:/path/to/socket")
-        return f"{scheme}://{quote(ds['user'])}:{quote(ds['password'])}@unix:{ds['socket']}/{quote(ds['database'])}"
-    return f"{scheme}://{quote(ds['user'])}:{quote(ds['password'])}@{ds['host']}:{ds['port']}/{quote(ds['database'])}"
+    """pgloader's connection string for the DataSource, without the password: pgloader reads
+    it from MYSQL_PWD when the string has none (command-mysql.lisp), so no special character of
+    it needs a form pgloader would decode (it decodes none: measured, a URL-encoded password is
+    sent as it is and refused). A Unix socket is `unix:PATH:` (the ':' ends the path; with
+    `/` pgloader took the database name as part of the path and read the rest as an SQLite
+    file). Measured on Debian's pgloader 3.6.9 (12) and 3.6.2 (11)."""
+    for what, value, pattern in (("user", ds["user"], NAME), ("database", ds["database"], NAME)):
+        if not pattern.match(value or ""):
+            raise Failure(f"the MySQL {what} {value!r} has characters pgloader's connection string cannot carry")
+    if ds["socket"]:
+        if not SOCKET_PATH.match(ds["socket"]):
+            raise Failure(f"the MySQL socket path {ds['socket']!r} has characters pgloader cannot read (letters, digits "
+                          "and / . _ - only): give MariaDB a socket path without them, or let it listen on 127.0.0.1")
+        return f"{scheme}://{ds['user']}@unix:{ds['socket']}:/{ds['database']}"
+    return f"{scheme}://{ds['user']}@{ds['host']}:{ds['port']}/{ds['database']}"

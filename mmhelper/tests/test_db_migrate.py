@@ -6,6 +6,7 @@ import pytest
 
 from mmhelper.jobs import db_migrate_copy
 from mmhelper.parts import db_compare, mysql
+from mmhelper.parts.common import Failure
 from mmhelper.parts.config import applicable
 
 
@@ -75,18 +76,44 @@ def test_digests_read_from_one_batched_stream():
 
 
 def test_pgloader_command_copies_rows_into_mattermosts_schema():
-    ds = mysql.parse_mysql_datasource("mm:p@ss@tcp(localhost:3306)/mattermost")
+    ds = mysql.parse_mysql_datasource("mmuser:p@ss:w/rd#%x?&y=1@tcp(localhost:3306)/mattermost")
     pg = {"user": "mmuser", "host": "localhost", "port": 5432, "database": "mattermost"}
-    text = db_migrate_copy.pgloader_command(ds, pg, "pg/pw", ["focalboard_blocks"], create=False)
-    assert "FROM mysql://mm:p%40ss@localhost:3306/mattermost" in text
-    assert "INTO postgresql://mmuser:pg%2Fpw@localhost:5432/mattermost" in text
+    text = db_migrate_copy.pgloader_command(ds, pg, ["focalboard_blocks"], create=False)
+    # no password in the command file: pgloader reads MYSQL_PWD and PGPASSWORD (it decodes none)
+    assert "FROM mysql://mmuser@localhost:3306/mattermost" in text and "p@ss" not in text
+    assert "INTO postgresql://mmuser@localhost:5432/mattermost" in text
     assert "data only, truncate" in text and "EXCLUDING TABLE NAMES MATCHING 'focalboard_blocks'" in text
     assert "ALTER SCHEMA 'mattermost' RENAME TO 'public'" in text
-    extra = db_migrate_copy.pgloader_command(ds, pg, "pg/pw", ["focalboard_blocks"], create=True)
+    extra = db_migrate_copy.pgloader_command(ds, pg, ["focalboard_blocks"], create=True)
     assert "create tables" in extra and "INCLUDING ONLY TABLE NAMES MATCHING 'focalboard_blocks'" in extra
-    plain = db_migrate_copy.pgloader_command(ds, pg, "x", [], create=False)
+    plain = db_migrate_copy.pgloader_command(ds, pg, [], create=False)
     assert plain.startswith("LOAD DATABASE\n  FROM mysql://") and "EXCLUDING" not in plain
     assert plain.endswith("ALTER SCHEMA 'mattermost' RENAME TO 'public'\n;\n")
+
+
+def test_a_socket_is_named_as_pgloader_reads_it():
+    ds = mysql.parse_mysql_datasource("mmuser:secret@unix(/run/mysqld/mysqld.sock)/mattermost?charset=utf8mb4")
+    # the ':' ends the socket path (with '/', pgloader read the rest as an SQLite file)
+    assert mysql.url(ds) == "mysql://mmuser@unix:/run/mysqld/mysqld.sock:/mattermost"
+    with pytest.raises(Failure, match="characters pgloader cannot read"):
+        mysql.url({**ds, "socket": "/run/my sql/mysqld.sock"})
+
+
+@pytest.mark.parametrize("line", [
+    '2026-12-04T10:00:00.1 ERROR mysql: Failed to connect to mysql at "127.0.0.1" (port 3306) as user "mmuser": '
+    'MySQL Error [1045]: "Access denied for user \'mmuser\'@\'localhost\' (using password: YES)"',
+    '2026-12-04T10:00:00.1 LOG Migrating from #<SQLITE-CONNECTION sqlite:///root/mysql:/mmuser@unix:/x/mattermost>',
+    '2026-12-04T10:00:00.1 ERROR sqlite: Failed to open sqlite file #P"/root/x": Could not open sqlite3 database',
+    "KABOOM!",
+    '2026-12-04T10:00:00.1 ERROR Database error 22001: value too long for type character varying(26)',
+])
+def test_a_pgloader_error_line_fails_the_copy(line):
+    # pgloader exits 0 on these (measured on 3.6.9 and 3.6.2): its log is the verdict
+    assert db_migrate_copy.pgloader_failure("2026-12-04T10:00:00 LOG pgloader version 3.6.7~devel\n" + line + "\n")
+
+
+def test_a_clean_pgloader_log_passes():
+    assert db_migrate_copy.pgloader_failure("2026-12-04 LOG pgloader version\n   Total import time  ✓  2  2 0.1s\n") is None
 
 
 def test_sqlsettings_are_left_alone_while_on_mysql():
