@@ -99,6 +99,9 @@ mattermost_socket_dir = "/run/mattermost"  # local-mode socket for `mmctl --loca
 # A hand install the deploy's search cannot see (no unit runs it, not in mattermost_install_dir):
 # its folder, to adopt it (its config/config.json). None: the search decides (README "Adopting").
 mattermost_adopt_path = None
+# Ubuntu and Debian releases other than 11, 12 and 13 are not tested: refused unless this is True
+# (then every run says so).
+allow_untested_os = False
 
 # --- Backups -------------------------------------------------------------------------------------
 mattermost_backup_dir = "/var/backups/mattermost"  # database dump, config.json and a data snapshot per backup

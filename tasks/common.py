@@ -21,6 +21,7 @@ from pyinfra.facts.files import FileContents
 from pyinfra.operations.util.files import generate_color_diff
 
 from facts.mattermost import MattermostServer
+from tasks import os_support
 from tasks.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,8 +82,11 @@ def read_state(query: str) -> dict:
         if cached is None:
             raise DeployError(f"{host.name}: python3 is missing on the server; install it "
                               "(apt-get install python3) and re-run")
-        if cached.get("os", {}).get("id") not in ("debian", "ubuntu"):
-            raise DeployError(f"{host.name}: this deploy supports Debian and Ubuntu, found {cached.get('os')}")
+        refused, warning = os_support.support(cached.get("os") or {}, bool(host.data.get("allow_untested_os")))
+        if refused:
+            raise DeployError(f"{host.name}: {refused} (nothing was changed)")
+        if warning:
+            logger.warning(f"    [{host.name}] {warning}")
         if (cached.get("os_updates") or {}).get("error"):
             raise DeployError(f"{host.name}: {cached['os_updates']['error']}")
         host._mm_state = cached

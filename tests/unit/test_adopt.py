@@ -134,3 +134,21 @@ def test_a_database_on_another_server_is_not_a_reason_to_refuse():
     leftover = {"databases": [{"engine": "mysql", "name": "mattermost", "posts": 19}]}
     ours = {"pid": 7, "exe": "/opt/mattermost-releases/11.7.6/bin/mattermost", "cmdline": "", "unit": "mattermost.service"}
     assert adopt.verdict(S, state("link", [], [ours], **leftover)).action == "managed"
+
+
+@pytest.mark.parametrize("os_info,allow,refused,warned", [
+    ({"id": "debian", "version_id": "13", "codename": "trixie"}, False, None, None),
+    ({"id": "debian", "version_id": "11", "codename": "bullseye"}, False, None, None),
+    ({"id": "debian", "version_id": "10", "codename": "buster"}, False, "upgrade it to Debian 11 by hand first", None),
+    ({"id": "debian", "version_id": "9", "codename": "stretch"}, True, "older than this deploy supports", None),
+    ({"id": "ubuntu", "version_id": "24.04", "codename": "noble"}, False, "set allow_untested_os = True", None),
+    ({"id": "ubuntu", "version_id": "24.04", "codename": "noble"}, True, None, "ubuntu 24.04 is not tested"),
+    ({"id": "debian", "version_id": "14", "codename": "forky"}, False, "Debian 14 is not tested", None),
+    ({"id": "alpine", "version_id": "3.20"}, True, "supports Debian", None),
+])
+def test_the_systems_the_deploy_meets(os_info, allow, refused, warned):
+    from tasks.os_support import support
+
+    why, warning = support(os_info, allow)
+    assert (why is None) == (refused is None) and (refused is None or refused in why), why
+    assert (warning is None) == (warned is None) and (warned is None or warned in warning), warning
