@@ -1,4 +1,4 @@
-"""The built-in local test server: a real Debian 13 (trixie; or 12, bookworm) with systemd
+"""The built-in local test server: a real Debian 13 (trixie; or 12, bookworm; or 11, bullseye) with systemd
 and sshd in a Docker container, plus the STAND-IN upstream (release downloads, signing
 key, GitHub API).
 
@@ -46,9 +46,15 @@ MAILDIR = CACHE / "smtp" / "Maildir"  # what the test SMTP server received, read
 LABEL = {"org.mmdeploy.test": "1"}
 
 DEBOOTSTRAP_PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,ca-certificates,curl,iproute2,procps"
-# The Debian releases a test server can be: trixie (13) first, bookworm (12) still. Each
-# gets its apt sources in its own release's form (one-line on 12, deb822 on 13).
+# The Debian releases a test server can be: trixie (13) first, bookworm (12) and bullseye (11,
+# the oldest servers still running) still. Each gets its apt sources in its own release's form
+# (one-line on 11 and 12, deb822 on 13).
 DISTROS = {
+    "bullseye": {"version": "11", "file": "etc/apt/sources.list", "sources": """\
+deb http://deb.debian.org/debian bullseye main
+deb http://deb.debian.org/debian bullseye-updates main
+deb http://deb.debian.org/debian-security bullseye-security main
+"""},
     "bookworm": {"version": "12", "file": "etc/apt/sources.list", "sources": """\
 deb http://deb.debian.org/debian bookworm main
 deb http://deb.debian.org/debian bookworm-updates main

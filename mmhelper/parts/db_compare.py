@@ -99,7 +99,7 @@ def digest_rows(rows, kinds):
     for row in rows:
         if len(row) != len(kinds):
             raise Failure(f"a digest query returned {len(row)} columns, {len(kinds)} expected")
-        values = [comparable(v, k) for v, k in zip(row, kinds, strict=True)]
+        values = [comparable(v, k) for v, k in zip(row, kinds)]  # lengths checked above (3.9: no strict=)
         line = json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode("utf-8", errors="surrogateescape")
         total = (total + int.from_bytes(hashlib.sha256(line).digest(), "big")) % MOD
         count += 1

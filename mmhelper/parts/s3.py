@@ -41,7 +41,7 @@ def canonical_query(query):
 
 def sign(method, host, path, query, headers, payload_hash, access_key, secret_key, region, now=None):
     """The request's headers with Authorization (AWS SigV4, all given headers signed)."""
-    now = now or datetime.datetime.now(datetime.UTC)
+    now = now or datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017 - the helper runs on Python 3.9
     stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
     headers = {**headers, "host": host, "x-amz-date": stamp, "x-amz-content-sha256": payload_hash}
     names = sorted(k.lower() for k in headers)
