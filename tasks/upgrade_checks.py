@@ -116,8 +116,11 @@ def hop_findings(old: str, new: str, facts: dict | None, accepted: list[str] = (
     for since, plugins in DROPPED_PLUGINS.items():
         if _crosses(old, new, since) and not licensed:
             for plugin in sorted(set(plugins) & set(facts.get("plugins_enabled") or [])):
-                add(f"plugin-{plugin}", "refuse", f"the plugin {plugin} is active; {new} does not run it on Team "
-                    "Edition", plugins[plugin])
+                used = facts.get(plugin)  # how much people keep in it (playbooks: their number)
+                if plugin == "playbooks" and not used:
+                    continue  # installed and on by Mattermost's default, but nobody made a playbook
+                add(f"plugin-{plugin}", "refuse", f"the plugin {plugin} is active" + (f" with {used} in use" if used else "")
+                    + f"; {new} does not run it on Team Edition", plugins[plugin])
     if _crosses(old, new, "11.0.0"):
         unmanaged = sorted(facts.get("plugins_unmanaged") or [])
         if unmanaged:

@@ -40,11 +40,16 @@ def upgrade_facts(spec):
     values = dict(line.split("|", 1) for line in rows.splitlines() if "|" in line)
     states = get_dotted(config, "PluginSettings.PluginStates")[0] or {}
     plugins_dir = spec["plugins_dir"]
-    unmanaged = []
-    if os.path.isdir(plugins_dir):
-        unmanaged = sorted(name for name in os.listdir(plugins_dir)
-                           if os.path.isdir(os.path.join(plugins_dir, name))
-                           and not os.path.exists(os.path.join(plugins_dir, name, MANAGED_MARKER)))
+    installed = sorted(name for name in os.listdir(plugins_dir) if os.path.isdir(os.path.join(plugins_dir, name))) \
+        if os.path.isdir(plugins_dir) else []
+    unmanaged = [name for name in installed if not os.path.exists(os.path.join(plugins_dir, name, MANAGED_MARKER))]
+    # PluginStates names plugins that are not installed too (Mattermost's defaults enable the
+    # prepackaged ones, e.g. playbooks): what runs is what is installed and enabled.
+    playbooks = 0
+    if "playbooks" in installed:
+        found = psql_as_postgres("SELECT CASE WHEN to_regclass('public.ir_playbook') IS NULL THEN 0 ELSE "
+                                 "(SELECT count(*) FROM ir_playbook WHERE deleteat = 0) END;", db).stdout.strip()
+        playbooks = int(found) if found.isdigit() else 0
     size = int(values.get("size") or 0)
     backup_dir = spec["backup_dir"] if os.path.exists(spec["backup_dir"]) else os.path.dirname(spec["backup_dir"])
     return {
@@ -53,7 +58,8 @@ def upgrade_facts(spec):
         "postgres_major": int(values["version"]) // 10000 if values.get("version", "").isdigit() else None,
         "login": {"gitlab": bool(get_dotted(config, "GitLabSettings.Enable")[0])},
         "plugins_enabled": sorted(pid for pid, state in states.items()
-                                  if isinstance(state, dict) and state.get("Enable")),
+                                  if isinstance(state, dict) and state.get("Enable") and pid in installed),
+        "playbooks": playbooks,
         "plugins_unmanaged": unmanaged,
         "settings": {key: get_dotted(config, key)[0] for key in spec.get("settings", [])
                      if get_dotted(config, key)[1]},

@@ -68,7 +68,9 @@ def test_gitlab_sign_in_goes_from_team_edition_in_11():
 
 
 def test_plugins_the_new_version_drops_or_deletes():
-    assert ids("10.3.0", "11.4.0", plugins_enabled=["playbooks", "com.example.demo"]) == [("plugin-playbooks", "refuse")]
+    assert ids("10.3.0", "11.4.0", plugins_enabled=["playbooks", "com.example.demo"], playbooks=3) == [
+        ("plugin-playbooks", "refuse")]
+    assert ids("10.3.0", "11.4.0", plugins_enabled=["playbooks"], playbooks=0) == []  # on by default, unused
     assert ids("10.3.0", "11.4.0", plugins_unmanaged=["com.example.handmade"]) == [("unmanaged-plugins", "refuse")]
 
 
