@@ -11,8 +11,8 @@
 #   make offboard USER=u | erase USER=u | export  people and data portability
 #   make patch-plan      what patch night would do, changing nothing
 #   make patch-night     OS updates, restarts/reboot, Mattermost upgrade, report (YES=1, BREAK_LOCK=1)
-#   make os-upgrade-plan what the Debian 12 -> 13 release upgrade would do, and whether it is safe
-#   make os-upgrade      Debian 12 -> 13 with Mattermost and its data intact (YES=1, BREAK_LOCK=1)
+#   make os-upgrade-plan what the next Debian release upgrade (11 -> 12, 12 -> 13) would do, and whether it is safe
+#   make os-upgrade      Debian 11 -> 12 -> 13, one release at a time, Mattermost and its data intact (YES=1, BREAK_LOCK=1)
 #   make upgrade-plan    the Mattermost upgrade the policy wants, hop by hop: long migrations, the checks before each hop
 #   make upgrade-rehearsal SCRATCH=x   the same hops on a harmless copy of production's newest backup, timed and checked
 #   make db-migrate-plan what moving an old server's MySQL/MariaDB database to PostgreSQL would do (changes nothing)
@@ -130,9 +130,12 @@ os-upgrade-rehearsal: setup
 upgrade-plan: setup
 	$(PY) -m verbs.os_upgrade_plan
 
+# One Debian release per run (Debian supports no skip): 11 -> 12, then 12 -> 13; on 13 the last run has nothing to do.
 os-upgrade: setup
-	$(PY) -m tasks.run verbs/os_upgrade.py $(YESFLAG) \
-		$(if $(filter 1 yes true,$(BREAK_LOCK)),--data patch_break_lock=true,)
+	@for release in next then-newest; do \
+		$(PY) -m tasks.run verbs/os_upgrade.py $(YESFLAG) \
+			$(if $(filter 1 yes true,$(BREAK_LOCK)),--data patch_break_lock=true,) || exit $$?; \
+	done
 
 upgrade-plan: setup
 	$(PY) -m verbs.upgrade_plan $(if $(filter 1 yes true,$(JSON)),--json,)

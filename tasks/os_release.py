@@ -1,4 +1,5 @@
-"""The Debian release upgrade (12 bookworm -> 13 trixie): the plan, as pure functions of
+"""The Debian release upgrades (11 bullseye -> 12 bookworm -> 13 trixie, one release at a time:
+Debian supports no skip): the plan, as pure functions of
 what the server reported (mmhelper/jobs/os_release.py simulates the upgrade against the new
 release's package lists in a private folder), and the report. verbs/os_upgrade.py and
 verbs/os_upgrade_plan.py act on it."""
@@ -8,11 +9,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-NEXT = {"bookworm": "trixie"}  # the release upgrades this deploy makes
-VERSION = {"bookworm": "12", "trixie": "13"}
-# What Debian releases leave as they were and a release upgrade cannot undo by itself.
-CANNOT_UNDO = ("the packages cannot be downgraded to Debian 12: the way back is the pre-upgrade backup restored "
-               "onto a Debian 12 server (README: Debian releases)")
+NEXT = {"bullseye": "bookworm", "bookworm": "trixie"}  # the release upgrades this deploy makes
+VERSION = {"bullseye": "11", "bookworm": "12", "trixie": "13"}
+NEWEST = "trixie"
+
+
+def cannot_undo(current: str | None) -> str:
+    """What a release upgrade cannot undo by itself."""
+    number = VERSION.get(current or "", "?")
+    return (f"the packages cannot be downgraded to Debian {number}: the way back is the pre-upgrade backup restored "
+            f"onto a Debian {number} server (README: Debian releases)")
 
 
 @dataclass
@@ -56,12 +62,12 @@ def make_os_plan(host: str, os_info: dict, state: dict, healthy: bool, postgresq
         plan.notes.append(f"an unfinished release upgrade (started {run.get('started_text')}) continues: done so far "
                           f"{', '.join(plan.done) or 'nothing'}")
     elif os_info.get("id") != "debian" or codename not in NEXT:
-        if codename in VERSION.values() or codename == "trixie":
+        if codename == NEWEST:
             plan.nothing_to_do = True
             plan.notes.append(f"already Debian {VERSION.get(codename, '?')} ({codename}): nothing to do")
             return plan
-        plan.refusals.append(f"this server runs {os_info.get('id')} {codename}; the release upgrade goes from "
-                             "Debian 12 (bookworm) to Debian 13 (trixie)")
+        plan.refusals.append(f"this server runs {os_info.get('id')} {codename}; the release upgrades go from "
+                             "Debian 11 (bullseye) to 12 (bookworm) to 13 (trixie)")
         return plan
     if state.get("dpkg_audit") and not run:
         plan.refusals.append("dpkg has unfinished packages (dpkg --audit): finish them first "
@@ -125,7 +131,10 @@ def plan_text(plan: OsPlan) -> str:
     lines.append(f"  downtime: {plan.outage}")
     lines.append("  steps: backup, sources, packages (upgrade, then full-upgrade; local config files kept), "
                  "reboot, PostgreSQL cluster, health check, report")
-    lines.append(f"  cannot be undone automatically: {CANNOT_UNDO}")
+    lines.append(f"  cannot be undone automatically: {cannot_undo(plan.current)}")
+    if NEXT.get(plan.target or ""):
+        lines.append(f"  then: Debian {VERSION[NEXT[plan.target]]} ({NEXT[plan.target]}) in the same `make os-upgrade`, "
+                     "one release at a time")
     if plan.refusals:
         lines += [f"  REFUSED: {r}" for r in plan.refusals]
     else:
@@ -143,7 +152,8 @@ def report_text(host: str, record: dict, plan: OsPlan) -> str:
         f"  packages: {planned['upgraded']} upgraded, {planned['new']} new, {len(planned['removed'])} removed "
         f"({record.get('packages_seconds', '?')} s for the last run of the upgrade)",
         "  sources set aside: " + (", ".join(record.get("disabled_sources", [])) or "none")
-        + " - check third-party ones for a release of theirs for Debian 13 before enabling them again",
+        + f" - check third-party ones for a release of theirs for Debian {VERSION.get(record.get('release_after') or '', '')} "
+        "before enabling them again",
         f"  rebooted: {'yes' if record.get('rebooted') else 'no'}",
         (f"  PostgreSQL: {pg['from']} -> {pg['to']} (Mattermost down {pg['outage_seconds']} s); the old cluster is "
          f"kept, stopped: `pg_dropcluster {pg['from']} main` once you are satisfied") if pg else

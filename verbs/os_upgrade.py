@@ -1,10 +1,11 @@
-"""make os-upgrade: Debian 12 (bookworm) becomes Debian 13 (trixie) with Mattermost and its
-data intact - in one command, under a lock, resumable.
+"""make os-upgrade: Debian 11 (bullseye) becomes 12 (bookworm), 12 becomes 13 (trixie), with
+Mattermost and its data intact - one release per run of this file (make os-upgrade runs it until
+the server is on 13), under a lock, resumable.
 
     pyinfra inventory.py verbs/os_upgrade.py          (asks first; YES=1 / -y does not)
 
 The plan (make os-upgrade-plan) is printed first and a refused plan stops here. Then:
-take the lock, back up (the way back), switch the apt sources to Debian 13 (the old and
+take the lock, back up (the way back), switch the apt sources to the next release (the old and
 third-party ones set aside), upgrade the packages non-interactively keeping local config
 files (Mattermost keeps serving), reboot and wait for a healthy Mattermost, upgrade the
 PostgreSQL cluster with pg_upgradecluster (Mattermost stopped only for that; the old
@@ -21,7 +22,7 @@ from pyinfra.api.exceptions import DeployError
 
 from tasks.backup import backup_spec
 from tasks.common import helper, run_on, settings, streamed
-from tasks.os_release import make_os_plan, plan_text, report_text
+from tasks.os_release import VERSION, make_os_plan, plan_text, report_text
 from tasks.patching import operator_id
 from tasks.release import installed_version
 from tasks.state import read as read_server_state
@@ -129,6 +130,7 @@ else:
     packages_upgraded(name=f"Upgrade the packages to Debian {plan.target} (Mattermost keeps serving)",
                       target=plan.target)
     if "reboot" not in plan.done:
-        rebooted(name="Reboot into Debian 13, then wait for SSH and a healthy Mattermost", version=version)
+        rebooted(name=f"Reboot into Debian {VERSION.get(plan.target, '?')}, then wait for SSH and a healthy Mattermost",
+                 version=version)
     cluster_upgraded(name="Upgrade the PostgreSQL cluster (Mattermost stopped only for this)", version=version)
     reported(name="Write the release upgrade report and release the lock", report=write_report, plan=plan)

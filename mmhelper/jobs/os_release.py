@@ -1,4 +1,4 @@
-"""Debian release upgrade (12 bookworm -> 13 trixie) on the server: what it would do,
+"""Debian release upgrades (11 bullseye -> 12 bookworm -> 13 trixie) on the server: what it would do,
 simulated with private package lists (nothing of the system's touched), then the steps -
 sources, packages, the PostgreSQL cluster - each recorded so a killed run continues."""
 

@@ -39,7 +39,16 @@ def test_refusals_each_with_what_to_do():
     assert "not healthy" in make_os_plan("chat", BOOKWORM, STATE, False).refusals[0]
     removes_server = {**STATE["simulation"], "removed": ["postgresql-15"]}
     assert "would remove postgresql-15 before its cluster is upgraded" in plan(simulation=removes_server).refusals[0]
-    assert "goes from Debian 12" in plan(os={"codename": "bullseye", "version_id": "11"}).refusals[0]
+    assert "go from Debian 11 (bullseye) to 12" in plan(os={"codename": "buster", "version_id": "10"}).refusals[0]
+
+
+def test_debian_11_goes_to_12_first_then_13():
+    eleven = plan(os={"id": "debian", "codename": "bullseye", "version_id": "11"})
+    assert (eleven.current, eleven.target) == ("bullseye", "bookworm") and eleven.safe
+    text = plan_text(eleven)
+    assert "Debian 11 (bullseye) -> 12 (bookworm)" in text
+    assert "then: Debian 13 (trixie) in the same `make os-upgrade`, one release at a time" in text
+    assert "cannot be downgraded to Debian 11" in text
 
 
 def test_nothing_to_do_on_debian_13_and_an_unfinished_run_continues():
