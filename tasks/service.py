@@ -5,8 +5,8 @@ through the helper's `upgrade`: backup, short outage, automatic rollback."""
 
 from __future__ import annotations
 
-from pyinfra import host
-from pyinfra.api import operation
+from pyinfra import host, logger
+from pyinfra.api import FunctionCommand, operation
 
 from tasks.backup import offsite_spec
 from tasks.common import current, helper, managed_file, on_mysql, path_info, render, settings, streamed
@@ -111,6 +111,18 @@ def upgraded(old: str, new: str, reload_units: bool):
     yield streamed(helper("upgrade", upgrade_spec(s, old, new)))
 
 
+def _stopped(state, host, reason):
+    logger.error(f"    [{host.name}] ERROR: {reason}")
+    return False
+
+
+@operation(is_idempotent=False)
+def upgrade_stopped(reason: str):
+    """`make upgrade` fails where the chain stops short of the policy's version (the hops
+    before it ran), with what comes next."""
+    yield FunctionCommand(_stopped, (reason,), {})
+
+
 def upgrade_chain(d, reload_units: bool = False) -> None:
     """One hop after the other, each with its own backup, health check and rollback: a failed
     hop stops the run at the last healthy one, and the next run goes on from there."""
@@ -118,6 +130,9 @@ def upgrade_chain(d, reload_units: bool = False) -> None:
         of = f" (hop {number} of {len(d.chain)})" if len(d.chain) > 1 else ""
         upgraded(name=f"Upgrade Mattermost {start} -> {stop}{of}", old=start, new=stop,
                  reload_units=reload_units and number == 1)
+    if d.stops_before and host.data.get("mattermost_upgrade_required"):
+        upgrade_stopped(name=f"The upgrade stops at {d.target}", reason=f"the upgrade stops at {d.target}: "
+                                                                        f"{d.stops_before}")
 
 
 def configure(changes: list):

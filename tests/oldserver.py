@@ -58,22 +58,34 @@ def sh(target: str, command: str) -> str:
     return out
 
 
-def datasource(engine: str, password: str) -> tuple[str, str]:
-    """(DriverName, DataSource) as the 5.x guide wrote them into config.json."""
+def datasource(engine: str, password: str, socket_only: bool = False) -> tuple[str, str]:
+    """(DriverName, DataSource) as the 5.x guide wrote them into config.json (or, for a MariaDB
+    that listens on its socket only, the socket form go-sql-driver reads)."""
     if engine == "mysql":
-        return "mysql", (f"mmuser:{password}@tcp(localhost:3306)/mattermost?charset=utf8mb4,utf8"
+        where = "unix(/run/mysqld/mysqld.sock)" if socket_only else "tcp(localhost:3306)"
+        return "mysql", (f"mmuser:{password}@{where}/mattermost?charset=utf8mb4,utf8"
                          "&readTimeout=30s&writeTimeout=30s")
     return "postgres", f"postgres://mmuser:{password}@localhost:5432/mattermost?sslmode=disable&connect_timeout=10"
 
 
-def install(target: str, version: str, engine: str, db_password: str, site_url: str, layout: Layout = GUIDE) -> None:
+def sql_literal(text: str) -> str:
+    """A MariaDB string literal (backslash and quote escaped)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def install(target: str, version: str, engine: str, db_password: str, site_url: str, layout: Layout = GUIDE,
+            socket_only: bool = False) -> None:
     """The old guide's steps: the database server and its user, the tarball unpacked into
     /opt/mattermost (or the admin's folder), config.json edited in place (or moved where the
     admin keeps it), the unit, started."""
     if engine == "mysql":
         sh(target, "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mariadb-server >/dev/null")
-        sh(target, f"""mysql -u root -e "CREATE USER 'mmuser'@'localhost' IDENTIFIED BY '{db_password}';
-            CREATE DATABASE mattermost; GRANT ALL PRIVILEGES ON mattermost.* TO 'mmuser'@'localhost';" """)
+        if socket_only:  # no TCP at all: clients reach it by its socket only
+            sh(target, "printf '[mysqld]\\nskip-networking\\n' > /etc/mysql/mariadb.conf.d/99-socket-only.cnf "
+                       "&& systemctl restart mariadb")
+        sql = (f"CREATE USER 'mmuser'@'localhost' IDENTIFIED BY {sql_literal(db_password)}; CREATE DATABASE mattermost; "
+               "GRANT ALL PRIVILEGES ON mattermost.* TO 'mmuser'@'localhost';")
+        sh(target, f"mysql -u root <<'SQL'\n{sql}\nSQL")
         db_service = "mariadb"
     else:
         sh(target, "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null")
@@ -93,7 +105,7 @@ def install(target: str, version: str, engine: str, db_password: str, site_url: 
         useradd --system --user-group mattermost
         chown -R mattermost:mattermost {folder}
         chmod -R g+w {folder}""")
-    driver, source = datasource(engine, db_password)
+    driver, source = datasource(engine, db_password, socket_only)
     settings = {
         ("SqlSettings", "DriverName"): driver, ("SqlSettings", "DataSource"): source,
         ("ServiceSettings", "SiteURL"): site_url,

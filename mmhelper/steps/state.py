@@ -181,6 +181,12 @@ def state(query):
     if query.get("upgrade_facts") and install["kind"] == "link" and config_out["exists"] and \
             out["database_engine"].get("engine") == "postgres":
         out["upgrade_facts"] = upgrade_facts(query["upgrade_facts"])
+    elif query.get("upgrade_facts"):
+        # Not on PostgreSQL yet (MySQL, a hand install): the PostgreSQL this server has or would
+        # install is what the hops after `make db-migrate` will run on.
+        version = package_version("postgresql") or ""
+        major = version.split("+")[0].split(".")[0]
+        out["upgrade_facts"] = {"postgres_major": int(major) if major.isdigit() else None, "partial": True}
     out["now"] = time.time()
     return out
 

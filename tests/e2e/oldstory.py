@@ -79,3 +79,8 @@ def post_count(target: str, psql: bool = True) -> int:
 
 def config(target: str) -> dict:
     return json.loads(sh(target, "cat /var/lib/mattermost/config/config.json"))
+
+
+def config_at(target: str, install_dir: str) -> str:
+    """A hand install's config.json, as its folder holds it (before the adoption)."""
+    return sh(target, f"cat {install_dir}/config/config.json")
