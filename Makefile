@@ -41,7 +41,7 @@ YESFLAG := $(if $(filter 1 yes true,$(YES)),-y,)
 .PHONY: setup prereqs mattermost-builds demo diff deploy upgrade status backup fetch-backup restore rollback rebuild \
 	restore-drill unhold \
 	patch-plan patch-night os-upgrade-plan os-upgrade upgrade-plan upgrade-rehearsal db-migrate-plan db-migrate db-migrate-rollback move-files-plan move-files move-database-plan move-database move-database-rollback channels users archive-stale offboard erase export retention \
-	test unit e2e lint bench bench-upgrade bench-scale bench-security bench-old bench-files bench-move-db clean
+	test unit e2e lint bench bench-upgrade bench-scale bench-security bench-old bench-files bench-move-db bench-rehearsal clean
 
 setup: $(VENV)/.installed
 
@@ -203,6 +203,9 @@ bench-scale: setup prereqs mattermost-builds
 
 bench-files: setup prereqs mattermost-builds
 	$(PY) -m bench.files_bucket
+
+bench-rehearsal: setup prereqs mattermost-builds
+	$(PY) -m bench.rehearsal
 
 bench-move-db: setup prereqs mattermost-builds
 	$(PY) -m bench.move_database

@@ -82,9 +82,9 @@ def servers():
                                     "file_ids": [upload["file_infos"][0]["id"]]})
     STORY.update(post=post["id"], file=upload["file_infos"][0]["id"])
     # the plugin people rely on, added as an admin adds one
-    testhost.client().containers.get(testhost.container_name(PROD)).put_archive("/root", _tar(bundle))
-    sh(PROD, f"chmod 644 /root/{bundle.name}")
-    mmctl(PROD, f"plugin add /root/{bundle.name}")
+    testhost.client().containers.get(testhost.container_name(PROD)).put_archive("/var/tmp", _tar(bundle))
+    sh(PROD, f"chmod 644 /var/tmp/{bundle.name}")  # mmctl runs as the service user
+    mmctl(PROD, f"plugin add /var/tmp/{bundle.name}")
     mmctl(PROD, f"plugin enable {plugin.PLUGIN_ID}")
     # a grown organisation: 251 more active accounts than the 11.4 limit lets in (made in the database)
     psql("INSERT INTO users SELECT (jsonb_populate_record(u, jsonb_build_object('id', substr(md5('bulk' || i), 1, 26), "
