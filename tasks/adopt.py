@@ -237,8 +237,8 @@ def verdict(s: Settings, now: dict) -> Verdict:
         return Verdict("adopt", f"Adopt the hand-installed Mattermost {install['version']} in {install['path']}",
                        f"the hand install in {install['path']}: unit {units}; config {config}; {engine} database "
                        f"{db.get('database')}")
-    return Verdict("fresh", f"No Mattermost on this server ({looked_at(found, sorted(found.get('listeners') or {}))}): "
-                            "install it fresh")
+    return Verdict("fresh", "No Mattermost on this server: install it fresh",
+                   f"looked for Mattermost: {looked_at(found, sorted(found.get('listeners') or {}))}")
 
 
 @operation()

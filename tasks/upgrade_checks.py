@@ -43,9 +43,10 @@ REMOVED_SETTINGS = {"11.0.0": {
     "NotificationLogSettings.ConsoleLevel": "INFO", "NotificationLogSettings.ConsoleJson": True,
     "NotificationLogSettings.FileJson": True, "NotificationLogSettings.EnableColor": False}}
 # Pairs Mattermost's important upgrade notes name as not to upgrade between: (from at least,
-# to at most).
-AVOIDED_PAIRS = [("10.11.17", "11.7.2", "Mattermost's important upgrade notes (v11): do not upgrade from 10.11.17 or "
-                                        "later to 11.7.2 or earlier")]
+# within the line below, to at most). The 10.11 line's later patches carry what 11.x up to
+# 11.7.2 lacks; a server already on 11.x is not on that line.
+AVOIDED_PAIRS = [("10.11.17", "11.0.0", "11.7.2", "Mattermost's important upgrade notes (v11): do not upgrade from "
+                                                  "10.11.17 or later to 11.7.2 or earlier")]
 # Plugins the version no longer runs on Team Edition.
 DROPPED_PLUGINS = {"11.0.0": {"playbooks": "Playbooks (v11 changelog: deprecated in Team Edition; users met it "
                                            "refusing to start without a licence from 10.5.6, mattermost/mattermost"
@@ -137,8 +138,8 @@ def hop_findings(old: str, new: str, facts: dict | None, accepted: list[str] = (
                 add("removed-settings", "warn", f"{new} no longer has {', '.join(changed)}, which this server changed "
                     "from their defaults: what they did stops", f"config.json of {old.rsplit('.', 1)[0]} and "
                     f"{new.rsplit('.', 1)[0]} as Mattermost's config_generator writes them")
-    for low, high, source in AVOIDED_PAIRS:
-        if Version(old) >= Version(low) and Version(new) <= Version(high):
+    for low, below, high, source in AVOIDED_PAIRS:
+        if Version(low) <= Version(old) < Version(below) and Version(new) <= Version(high):
             add("version-pair", "refuse", f"{old} -> {new} is a pair Mattermost says not to upgrade between", source)
     disk = facts.get("disk") or {}
     if disk.get("free") is not None and disk.get("need") and disk["free"] < disk["need"]:

@@ -35,11 +35,14 @@ def plan_for(host, name: str, data: dict) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in JOBS:
+    names = [a for a in argv if a in JOBS]
+    if len(names) != 1:
         print(f"usage: python -m verbs.job_plan {'|'.join(JOBS)} [--back] [--json] [--data key=value ...]",
               file=sys.stderr)
         return 2
-    name, rest = argv[0], argv[1:]
+    name = names[0]
+    rest = list(argv)
+    rest.remove(name)
     data = {"move_back": "--back" in rest}
     return report_plans([a for a in rest if a != "--back"], lambda host: plan_for(host, name, data),
                         JOBS[name].plan_text)

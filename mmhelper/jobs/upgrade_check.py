@@ -52,10 +52,23 @@ class SiteConnection(http.client.HTTPSConnection):
                                               server_hostname=self.site_name)
 
 
+def _connection(spec):
+    """Through nginx on this server, or - when nginx did not serve the site while the old
+    version ran (a server adopted before its site is written) - to Mattermost's own listener."""
+    if spec.get("direct"):
+        return http.client.HTTPConnection("127.0.0.1", spec.get("listen_port", 8065), timeout=30)
+    return SiteConnection(spec["domain"], spec.get("https_port", 443))
+
+
+def _where(spec):
+    return (f"Mattermost on 127.0.0.1:{spec.get('listen_port', 8065)}" if spec.get("direct")
+            else f"nginx on this server for {spec['domain']}")
+
+
 def _public(spec, method, path, body=None, headers=None, token=None):
     """A request through nginx on this server, as the public URL names it (Host and TLS name
     of the site, its path in front): (status, body bytes)."""
-    conn = SiteConnection(spec["domain"], spec.get("https_port", 443))
+    conn = _connection(spec)
     all_headers = {"Host": spec["domain"], **(headers or {})}
     if token:
         all_headers["Authorization"] = f"Bearer {token}"
@@ -64,7 +77,7 @@ def _public(spec, method, path, body=None, headers=None, token=None):
         response = conn.getresponse()
         return response.status, response.read()
     except OSError as e:
-        raise Failure(f"nginx does not answer on this server for {spec['domain']}: {e}") from None
+        raise Failure(f"{_where(spec)} does not answer: {e}") from None
     finally:
         conn.close()
 
@@ -73,7 +86,7 @@ def _public_json(spec, method, path, body=None, token=None):
     status, data = _public(spec, method, path, json.dumps(body).encode() if body is not None else None,
                            {"Content-Type": "application/json"} if body is not None else None, token)
     if status >= 400:
-        raise Failure(f"{method} {path} through nginx: HTTP {status} {data[:200].decode(errors='replace')}")
+        raise Failure(f"{method} {path} to {_where(spec)}: HTTP {status} {data[:200].decode(errors='replace')}")
     return json.loads(data or b"null")
 
 
@@ -125,8 +138,11 @@ class WebSocket:
     and text frames read until the wanted event arrives."""
 
     def __init__(self, spec, token):
-        raw = socket.create_connection(("127.0.0.1", spec.get("https_port", 443)), timeout=30)
-        self.sock = _context().wrap_socket(raw, server_hostname=spec["domain"])
+        if spec.get("direct"):
+            self.sock = socket.create_connection(("127.0.0.1", spec.get("listen_port", 8065)), timeout=30)
+        else:
+            raw = socket.create_connection(("127.0.0.1", spec.get("https_port", 443)), timeout=30)
+            self.sock = _context().wrap_socket(raw, server_hostname=spec["domain"])
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall((f"GET {spec['site_path']}/api/v4/websocket HTTP/1.1\r\nHost: {spec['domain']}\r\n"
                            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
@@ -252,10 +268,25 @@ def plugin_error(spec, plugin_id):
     return None
 
 
+def nginx_serves(spec):
+    """Whether nginx on this server answers for the site (any HTTP answer counts)."""
+    try:
+        _public(dict(spec, direct=False), "GET", "/api/v4/system/ping")
+        return True
+    except Failure:
+        return False
+
+
 def before_stop(spec):
     """While the old version serves: what it offers, and the probe ready. What cannot be read
-    on it (an old version's local API lacks a route) is left out of the comparison and said."""
-    out = {"offered": None, "probe": None, "notes": []}
+    on it (an old version's local API lacks a route) is left out of the comparison and said.
+    When nginx does not serve the site yet, the probe goes to Mattermost's own listener, before
+    and after alike (spec["direct"])."""
+    out = {"offered": None, "probe": None, "notes": [], "direct": False}
+    if not nginx_serves(spec):
+        out["direct"] = spec["direct"] = True
+        out["notes"].append(f"nginx does not serve {spec['domain']} on this server yet: the probe goes to "
+                            f"{_where(spec)}")
     try:
         out["offered"] = offered(spec)
     except (Failure, OSError, ValueError) as e:
@@ -274,6 +305,7 @@ def before_stop(spec):
 def after_start(spec, before, wait=60):
     """What the new version does not do that the old one did, in sentences; [] when it serves
     people as before."""
+    spec = dict(spec, direct=bool(before.get("direct")))
     problems = [p for p in (_probed(spec) if before.get("probe") else None, job_server_runs(spec)) if p]
     if before.get("offered") is None:
         return problems

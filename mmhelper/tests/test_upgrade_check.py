@@ -34,3 +34,46 @@ def test_what_was_offered_before_and_is_gone_after(monkeypatch):
     monkeypatch.setattr(upgrade_check, "job_server_runs", lambda spec: "the job server did not take a job")
     assert upgrade_check.after_start({}, {"offered": None, "probe": None}, wait=0) == [
         "the job server did not take a job"]
+
+
+def test_without_nginx_the_probe_goes_to_mattermosts_own_listener(monkeypatch):
+    """A server adopted before its nginx site is written: nothing answers on the HTTPS port, so
+    the probe is sent to Mattermost's listener - before the stop and after the start alike."""
+    import http.server
+    import socket
+    import threading
+
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            seen.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"status": "OK"}')
+
+        def log_message(self, *args):
+            pass
+
+    listener = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=listener.serve_forever, daemon=True).start()
+    with socket.socket() as closed:  # a port nothing listens on: "nginx"
+        closed.bind(("127.0.0.1", 0))
+        https_port = closed.getsockname()[1]
+    spec = {"domain": "chat.example.org", "site_path": "/chat", "https_port": https_port,
+            "listen_port": listener.server_address[1]}
+    monkeypatch.setattr(upgrade_check, "offered", lambda spec: None)
+    monkeypatch.setattr(upgrade_check, "ensure_probe", lambda spec: None)
+    try:
+        before = upgrade_check.before_stop(dict(spec))
+        assert before["direct"] is True
+        assert any(f"the probe goes to Mattermost on 127.0.0.1:{spec['listen_port']}" in n for n in before["notes"])
+        assert upgrade_check._public(dict(spec, direct=True), "GET", "/api/v4/system/ping")[0] == 200
+        assert seen == ["/chat/api/v4/system/ping"]
+        try:
+            upgrade_check._public(spec, "GET", "/api/v4/system/ping")
+            raise AssertionError("nginx's closed port answered")
+        except upgrade_check.Failure as e:
+            assert "nginx on this server for chat.example.org does not answer" in str(e)
+    finally:
+        listener.shutdown()

@@ -216,6 +216,15 @@ print(b.delete(sys.argv[1])[0])
 """
 
 
+LISTING = """
+from mmhelper.parts import rclone
+print(json.dumps(sorted(rclone.listing({
+    "endpoint": spec["FileSettings.AmazonS3Endpoint"], "bucket": spec["FileSettings.AmazonS3Bucket"],
+    "ssl": spec.get("FileSettings.AmazonS3SSL", True), "prefix": spec.get("FileSettings.AmazonS3PathPrefix", ""),
+    "access": "/etc/mattermost/private/s3-access-key-id",
+    "secret": "/etc/mattermost/private/s3-secret-access-key"}))))"""
+
+
 def test_backup_and_an_object_lost_from_the_bucket_restored(server):
     backup = run("verbs/backup.py", "--data", "files_store=s3")
     assert backup.ok, backup.output[-3000:]
@@ -246,7 +255,7 @@ def test_a_destroyed_server_is_rebuilt_with_its_files_in_the_bucket(server):
 
 def bucket_keys() -> set[str]:
     """What is in the bucket, listed on the server with Mattermost's key."""
-    listing = sh(TARGET, "python3 - <<'EOF'\n" + LOSE.split("print(")[0] + "print(json.dumps(sorted(b.listing())))\nEOF")
+    listing = sh(TARGET, "python3 - <<'EOF'\n" + LOSE.split("b = ")[0] + LISTING + "\nEOF")
     return set(json.loads(listing.strip().splitlines()[-1]))
 
 

@@ -50,10 +50,11 @@ def refused(now, settings=S) -> str:
 def test_a_fresh_install_says_what_was_looked_at():
     v = adopt.verdict(S, state())
     assert v.action == "fresh"
-    assert v.says == ("No Mattermost on this server (no unit, no process on 8065, no package, no container (no Docker "
-                      "or Podman), no Mattermost database): install it fresh")
+    assert v.says == "No Mattermost on this server: install it fresh"
+    assert v.details == ("looked for Mattermost: no unit, no process on 8065, no package, no container (no Docker "
+                         "or Podman), no Mattermost database")
     v = adopt.verdict(S, state(containers={"tool": "docker", "error": None, "found": []}))
-    assert "no package, no container, no Mattermost database" in v.says
+    assert "no package, no container, no Mattermost database" in v.details
 
 
 def test_a_hand_install_anywhere_is_adopted_with_its_unit_and_config():

@@ -83,6 +83,7 @@ def test_settings_a_version_removed_are_named_when_changed():
 def test_version_pairs_to_avoid_and_disk():
     assert ids("10.11.17", "11.7.2") == [("version-pair", "refuse")]
     assert ids("10.11.16", "11.7.2") == [] and ids("10.11.17", "11.7.3") == []
+    assert ids("11.4.0", "11.5.0") == [] and ids("11.0.0", "11.7.2") == []  # a server already on 11.x is not on that line
     assert ids("10.3.0", "11.4.0", disk={"path": "/b", "free": 1 << 20, "need": 1 << 30}) == [("disk", "refuse")]
 
 
