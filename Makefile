@@ -4,6 +4,7 @@
 #   make deploy          apply (asks before changing; YES=1 skips the question)
 #   make upgrade         deploy, and fail when the version policy's upgrade is refused
 #   make status          one row per server: versions, action, last backup (JSON=1 for monitoring)
+#   make security-report one page per server: settings against a baseline, ports, TLS, bans, lynis (JSON=1, FRESH=1)
 #   make backup | fetch-backup [BACKUP=name] | restore BACKUP=name | rollback | unhold
 #   make rebuild [BACKUP=name]     restore from the off-server repository alone (a lost server, rebuilt)
 #   make restore-drill TARGET=x    the same on a scratch server, checked against the backup (DRILL_REPLACE=1)
@@ -38,7 +39,7 @@ export MMDEPLOY_TARGET := $(TARGET)
 USER_ := $(if $(filter command line,$(origin USER)),$(USER),)
 YESFLAG := $(if $(filter 1 yes true,$(YES)),-y,)
 
-.PHONY: setup prereqs mattermost-builds demo diff deploy upgrade status backup fetch-backup restore rollback rebuild \
+.PHONY: setup prereqs mattermost-builds demo diff deploy upgrade status security-report backup fetch-backup restore rollback rebuild \
 	restore-drill unhold \
 	patch-plan patch-night os-upgrade-plan os-upgrade upgrade-plan upgrade-rehearsal db-migrate-plan db-migrate db-migrate-rollback move-files-plan move-files move-database-plan move-database move-database-rollback channels users archive-stale offboard erase export retention \
 	test unit e2e lint bench bench-upgrade bench-scale bench-security bench-old bench-files bench-move-db bench-rehearsal clean
@@ -70,6 +71,9 @@ upgrade: setup
 
 status: setup
 	$(PY) -m verbs.status $(if $(filter 1 yes true,$(JSON)),--json,)
+
+security-report: setup
+	$(PY) -m verbs.security_report $(if $(filter 1 yes true,$(JSON)),--json,) $(if $(filter 1 yes true,$(FRESH)),--fresh,)
 
 backup: setup
 	$(PY) -m tasks.run verbs/backup.py -y

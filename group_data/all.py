@@ -73,6 +73,21 @@ mattermost_mfa = True  # offer multi-factor authentication (enforcing it needs a
 firewall = True  # nftables: default deny inbound; SSH, 80 and 443 open
 firewall_ssh_port = 22  # the port sshd listens on ON the server (opened first)
 firewall_allow_tcp = []  # more TCP ports to open, e.g. [8443]
+# Brute force stopped at the door (tasks/security.py; README "No one in who does not belong"):
+security_login_rate = "10r/m"  # nginx: sign-in and password-reset requests per address ("1r/s" form); None: off
+security_login_burst = 5  # ... that many more at once before 429 (a person mistyping never gets there)
+security_rate_limit = True  # Mattermost's own rate limiter on every route, keyed on the client's real address
+security_rate_per_sec = 10  # its requests per second per address (per session once signed in: RateLimitSettings)
+security_rate_burst = 100  # ... and at once
+fail2ban = True  # ban addresses that fail SSH, Mattermost's sign-in or the login limit (nftables, fail2ban's own table)
+fail2ban_max_retry = 5  # failures within fail2ban_find_time that ban an address
+fail2ban_find_time = 600  # seconds
+fail2ban_ban_time = 3600  # seconds; bans expire (a returning address is banned longer each time)
+firewall_never_ban = []  # addresses/networks never banned nor limited, beside the workstation's own (as SSH sees it)
+security_hardening = True  # sysctl, sshd, login.defs and friends (tasks/hardening.py; README)
+security_lynis_minimum = 75  # `make security-report` fails below this lynis hardening index
+security_scan_address = None  # the address `make security-report` probes ports on from here; None: the inventory's
+security_report_accept = []  # report items (by id) accepted as they are, e.g. ["mfa"]
 # Move SSH from root to a named sudo user, key-only (see tasks/ssh_access.py for the safe order):
 ssh_admin_user = None  # e.g. "ops": created with ssh_admin_keys and passwordless sudo; password logins off
 ssh_admin_keys = []  # public keys ("ssh-ed25519 AAAA... you@laptop") allowed to log in as ssh_admin_user

@@ -33,6 +33,7 @@ read from root-only files and never printed or put on a command line.
     mmhelper.py db-migrate-plan|db-migrate|db-migrate-rollback SPEC_JSON
     mmhelper.py files-move-plan|files-move SPEC_JSON
     mmhelper.py db-move-plan|db-move|db-move-rollback SPEC_JSON
+    mmhelper.py security-report SPEC_JSON
 """
 
 import json
@@ -62,6 +63,7 @@ from mmhelper.steps.notices import notices_setup, notify, run_notices
 from mmhelper.steps.offsite import offsite_fetch
 from mmhelper.steps.release import client_writable, fetch_release, switch
 from mmhelper.steps.retention import retention
+from mmhelper.steps.security import security_report
 from mmhelper.steps.state import state
 
 COMMANDS = {
@@ -110,6 +112,7 @@ COMMANDS = {
     "db-move": db_move,
     "db-move-rollback": db_move_rollback,
     "files-move": files_move,
+    "security-report": security_report,
 }
 
 

@@ -44,11 +44,15 @@ def on_mysql(now: dict) -> bool:
 
 
 def packages(s: Settings) -> list[str]:
+    # fail2ban reads SSH's failures from the journal (python3-systemd) and bans in nftables;
+    # lynis is what `make security-report` measures the hardening with.
+    security = ["lynis"] + (["fail2ban", "python3-systemd"] if s.security.fail2ban else [])
+    nft = ["nftables"] if s.firewall or s.security.fail2ban else []
     if s.place.role == "database":
         return DATABASE_SERVER_PACKAGES + (["unattended-upgrades"] if s.updates.unattended else []) + \
-            (["nftables"] if s.firewall else []) + (["sudo"] if s.ssh.admin_user else [])
+            nft + security + (["sudo"] if s.ssh.admin_user else [])
     base = [("postgresql-client" if p == "postgresql" else p) for p in PACKAGES] if s.place.remote else PACKAGES
-    return (base + (["unattended-upgrades"] if s.updates.unattended else []) + (["nftables"] if s.firewall else [])
+    return (base + (["unattended-upgrades"] if s.updates.unattended else []) + nft + security
             + (["certbot"] if s.acme_email else []) + (["sudo"] if s.ssh.admin_user else [])
             + (["restic", "openssh-client"] if s.offsite.repository else [])
             + (["rclone"] if s.files.bucket_configured else []))

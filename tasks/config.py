@@ -58,6 +58,18 @@ def desired_config(s: Settings) -> dict:
         "ServiceSettings.EnableAPIUserDeletion": False,
         "ServiceSettings.EnableAPIChannelDeletion": False,
         "ServiceSettings.EnableAPITeamDeletion": False,
+        # Brute force (tasks/security.py): Mattermost's own limiter on every route, per session once
+        # signed in, else per address - the client's real one: nginx sets X-Real-IP, and Mattermost
+        # (listening on loopback, so only nginx reaches it) trusts that header alone. Measured on the
+        # real 10.3 and 11.4: with the header trusted, the failed-sign-in line, the Audits rows and
+        # the limiter's key carry the client's address (127.0.0.1 without); the limiter reads both
+        # settings at start only (channels/app/server.go), so a change restarts Mattermost.
+        "ServiceSettings.TrustedProxyIPHeader": ["X-Real-IP"],
+        "RateLimitSettings.Enable": s.security.rate_limit,
+        "RateLimitSettings.PerSec": s.security.rate_per_sec,
+        "RateLimitSettings.MaxBurst": s.security.rate_burst,
+        "RateLimitSettings.VaryByRemoteAddr": True,
+        "RateLimitSettings.VaryByUser": True,
     }
     if emoji_files(emoji_folder(s)) or s.notices.channel:
         # Custom emoji go through the REST API with the deploy's bot and its token (the bot

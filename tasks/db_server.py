@@ -16,7 +16,7 @@ from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
 from mmhelper.parts.config import password_digest
-from tasks import database, firewall, os_updates, ssh_access
+from tasks import database, firewall, os_updates, security, ssh_access
 from tasks.base import helper_bundle, packages_installed
 from tasks.common import HELPER, current, managed_file, packages, read_state, settings
 from tasks.db_tls import ensure_ca, server_certificate
@@ -36,7 +36,7 @@ def query(s: Settings, os_updates_mode: str | None = None) -> str:
         "packages": packages(s),
         "user": "postgres",
         "paths": [HELPER, CERT, CA, os_updates.NEEDRESTART_CONF, os_updates.AUTO_UPGRADES, os_updates.UNATTENDED_CONF,
-                  firewall.CONF, ssh_access.SUDOERS, ssh_access.SSHD_DROPIN],
+                  firewall.CONF, ssh_access.SUDOERS, ssh_access.SSHD_DROPIN, *security.PATHS],
         "install_dir": "/nonexistent/mattermost", "releases_dir": "/nonexistent/releases",
         "config_file": "/nonexistent/config.json",
         "password_file": s.password_file,
@@ -153,4 +153,5 @@ def configure():
                                password_changes=password.will_change)
     os_updates.configure()
     firewall.configure()
+    security.configure()
     ssh_access.configure()

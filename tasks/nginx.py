@@ -14,6 +14,7 @@ import re
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
+from tasks import security
 from tasks.base import folders
 from tasks.common import current, helper, managed_file, path_info, render, settings, streamed
 
@@ -95,7 +96,8 @@ def site(s, certificate: str, key: str, name: str, ops: list) -> None:
     now = current()
     ops.append(managed_file(name=name, path=SITE, content=render(
         "etc/nginx/sites-available/mattermost.conf.j2", s=s, certificate=certificate, certificate_key=key,
-        webroot=WEBROOT, http2_on=http2_directive(now["nginx"].get("version"), now["os"].get("version_id")))))
+        webroot=WEBROOT, http2_on=http2_directive(now["nginx"].get("version"), now["os"].get("version_id")),
+        never_ban=security.never_ban(s, now))))
     ops.append(site_enabled(name="Enable the Mattermost site, disable the default site"))
     nginx_serving(name="Reload nginx after checking its configuration", changed=any(op.will_change for op in ops))
     ops.clear()

@@ -12,6 +12,7 @@ import json
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
+from tasks import security
 from tasks.common import HELPER, current, helper, managed_file, path_info, render, settings, streamed
 from tasks.housekeeping import helper_spec
 from tasks.release import decision
@@ -46,7 +47,7 @@ def spec(s: Settings) -> dict:
         "api_url": s.notices.github_api_url or s.release.github_api_url, "repository": s.release.github_repository,
         "policy": s.release.policy, "esr_lines": s.release.esr_lines}
     return {**helper_spec(s), **checks_spec(s), "channel": s.notices.channel, "email_to": s.notices.email,
-            "digest_time": s.notices.digest_time, "release": release}
+            "digest_time": s.notices.digest_time, "release": release, "security": security.report_spec(s)}
 
 
 @operation()

@@ -24,6 +24,7 @@ from tasks.groups import email as groups_email
 from tasks.groups import notices as groups_notices
 from tasks.groups import offsite as groups_offsite
 from tasks.groups import release as groups_release
+from tasks.groups import security as groups_security
 from tasks.groups import ssh as groups_ssh
 from tasks.groups import updates as groups_updates
 from tasks.groups.calls import Calls
@@ -32,6 +33,7 @@ from tasks.groups.notices import Notices
 from tasks.groups.offsite import Offsite
 from tasks.groups.release import Release
 from tasks.groups.secret import Secret
+from tasks.groups.security import Security
 from tasks.groups.ssh import SshAccess
 from tasks.groups.updates import Updates
 
@@ -101,6 +103,7 @@ class Settings:
     ssh: SshAccess = field(default_factory=SshAccess)
     calls: Calls = field(default_factory=Calls)
     updates: Updates = field(default_factory=Updates)
+    security: Security = field(default_factory=Security)
     migration: MigrationSettings = field(default_factory=MigrationSettings)
     files: FileStore = field(default_factory=FileStore)
     place: DbPlace = field(default_factory=DbPlace)
@@ -344,11 +347,12 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
     ssh, ssh_problems = groups_ssh.build(get)
     calls, calls_problems = groups_calls.build(get)
     updates, updates_problems = groups_updates.build(get)
+    security, security_problems = groups_security.build(get)
     migration, migration_problems = migration_settings(get)
     files, files_problems = files_settings(get, env)
     place, place_problems = place_settings(get, password)
     problems += (release_problems + email_problems + notices_problems + offsite_problems + ssh_problems
-                 + calls_problems + updates_problems + migration_problems + files_problems + place_problems)
+                 + calls_problems + updates_problems + security_problems + migration_problems + files_problems + place_problems)
 
     if problems:
         raise SettingsError(f"settings for {host_name}: " + "; ".join(problems) +
@@ -401,6 +405,7 @@ def load_settings(data, host_name: str, environ: dict | None = None) -> Settings
         adopt_path=(str(get("mattermost_adopt_path")).rstrip("/") or "/") if get("mattermost_adopt_path") else None,
         privacy=privacy_overrides,
         release=release, email=email, notices=notices, offsite=offsite, ssh=ssh, calls=calls, updates=updates,
+        security=security,
         migration=migration,
         files=files,
         place=place,

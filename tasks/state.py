@@ -10,7 +10,21 @@ from __future__ import annotations
 import json
 
 from mmhelper.parts.pg import REMOTE_DB_FILE
-from tasks import backup, base, db_server, email, files, firewall, nginx, notices, os_updates, secrets, service, ssh_access
+from tasks import (
+    backup,
+    base,
+    db_server,
+    email,
+    files,
+    firewall,
+    nginx,
+    notices,
+    os_updates,
+    secrets,
+    security,
+    service,
+    ssh_access,
+)
 from tasks.common import HELPER, MYSQL_MIGRATION_PACKAGES, packages, read_state, settings
 from tasks.config import DB_CA_PATH, desired_config
 from tasks.database import ca_pem, remote_spec
@@ -47,6 +61,7 @@ def managed_paths(s: Settings) -> list[str]:
         notices.SPEC_FILE, notices.SERVICE, notices.TIMER,
         os_updates.NEEDRESTART_CONF, os_updates.AUTO_UPGRADES, os_updates.UNATTENDED_CONF,
         firewall.CONF, ssh_access.SUDOERS, ssh_access.SSHD_DROPIN, files.CA_PATH, DB_CA_PATH, REMOTE_DB_FILE,
+        *security.PATHS,
     ]
 
 

@@ -27,6 +27,7 @@ from mmhelper.parts.service import journal_tail, systemctl, unit_property
 from mmhelper.steps.backup import backup_names
 from mmhelper.steps.housekeeping import api_with_token, bot_token, bot_token_works, find_user, local_api
 from mmhelper.steps.offsite import offsite_state
+from mmhelper.steps.security import report as security_report
 
 SPEC_FILE = "/etc/mattermost/notices.json"
 DAY = 86400
@@ -161,6 +162,12 @@ def checks(spec, state=None, now=None, network=False):
     if hold:
         add(f"hold:{hold.get('version')}", False,
             f"upgrades are held at {hold.get('version')}: {hold.get('reason')} (make unhold once fixed)")
+
+    if network and spec.get("security"):  # the security report's failing items (lynis refreshed daily)
+        for item in security_report(spec["security"], now)["items"]:
+            if item["ok"] is False:
+                add(f"security:{item['id']}", False, f"security: {item['text']} - {item['reason']} "
+                    "(make security-report)")
 
     if network and spec.get("release") and health["ok"] and health.get("version"):
         found = release_lookup(spec["release"], state, now)

@@ -142,6 +142,12 @@ def state(query):
         "need_reload": unit_property(service, "NeedDaemonReload") == "yes",
     }
     out["nginx"] = {"active": systemctl("is-active", "nginx").stdout.strip(), "version": package_version("nginx")}
+    out["fail2ban"] = {"active": systemctl("is-active", "fail2ban").stdout.strip(),
+                       "enabled": systemctl("is-enabled", "fail2ban").stdout.strip()}
+    out["lynis_timer"] = {"active": systemctl("is-active", "mattermost-lynis.timer").stdout.strip(),
+                          "enabled": systemctl("is-enabled", "mattermost-lynis.timer").stdout.strip()}
+    # The workstation's address as this SSH session arrived (sshd sets SSH_CLIENT): never banned.
+    out["ssh_client"] = (os.environ.get("SSH_CLIENT") or "").split(" ")[0] or None
     out["firewall"] = {
         "table": bool(shutil.which("nft")) and subprocess.run(
             ["nft", "list", "table", "inet", "mattermost_deploy"], capture_output=True).returncode == 0,

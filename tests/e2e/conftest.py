@@ -124,7 +124,7 @@ def _server(name: str, ssh_port: int, https_port: int):
 # longest first, so no long story starts last: minutes measured on this 2-core machine (pytest
 # --durations), the rest count as short.
 MINUTES = {
-    "tests.e2e.test_bullseye": 20,
+    "tests.e2e.test_bullseye": 20, "tests.e2e.test_security": 10,
     "tests.e2e.test_old_mysql": 6, "tests.e2e.test_os_upgrade": 6, "tests.e2e.test_remote_db": 6,
     "tests.e2e.test_adopt_anywhere": 6,
     "tests.e2e.test_upgrade_proven": 8, "tests.e2e.test_upgrade": 5, "tests.e2e.test_files_bucket": 5,
