@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -131,7 +132,11 @@ def save_report(kind: str, host_name: str, record: dict, text: str) -> str:
     path = folder / f"{kind}-{host_name}-{stamp}.txt"
     path.write_text(text + "\n")
     path.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
-    logger.info("\n" + text + f"\n  report: {path}\n")
+    shown = "\n" + text + f"\n  report: {path}\n"
+    if logger.isEnabledFor(logging.INFO):
+        logger.info(shown)
+    else:  # a verb's own script (verbs/session.py keeps pyinfra's logger at warnings)
+        print(shown, flush=True)
     return stamp
 
 

@@ -79,12 +79,13 @@ def servers():
 
 
 def fingerprint(name: str) -> str:
-    """What a refused run must not change: files under the system's folders (but the running
-    Mattermost's own log files, which it writes on its own time), units, packages, services
-    running, MariaDB's databases. Files are listed, not hashed, so a failure names them."""
+    """What a refused run must not change: files under the system's folders (but what the
+    running Mattermost writes on its own time: its logs, data and plugin folders), units,
+    packages, services running, MariaDB's databases. Files are listed, not hashed, so a
+    failure names them."""
     return sh(name, r"""
-        find /etc /opt /srv /usr/local /var/lib/mattermost* -xdev -not -path '*/logs/*' \
-            -printf '%p %s %T@ %m %u\n' 2>/dev/null | sort
+        find /etc /opt /srv /usr/local /var/lib/mattermost* -xdev -not -type d -not -path '*/logs/*' \
+            -not -path '*/data/*' -not -path '*/plugins/*' -printf '%p %s %T@ %m %u\n' 2>/dev/null | sort
         systemctl list-unit-files --no-legend | sort | sha256sum
         systemctl list-units --state=active --no-legend | sort | sha256sum
         dpkg -l | sha256sum
