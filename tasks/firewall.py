@@ -4,6 +4,10 @@ Applied so the operator cannot be locked out: the ruleset is checked (`nft -c`) 
 is loaded, established connections and SSH come first, and a timer that removes the
 table again is armed before loading and disarmed only once a NEW SSH connection from
 this workstation succeeds.
+
+Debian's nftables.service stops with `nft flush ruleset`: a package upgrade that restarts it
+(the Debian 12 -> 13 release upgrade does) would wipe fail2ban's bans and Docker's rules with
+ours. A drop-in makes the stop remove this deploy's table only.
 """
 
 from __future__ import annotations
@@ -17,6 +21,13 @@ CONF = "/etc/nftables.conf"
 TABLE = "inet mattermost_deploy"
 ROLLBACK_UNIT = "mattermost-firewall-rollback"
 ROLLBACK_SECONDS = 90
+STOP_DROPIN = "/etc/systemd/system/nftables.service.d/mattermost-deploy.conf"
+STOP_ONLY_OURS = f"""# Managed by the Mattermost deploy: stopping nftables removes this deploy's table only,
+# not every table (Debian's unit flushes the whole ruleset: fail2ban's bans, Docker's rules).
+[Service]
+ExecStop=
+ExecStop=-/usr/sbin/nft delete table {TABLE}
+"""
 
 
 def ssh_still_works(state, host) -> bool:
@@ -26,6 +37,14 @@ def ssh_still_works(state, host) -> bool:
     logger.error(f"    [{host.name}] ERROR: a new SSH connection fails with the firewall on; the rules are removed "
                  f"again within {ROLLBACK_SECONDS}s - check firewall_ssh_port")
     return False
+
+
+@operation()
+def units_reloaded(changed: bool):
+    if not changed:
+        host.noop("systemd has the nftables stop drop-in")
+        return
+    yield "systemctl daemon-reload"
 
 
 @operation()
@@ -52,5 +71,8 @@ def configure():
     opened = f"SSH, PostgreSQL from {', '.join(s.place.clients)}" if s.place.role == "database" else f"SSH, 80, 443{calls}"
     rules = managed_file(name=f"Write the nftables rules ({opened} in; everything else dropped)", path=CONF,
                          content=render("etc/nftables.conf.j2", s=s), mode=0o755)
+    stop = managed_file(name="Stop nftables with this deploy's table only (other tools' tables kept)",
+                        path=STOP_DROPIN, content=STOP_ONLY_OURS)
+    units_reloaded(name="Reload systemd's units (nftables stop drop-in)", changed=stop.will_change)
     firewall_active(name=f"Turn the firewall on (SSH on port {s.firewall_ssh_port} first, checked before and after)",
                     changed=rules.will_change)

@@ -60,7 +60,8 @@ def managed_paths(s: Settings) -> list[str]:
         s.backup_dir, backup.SPEC_FILE, backup.SERVICE, backup.TIMER, s.offsite_known_hosts_file,
         notices.SPEC_FILE, notices.SERVICE, notices.TIMER,
         os_updates.NEEDRESTART_CONF, os_updates.AUTO_UPGRADES, os_updates.UNATTENDED_CONF,
-        firewall.CONF, ssh_access.SUDOERS, ssh_access.SSHD_DROPIN, files.CA_PATH, DB_CA_PATH, REMOTE_DB_FILE,
+        firewall.CONF, firewall.STOP_DROPIN, ssh_access.SUDOERS, ssh_access.SSHD_DROPIN,
+        files.CA_PATH, DB_CA_PATH, REMOTE_DB_FILE,
         *security.PATHS,
     ]
 

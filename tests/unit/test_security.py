@@ -95,3 +95,13 @@ def test_mattermosts_limiter_keys_on_the_real_address_behind_nginx():
 def test_what_should_answer_from_outside():
     assert security.open_from_outside(S) == {22: "SSH", 80: "nginx (redirect, ACME)", 443: "nginx",
                                              8443: "Mattermost Calls (TCP fallback)"}
+
+
+def test_stopping_nftables_removes_only_the_deploys_table():
+    """Debian's unit flushes the whole ruleset on stop (a 12 -> 13 upgrade restarts it): the
+    drop-in replaces that stop with deleting this deploy's table, keeping fail2ban's bans."""
+    from tasks import firewall
+    lines = firewall.STOP_ONLY_OURS.splitlines()
+    assert lines[-2:] == ["ExecStop=", "ExecStop=-/usr/sbin/nft delete table inet mattermost_deploy"]
+    assert "flush" not in "\n".join(line for line in lines if not line.startswith("#"))
+    assert firewall.STOP_DROPIN.startswith("/etc/systemd/system/nftables.service.d/")
