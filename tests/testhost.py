@@ -392,8 +392,12 @@ def ensure_smtp(c: docker.DockerClient) -> dict:
                      str(tls): {"bind": "/srv/tls", "mode": "ro"}},
         )
     for _ in range(60):
-        code, _ = exec_on_container(UPSTREAM, "python3 -c \"import socket; [socket.create_connection(('"
+        # asked from the relay itself, by its name on the test network (the upstream may not run yet)
+        try:
+            code, _ = exec_on_container(SMTP, "python3 -c \"import socket; [socket.create_connection(('"
                                               f"{SMTP}', p), 2) for p in (25, 587)]\"")
+        except docker.errors.APIError:  # still starting
+            code = 1
         if code == 0:
             break
         time.sleep(0.5)
