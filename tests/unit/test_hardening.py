@@ -250,3 +250,20 @@ def test_sysctl_is_applied_only_when_its_file_changed(monkeypatch):
     assert commands(hardening.sysctl_applied, changed=False) == [] and snapshot.noops
     [apply] = list(hardening.sysctl_applied._inner(changed=True))
     assert apply.function is hardening.sysctl_report
+
+
+def test_the_benchmark_reads_lynis_index_and_each_tests_points():
+    from bench.security import changed_tests, hardening_index, points_per_test
+
+    assert hardening_index("report_version_major=1\nhardening_index=77\n") == 77 and hardening_index("") is None
+    log = """2026-01-05 10:00:01 Performing test ID SSH-7408 (Check SSH specific defined options)
+2026-01-05 10:00:01 Hardening: assigned maximum number of hardening points for this item (3). Currently having 10 points
+2026-01-05 10:00:01 Hardening: assigned partial number of hardening points (1 of 3). Currently having 11 points (out of 15)
+2026-01-05 10:00:02 Performing test ID DEB-0880 (Checking for fail2ban configuration file)
+2026-01-05 10:00:02 Hardening: assigned partial number of hardening points (0 of 1). Currently having 11 points (out of 16)
+2026-01-05 10:00:03 Performing test ID BANN-7126 (Check issue banner file contents)
+"""
+    before = points_per_test(log)
+    assert before == {"SSH-7408": (4, 6), "DEB-0880": (0, 1)}
+    after = {"SSH-7408": (6, 6), "DEB-0880": (0, 1), "BANN-7126": (2, 2)}
+    assert changed_tests(before, after) == [["BANN-7126", "-", "2/2"], ["SSH-7408", "4/6", "6/6"]]
