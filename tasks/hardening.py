@@ -107,6 +107,11 @@ def files(fail2ban: bool = True) -> dict[str, str]:
     return out
 
 
+def as_template(path: str) -> str:
+    """What `make diff` says of a file the repository fixes (no setting changes it): where to read it."""
+    return f"as templates/{path.lstrip('/')}.j2 has it"
+
+
 def differs(info: dict | None, content: str) -> bool:
     """The file is absent, or not exactly `content` as root's 0644."""
     return not info or info.get("sha256") != hashlib.sha256(content.encode()).hexdigest() or \
@@ -276,14 +281,17 @@ def configure():
     for path in (ISSUE, ISSUE_NET):
         managed_file(name=f"Show a legal banner before login ({path})", path=path, content=wanted[path])
     managed_file(name="Never load USB storage, FireWire, dccp, sctp, rds or tipc", path=MODPROBE,
-                 content=wanted[MODPROBE])
-    managed_file(name="No core dumps: systemd-coredump keeps none", path=COREDUMP, content=wanted[COREDUMP])
-    managed_file(name="No core dumps: login sessions' limit", path=LIMITS, content=wanted[LIMITS])
-    managed_file(name="No core dumps: login shells' ulimit", path=PROFILE, content=wanted[PROFILE])
+                 content=wanted[MODPROBE], summary=as_template(MODPROBE))
+    managed_file(name="No core dumps: systemd-coredump keeps none", path=COREDUMP, content=wanted[COREDUMP],
+                 summary=as_template(COREDUMP))
+    managed_file(name="No core dumps: login sessions' limit", path=LIMITS, content=wanted[LIMITS],
+                 summary=as_template(LIMITS))
+    managed_file(name="No core dumps: login shells' ulimit", path=PROFILE, content=wanted[PROFILE],
+                 summary=as_template(PROFILE))
     if s.security.fail2ban:
         jail_local_created(name="Give fail2ban a jail.local (a comment: the deploy's jails are in jail.d; one that "
                                 "exists is kept)", content=wanted[JAIL_LOCAL])
     kernel = managed_file(name="Write the kernel's hardening settings (sysctl; forwarding left as it is)",
-                          path=SYSCTL_FILE, content=wanted[SYSCTL_FILE])
+                          path=SYSCTL_FILE, content=wanted[SYSCTL_FILE], summary=as_template(SYSCTL_FILE))
     sysctl_applied(name="Apply them (keys the kernel refuses, as in a container, are named, not failed)",
                    changed=kernel.will_change)

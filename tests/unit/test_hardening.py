@@ -14,7 +14,7 @@ import pytest
 from mmhelper.parts.common import key_values
 from tasks import db_server, hardening, ssh_access
 from tasks.common import HARDENING_PACKAGES, packages
-from tasks.settings import load_settings
+from tasks.settings import ROOT, load_settings
 from tasks.state import managed_paths, query
 from tests.unit.test_decisions import DEFAULTS
 
@@ -267,3 +267,9 @@ def test_the_benchmark_reads_lynis_index_and_each_tests_points():
     assert before == {"SSH-7408": (4, 6), "DEB-0880": (0, 1)}
     after = {"SSH-7408": (6, 6), "DEB-0880": (0, 1), "BANN-7126": (2, 2)}
     assert changed_tests(before, after) == [["BANN-7126", "-", "2/2"], ["SSH-7408", "4/6", "6/6"]]
+
+
+def test_make_diff_points_at_the_template_of_each_fixed_file():
+    for path in (hardening.MODPROBE, hardening.COREDUMP, hardening.LIMITS, hardening.PROFILE, hardening.SYSCTL_FILE):
+        template = hardening.as_template(path).split()[1]
+        assert (ROOT / template).is_file(), template
