@@ -1,12 +1,12 @@
 """The operating system hardened as lynis measures it (security_hardening, README "Hardening
-(lynis)"): only what a Mattermost server, its deploy, key logins, backups and restores were
-measured to take - lynis' index from about 65 to 77 (Debian 13) and 78 (Debian 12).
+(lynis)"): only what was measured not to break the deploy, a second run, key logins, backups, apt
+and unattended-upgrades - lynis' index from about 65 to 77 (Debian 13) and 78 (Debian 12).
 
 - sshd: no forwarding of any kind, a verbose log (key fingerprints), dead sessions dropped.
   Written, checked by `sshd -t` (the previous file put back when it fails), reloaded, and kept
   only when a NEW SSH login works - as the firewall proves itself.
-- login.defs: hashing rounds and a day between password changes, edited line by line (the file
-  is the `login.defs` package's: Debian keeps the local version on upgrades).
+- login.defs: hashing rounds and a day between password changes, edited line by line (a conffile:
+  Debian keeps the local version on upgrades).
 - a legal banner, kernel modules a VPS never needs refused, no core dumps, fail2ban's
   jail.local (a comment: the deploy's jails are in jail.d), kernel settings (sysctl; applied
   where the kernel lets them - a container's read-only /proc/sys is named, never a failure).
