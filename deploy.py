@@ -7,7 +7,8 @@ Reads the server's state once and decides the version (policy vs GitHub's releas
 then, in order: base packages and folders, the verified release(s), adoption of a hand
 install, PostgreSQL, config.json, the service (or the upgrade), nginx, backups, the
 declared channels, users and emoji, the operations notices,
-OS update settings (needrestart, unattended-upgrades), the firewall, fail2ban, SSH access.
+OS update settings (needrestart, unattended-upgrades), the firewall, fail2ban, the OS hardening
+(lynis), SSH access.
 Releases are downloaded and verified before anything touches the running service.
 
 A database server of other machines (mattermost_role "database", tasks/db_server.py) gets
@@ -23,6 +24,7 @@ from tasks import (
     database,
     db_server,
     firewall,
+    hardening,
     housekeeping,
     nginx,
     notices,
@@ -60,4 +62,5 @@ if s.place.role != "database":
     os_updates.configure()
     firewall.configure()
     security.configure()
+    hardening.configure()
     ssh_access.configure()

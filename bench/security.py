@@ -1,9 +1,15 @@
 """Benchmark: the deploy's security, measured by the tools security people use.
 
-    make bench-security      (or: .venv/bin/python -m bench.security)
+    make bench-security      (or: .venv/bin/python -m bench.security [--only lynis|tools])
 
-On a fresh local Debian 12 test server (certificate from pebble, the ACME test server):
-  - lynis hardening index before and after the deploy;
+lynis (the OS hardening, tasks/hardening.py), on a fresh Debian 13 and a fresh Debian 12 test
+server each: the hardening index fresh (lynis only), after the deploy as it was before the
+hardening (`security_hardening=False fail2ban=False`), after the deploy with its defaults, and
+after the way back (the first settings again); and the lynis tests whose points changed. lynis is
+deterministic (the same server audits to the same points), so one audit per state. Goal: the
+defaults reach security_lynis_minimum (75) on both releases.
+
+The tools, on a fresh local test server (certificate from pebble, the ACME test server):
   - `systemd-analyze security` exposure of this deploy's mattermost.service beside the
     official unit and the NixOS and YunoHost shapes, installed side by side on the same
     server (goal: ours at most 2.0);
@@ -13,13 +19,13 @@ On a fresh local Debian 12 test server (certificate from pebble, the ACME test s
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 
-from bench.common import on
+from bench.common import on, table, timed
 from tests import testhost
 
 NAME = "bench-security"
@@ -92,14 +98,104 @@ CapabilityBoundingSet=~CAP_SYS_ADMIN CAP_SYS_PTRACE CAP_SYSLOG
 }
 
 
+# (distro, test server, its SSH port) of the lynis comparison
+LYNIS_SERVERS = [("trixie", "bench-lynis-13", 22315), ("bookworm", "bench-lynis-12", 22316)]
+BEFORE_HARDENING = ["--data", "security_hardening=False", "--data", "fail2ban=False"]  # the deploy before issue 28
+LYNIS_MINIMUM = 75  # security_lynis_minimum's default
+# lynis.log: the test being run, and the points it assigns (lynis' include/functions: LogText "Hardening: ...")
+TEST_ID = re.compile(r"Performing test ID ([A-Z]+-[0-9]+)")
+PARTIAL = re.compile(r"Hardening: assigned partial number of hardening points \((\d+) of (\d+)\)")
+MAXIMUM = re.compile(r"Hardening: assigned maximum number of hardening points for this item \((\d+)\)")
+
+
 def on_server(command: str) -> str:
     return on(NAME, command)
 
 
-def lynis_index() -> int:
-    on_server("lynis audit system --quick --no-colors >/dev/null 2>&1 || true")
-    match = re.search(r"^hardening_index=(\d+)", on_server("cat /var/log/lynis-report.dat"), re.M)
-    return int(match.group(1)) if match else -1
+def hardening_index(report: str) -> int | None:
+    """lynis-report.dat's `hardening_index=`."""
+    match = re.search(r"^hardening_index=(\d+)", report, re.M)
+    return int(match.group(1)) if match else None
+
+
+def points_per_test(log: str) -> dict[str, tuple[int, int]]:
+    """{test id: (points, most points)} summed over lynis.log's lines; their totals make the index."""
+    points: dict[str, tuple[int, int]] = {}
+    test = "?"
+    for line in log.splitlines():
+        if found := TEST_ID.search(line):
+            test = found.group(1)
+            continue
+        partial, maximum = PARTIAL.search(line), MAXIMUM.search(line)
+        if partial or maximum:
+            got, most = points.get(test, (0, 0))
+            add, of = (int(partial.group(1)), int(partial.group(2))) if partial else (int(maximum.group(1)),) * 2
+            points[test] = (got + add, most + of)
+    return points
+
+
+def changed_tests(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> list[list[str]]:
+    """[test id, points before, points after] of each test whose points changed ("-": it gave none)."""
+    def shown(p: tuple[int, int] | None) -> str:
+        return f"{p[0]}/{p[1]}" if p else "-"
+    return [[test, shown(before.get(test)), shown(after.get(test))] for test in sorted(set(before) | set(after))
+            if before.get(test) != after.get(test)]
+
+
+def lynis_audit(name: str) -> tuple[int | None, dict[str, tuple[int, int]]]:
+    """A lynis audit now (once the deploy's daily one, if it runs, is done): the index and each test's points."""
+    on(name, "while systemctl is-active -q mattermost-lynis.service; do sleep 2; done; "
+             "lynis audit system --quick --no-colors >/dev/null 2>&1 || true")
+    index = hardening_index(on(name, "cat /var/log/lynis-report.dat"))
+    log = on(name, "grep -E 'Performing test ID|Hardening: assigned' /var/log/lynis.log || true")
+    return index, points_per_test(log)
+
+
+def step(version: str, what: str) -> None:
+    print(f"[bench] Debian {version}: {what} ...", file=sys.stderr, flush=True)
+
+
+def lynis_comparison() -> tuple[list[list], list[str]]:
+    """The index table's rows and, per release, the tests whose points changed."""
+    rows, details = [], []
+    for distro, name, port in LYNIS_SERVERS:
+        version = testhost.DISTROS[distro]["version"]
+        testhost.stop_server(name)
+        testhost.start_server(name, ssh_port=port, distro=distro)
+        try:
+            step(version, "lynis on the fresh server")
+            on(name, "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q lynis "
+                     ">/dev/null")
+            fresh, _ = lynis_audit(name)
+            step(version, "the deploy without the hardening")
+            timed(name, *BEFORE_HARDENING)
+            off, off_points = lynis_audit(name)
+            step(version, "the deploy with its defaults")
+            timed(name)
+            hardened, hardened_points = lynis_audit(name)
+            step(version, "the way back")
+            timed(name, *BEFORE_HARDENING)
+            back, back_points = lynis_audit(name)
+        finally:
+            if os.environ.get("MMDEPLOY_KEEP_TEST_SERVERS") != "1":
+                testhost.stop_server(name)
+        rows.append([f"{version} ({distro})", fresh, off, hardened, back])
+        details.append(f"Debian {version}: lynis tests whose points changed, hardening off -> defaults\n"
+                       + table(["test", "hardening off", "defaults"], changed_tests(off_points, hardened_points)))
+        details.append(f"Debian {version}: what the way back leaves changed (packages, login.defs, banner, jail.local "
+                       "stay)\n" + table(["test", "hardening off", "after the way back"],
+                                           changed_tests(off_points, back_points)))
+    return rows, details
+
+
+def print_lynis(rows: list[list], details: list[str]) -> None:
+    print("\nlynis hardening index (lynis audit system --quick; deterministic: one audit per state)")
+    print(table(["Debian", "fresh", "deploy, hardening off", "deploy, defaults", "way back (hardening off again)"],
+                rows))
+    met = all(isinstance(row[3], int) and row[3] >= LYNIS_MINIMUM for row in rows)
+    print(f"goal: the defaults at least {LYNIS_MINIMUM} on each release: {'met' if met else 'MISSED'}")
+    for text in details:
+        print("\n" + text)
 
 
 def exposure(unit: str) -> float:
@@ -107,36 +203,25 @@ def exposure(unit: str) -> float:
     return float(re.search(r"exposure level for \S+: ([\d.]+)", out).group(1))
 
 
-def deploy() -> None:
-    env = dict(os.environ, MMDEPLOY_TARGET=NAME, PYINFRA_PROGRESS="off")
-    proc = subprocess.run([sys.executable, "-m", "tasks.run", "-y"], env=env, capture_output=True, text=True, timeout=1800)
-    if proc.returncode != 0:
-        sys.exit(f"deploy failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
-
-
 def scan(scanner, command: str) -> tuple[int, str]:
     result = scanner.exec_run(["sh", "-c", command])
     return result.exit_code, result.output.decode(errors="replace")
 
 
-def main() -> int:
+def tools() -> None:
     c = testhost.client()
     testhost.ensure_upstream(c)
     pebble = testhost.ensure_pebble(c)
     testhost.stop_server(NAME)
-    testhost.start_server(NAME, ssh_port=22314, https_port=24444, extra_data={
+    server = testhost.start_server(NAME, ssh_port=22314, https_port=24444, extra_data={
         "mattermost_domain": DOMAIN, "mattermost_site_url": f"https://{DOMAIN}", "acme_email": "ops@example.org",
         "acme_directory_url": pebble["directory"], "acme_server_ca": pebble["server_ca"]})
     scanner = c.containers.run(testhost.ensure_image_with(c, "scanner:test", ["testssl.sh", "curl"]),
                                ["sleep", "infinity"], detach=True, network=testhost.NETWORK,
                                labels=testhost.LABEL, name=testhost.container_name("bench-scanner"))
     try:
-        print("lynis on the fresh server ...", flush=True)
-        on_server("apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q lynis >/dev/null")
-        before = lynis_index()
         print("deploying ...", flush=True)
-        deploy()
-        after = lynis_index()
+        timed(NAME)
 
         for name, unit in ANCHORS.items():
             on_server(f"cat > /etc/systemd/system/mm-{name}.service <<'EOF'\n{unit}EOF")
@@ -167,7 +252,8 @@ def main() -> int:
         if os.environ.get("MMDEPLOY_KEEP_TEST_SERVERS") != "1":
             testhost.stop_server(NAME)
 
-    print("\nsystemd-analyze security (exposure, 0 best - 10 worst), same Debian 12 server")
+    version = testhost.DISTROS[server["distro"]]["version"]
+    print(f"\nsystemd-analyze security (exposure, 0 best - 10 worst), the same Debian {version} server")
     for name, score in scores.items():
         print(f"  {name:14} {score:4.1f}")
     print(f"  goal: this deploy at most 2.0: {'met' if scores['this deploy'] <= 2.0 else 'MISSED'}")
@@ -180,14 +266,24 @@ def main() -> int:
         print(f"  {severity:8} {len(items)}" + (": " + "; ".join(items[:5]) if items else ""))
     bad = len(by_severity.get("CRITICAL", [])) + len(by_severity.get("HIGH", []))
     print(f"  goal: no HIGH or CRITICAL finding: {'met' if findings and not bad else 'MISSED'}")
-    print(f"\nlynis hardening index: {before} on the fresh server -> {after} after the deploy "
-          f"(goal: raised: {'met' if after > before else 'MISSED'})")
     print("\nports reachable from another container on the network")
     print("  " + "  ".join(f"{p}: {state}" for p, state in reach.items()))
     wanted = {22: "open", 80: "open", 443: "open", 5432: "closed", 8065: "closed"}
     print(f"  goal: only 22, 80, 443: {'met' if reach == wanted else 'MISSED'}")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.security")
+    parser.add_argument("--only", choices=["lynis", "tools"], help="one part only (default: both)")
+    args = parser.parse_args(argv)
+    if args.only != "tools":
+        rows, details = lynis_comparison()
+    if args.only != "lynis":
+        tools()
+    if args.only != "tools":
+        print_lynis(rows, details)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -43,10 +43,17 @@ def on_mysql(now: dict) -> bool:
     return (now.get("database_engine") or {}).get("engine") == "mysql"
 
 
+# security_hardening (tasks/hardening.py): what lynis counts and the server takes - package
+# checksums, the packages' NEWS shown before an upgrade, a private temporary folder per login, a
+# password strength check. Never apt-listbugs: it makes apt fail (exit 100) whenever bugs.debian.org cannot be asked.
+HARDENING_PACKAGES = ["debsums", "apt-listchanges", "libpam-tmpdir", "libpam-passwdqc"]
+
+
 def packages(s: Settings) -> list[str]:
     # fail2ban reads SSH's failures from the journal (python3-systemd) and bans in nftables;
     # lynis is what `make security-report` measures the hardening with.
-    security = ["lynis"] + (["fail2ban", "python3-systemd"] if s.security.fail2ban else [])
+    security = ["lynis"] + (["fail2ban", "python3-systemd"] if s.security.fail2ban else []) + \
+        (HARDENING_PACKAGES if s.security.hardening else [])
     nft = ["nftables"] if s.firewall or s.security.fail2ban else []
     if s.place.role == "database":
         return DATABASE_SERVER_PACKAGES + (["unattended-upgrades"] if s.updates.unattended else []) + \

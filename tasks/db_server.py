@@ -16,7 +16,7 @@ from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
 from mmhelper.parts.config import password_digest
-from tasks import database, firewall, os_updates, security, ssh_access
+from tasks import database, firewall, hardening, os_updates, security, ssh_access
 from tasks.base import helper_bundle, packages_installed
 from tasks.common import HELPER, current, managed_file, packages, read_state, settings
 from tasks.db_tls import ensure_ca, server_certificate
@@ -37,7 +37,8 @@ def query(s: Settings, os_updates_mode: str | None = None) -> str:
         "user": "postgres",
         "paths": [HELPER, CERT, CA, os_updates.NEEDRESTART_CONF, os_updates.AUTO_UPGRADES, os_updates.UNATTENDED_CONF,
                   firewall.CONF, firewall.STOP_DROPIN, ssh_access.SUDOERS, ssh_access.SSHD_DROPIN,
-                  *security.PATHS],
+                  *security.PATHS, *hardening.PATHS],
+        "file_keys": hardening.query_keys(),
         "install_dir": "/nonexistent/mattermost", "releases_dir": "/nonexistent/releases",
         "config_file": "/nonexistent/config.json",
         "password_file": s.password_file,
@@ -155,4 +156,5 @@ def configure():
     os_updates.configure()
     firewall.configure()
     security.configure()
+    hardening.configure()
     ssh_access.configure()

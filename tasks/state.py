@@ -17,6 +17,7 @@ from tasks import (
     email,
     files,
     firewall,
+    hardening,
     nginx,
     notices,
     os_updates,
@@ -62,7 +63,7 @@ def managed_paths(s: Settings) -> list[str]:
         os_updates.NEEDRESTART_CONF, os_updates.AUTO_UPGRADES, os_updates.UNATTENDED_CONF,
         firewall.CONF, firewall.STOP_DROPIN, ssh_access.SUDOERS, ssh_access.SSHD_DROPIN,
         files.CA_PATH, DB_CA_PATH, REMOTE_DB_FILE,
-        *security.PATHS,
+        *security.PATHS, *hardening.PATHS,
     ]
 
 
@@ -72,6 +73,7 @@ def query(s: Settings, os_updates: str | None = None, housekeeping: bool = False
         "packages": packages(s) + MYSQL_MIGRATION_PACKAGES,  # the latter installed on MySQL servers only
         "user": s.user,
         "paths": managed_paths(s),
+        "file_keys": hardening.query_keys(),
         "install_dir": s.install_dir,
         "adopt_path": s.adopt_path,
         "releases_dir": s.releases_dir,

@@ -84,6 +84,21 @@ def _group_name(gid):
         return str(gid)
 
 
+def key_values(path, keys):
+    """The values of `KEY value` lines (login.defs' form) for the keys asked; None for a key
+    the file does not set. As shadow's tools read it: '#' lines skipped, the last line wins."""
+    found = dict.fromkeys(keys)
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split(None, 1)
+                if parts and parts[0] in found:
+                    found[parts[0]] = parts[1].strip() if len(parts) > 1 else ""
+    except FileNotFoundError:
+        return None
+    return found
+
+
 def read_password(path):
     try:
         with open(path) as f:

@@ -14,7 +14,7 @@ import time
 
 from mmhelper.jobs.os_release import os_release_state
 from mmhelper.jobs.patching import os_state
-from mmhelper.parts.common import HELPER_VERSION, _user_exists, file_info, ping, read_json, read_password
+from mmhelper.parts.common import HELPER_VERSION, _user_exists, file_info, key_values, ping, read_json, read_password
 from mmhelper.parts.config import config_differences, display_value, get_dotted, password_digest, resolve_desired, smtp_check
 from mmhelper.parts.discover import DEFAULT_PORT, discover, listeners
 from mmhelper.parts.pg import literal, psql_as_postgres, psql_login_ok, remote_login
@@ -49,6 +49,8 @@ def state(query):
     user = query.get("user", "mattermost")
     out["user_exists"] = _user_exists(user)
     out["paths"] = {p: file_info(p) for p in query.get("paths", [])}
+    # Lines the deploy keeps in files it does not own (login.defs): {path: {key: value or None}}.
+    out["file_keys"] = {p: key_values(p, keys) for p, keys in (query.get("file_keys") or {}).items()}
 
     # The release in use and the releases on disk; or every Mattermost the server has that
     # the deploy did not install (hand installs anywhere, packages, containers, databases).
