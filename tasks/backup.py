@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import json
 
-from pyinfra import host
-from pyinfra.api import StringCommand, operation
-
 from tasks.base import folders
-from tasks.common import HELPER, current, managed_file, path_info, render, settings
+from tasks.common import HELPER, managed_file, render, settings, timer_off, timer_on
 from tasks.files import bucket_spec
 from tasks.secrets import offsite_secrets, secret_in_place
 
@@ -38,26 +35,6 @@ def offsite_spec(s) -> dict | None:
             "status_file": s.offsite_status_file, "cache_dir": "/var/cache/restic"}
 
 
-@operation()
-def timer_enabled(reload_units: bool):
-    """Enable and start the nightly backup timer."""
-    timer = current()["backup_timer"]
-    if not reload_units and timer["enabled"] == "enabled" and timer["active"] == "active":
-        host.noop("the nightly backup timer is enabled")
-        return
-    yield "systemctl daemon-reload && systemctl enable -q --now mattermost-backup.timer"
-
-
-@operation()
-def timer_removed():
-    """No schedule: stop and remove the nightly backup timer if it exists."""
-    if not path_info(TIMER):
-        host.noop("no nightly backup timer")
-        return
-    yield StringCommand("systemctl", "disable", "--now", "mattermost-backup.timer", "2>/dev/null;",
-                        "rm", "-f", TIMER, SERVICE, "&&", "systemctl", "daemon-reload")
-
-
 def configure():
     s = settings()
     folders(name=f"Create the backup folder {s.backup_dir} (root only)",
@@ -73,7 +50,8 @@ def configure():
             managed_file(name="Pin the SFTP repository host's key", path=s.offsite_known_hosts_file,
                          content=s.offsite.known_hosts)
     if not s.backup_schedule:
-        timer_removed(name="Remove the nightly backup timer (mattermost_backup_schedule is None)")
+        timer_off(name="Remove the nightly backup timer (mattermost_backup_schedule is None)",
+                  timer="mattermost-backup.timer", files=[TIMER, SERVICE], what="nightly backup timer")
         return
     units = [
         managed_file(name="Install the backup service unit", path=SERVICE,
@@ -81,5 +59,5 @@ def configure():
         managed_file(name="Install the nightly backup timer", path=TIMER,
                      content=render("etc/systemd/system/mattermost-backup.timer.j2", s=s)),
     ]
-    timer_enabled(name=f"Enable the nightly backup ({s.backup_schedule})",
-                  reload_units=any(op.will_change for op in [spec, *units]))
+    timer_on(name=f"Enable the nightly backup ({s.backup_schedule})", timer="mattermost-backup.timer",
+             state_key="backup_timer", what="the nightly backup timer", reload_units=any(op.will_change for op in [spec, *units]))

@@ -239,3 +239,38 @@ def upload_secret(content: str, dest: str, private_dir: str):
     else:
         yield FileUploadCommand(StringIO(content), dest)
     yield StringCommand("chown", "root:root", dest, "&&", "chmod", "600", dest)
+
+
+@operation()
+def timer_on(timer: str, state_key: str, what: str, reload_units: bool):
+    """Enable and start one of the deploy's timers (systemd's units reloaded first) unless it
+    already runs as installed.
+
+    + timer: the unit, e.g. mattermost-backup.timer
+    + state_key: where the state read reports it ({"enabled": ..., "active": ...})
+    + what: the timer in words, for the no-op line
+    + reload_units: its unit files changed in this run
+
+    Example: timer_on(name="Enable the backup", timer="mattermost-backup.timer", state_key="backup_timer",
+                      what="the nightly backup timer", reload_units=True)
+    """
+    now = current().get(state_key) or {}
+    if not reload_units and now.get("enabled") == "enabled" and now.get("active") == "active":
+        host.noop(f"{what} is enabled")
+        return
+    yield f"systemctl daemon-reload && systemctl enable -q --now {timer}"
+
+
+@operation()
+def timer_off(timer: str, files: list[str], what: str):
+    """The way back of timer_on: the timer stopped and disabled, its files (the first is the
+    timer's unit) removed.
+
+    Example: timer_off(name="Remove the backup timer", timer="mattermost-backup.timer",
+                       files=[TIMER, SERVICE], what="nightly backup timer")
+    """
+    if not path_info(files[0]):
+        host.noop(f"no {what}")
+        return
+    yield StringCommand("systemctl", "disable", "--now", timer, "2>/dev/null;",
+                        "rm", "-f", *files, "&&", "systemctl", "daemon-reload")

@@ -40,14 +40,6 @@ def ssh_still_works(state, host) -> bool:
 
 
 @operation()
-def units_reloaded(changed: bool):
-    if not changed:
-        host.noop("systemd has the nftables stop drop-in")
-        return
-    yield "systemctl daemon-reload"
-
-
-@operation()
 def firewall_active(changed: bool):
     """Check, arm the rollback timer, load, prove SSH still works, disarm."""
     fw = current()["firewall"]
@@ -60,7 +52,8 @@ def firewall_active(changed: bool):
                         "/usr/sbin/nft", "delete", "table", *TABLE.split())
     yield StringCommand("nft", "-f", CONF)
     yield FunctionCommand(ssh_still_works, (), {})
-    yield StringCommand("systemctl", "stop", f"{ROLLBACK_UNIT}.timer", "&&", "systemctl", "enable", "-q", "nftables")
+    yield StringCommand("systemctl", "stop", f"{ROLLBACK_UNIT}.timer", "&&", "systemctl", "daemon-reload", "&&",
+                        "systemctl", "enable", "-q", "nftables")
 
 
 def configure():
@@ -73,6 +66,5 @@ def configure():
                          content=render("etc/nftables.conf.j2", s=s), mode=0o755)
     stop = managed_file(name="Stop nftables with this deploy's table only (other tools' tables kept)",
                         path=STOP_DROPIN, content=STOP_ONLY_OURS)
-    units_reloaded(name="Reload systemd's units (nftables stop drop-in)", changed=stop.will_change)
     firewall_active(name=f"Turn the firewall on (SSH on port {s.firewall_ssh_port} first, checked before and after)",
-                    changed=rules.will_change)
+                    changed=rules.will_change or stop.will_change)

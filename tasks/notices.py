@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 
 from pyinfra import host
-from pyinfra.api import StringCommand, operation
+from pyinfra.api import operation
 
 from tasks import security
-from tasks.common import HELPER, current, helper, managed_file, path_info, render, settings, streamed
+from tasks.common import HELPER, current, helper, managed_file, render, settings, streamed, timer_off, timer_on
 from tasks.housekeeping import helper_spec
 from tasks.release import decision
 from tasks.settings import Settings
@@ -60,24 +60,6 @@ def channel_ready(changed: bool):
 
 
 @operation()
-def timer_enabled(reload_units: bool):
-    timer = current().get("notices_timer") or {}
-    if not reload_units and timer.get("enabled") == "enabled" and timer.get("active") == "active":
-        host.noop("the notices timer is enabled")
-        return
-    yield "systemctl daemon-reload && systemctl enable -q --now mattermost-notices.timer"
-
-
-@operation()
-def timer_removed():
-    if not path_info(TIMER):
-        host.noop("no notices timer")
-        return
-    yield StringCommand("systemctl", "disable", "--now", "mattermost-notices.timer", "2>/dev/null;",
-                        "rm", "-f", TIMER, SERVICE, SPEC_FILE, "&&", "systemctl", "daemon-reload")
-
-
-@operation()
 def refusal_told(key: str, subject: str, text: str):
     """An upgrade the policy wants and the deploy refuses: told once a day."""
     sent = ((current().get("notices") or {}).get("sent") or {}).get(f"event:{key}")
@@ -90,7 +72,8 @@ def refusal_told(key: str, subject: str, text: str):
 def configure():
     s = settings()
     if not enabled(s):
-        timer_removed(name="Remove the notices timer (no notices_channel or notices_email)")
+        timer_off(name="Remove the notices timer (no notices_channel or notices_email)",
+                  timer="mattermost-notices.timer", files=[TIMER, SERVICE, SPEC_FILE], what="notices timer")
         return
     written = managed_file(name=f"Write the notices' settings ({SPEC_FILE})", path=SPEC_FILE, mode=0o600,
                            content=json.dumps(spec(s), indent=2, sort_keys=True) + "\n")
@@ -102,8 +85,9 @@ def configure():
         managed_file(name="Install the notices timer", path=TIMER,
                      content=render("etc/systemd/system/mattermost-notices.timer.j2", s=s)),
     ]
-    timer_enabled(name=f"Enable the notices timer (every {s.notices.every_minutes} minutes)",
-                  reload_units=any(op.will_change for op in [written, *units]))
+    timer_on(name=f"Enable the notices timer (every {s.notices.every_minutes} minutes)",
+             timer="mattermost-notices.timer", state_key="notices_timer", what="the notices timer",
+             reload_units=any(op.will_change for op in [written, *units]))
     d = decision()
     if d.blocked and d.candidate:
         refusal_told(name=f"Tell the notices channel: upgrade to {d.candidate} refused", key=f"refused-{d.candidate}",

@@ -21,7 +21,7 @@ import ipaddress
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
-from tasks.common import current, managed_file, path_info, render, settings
+from tasks.common import current, managed_file, path_info, render, settings, timer_on
 
 JAIL = "/etc/fail2ban/jail.d/mattermost-deploy.conf"
 FILTER = "/etc/fail2ban/filter.d/mattermost-login.conf"
@@ -93,15 +93,6 @@ def fail2ban_running(changed: bool, log_file: str | None, user: str):
 
 
 @operation()
-def lynis_timer_enabled(changed: bool):
-    timer = current().get("lynis_timer") or {}
-    if not changed and timer.get("enabled") == "enabled" and timer.get("active") == "active":
-        host.noop("lynis' daily audit is enabled")
-        return
-    yield "systemctl daemon-reload && systemctl enable -q --now mattermost-lynis.timer"
-
-
-@operation()
 def jails_removed():
     """The way back: the deploy's jails and filter gone, fail2ban stopped (its bans lifted)."""
     if not path_info(JAIL) and not path_info(FILTER):
@@ -115,7 +106,8 @@ def configure():
     units = [managed_file(name="Install lynis' daily audit (its index feeds the security report)", path=LYNIS_SERVICE,
                           content=LYNIS_UNIT),
              managed_file(name="Install its timer", path=LYNIS_TIMER, content=LYNIS_TIMER_UNIT)]
-    lynis_timer_enabled(name="Enable lynis' daily audit", changed=any(op.will_change for op in units))
+    timer_on(name="Enable lynis' daily audit", timer="mattermost-lynis.timer", state_key="lynis_timer",
+             what="lynis' daily audit", reload_units=any(op.will_change for op in units))
     if not s.security.fail2ban:
         jails_removed(name="No bans (fail2ban = False): remove the deploy's jails, stop fail2ban")
         return
