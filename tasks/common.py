@@ -46,7 +46,7 @@ def on_mysql(now: dict) -> bool:
 # security_hardening (tasks/hardening.py): what lynis counts and the server takes - package
 # checksums, the packages' NEWS shown before an upgrade, a private temporary folder per login, a
 # password strength check. Never apt-listbugs: it makes apt fail (exit 100) whenever bugs.debian.org cannot be asked.
-HARDENING_PACKAGES = ["debsums", "apt-listchanges", "libpam-tmpdir", "libpam-passwdqc"]
+HARDENING_PACKAGES = ["debsums", "apt-listchanges", "libpam-passwdqc"]
 
 
 def packages(s: Settings) -> list[str]:

@@ -10,7 +10,7 @@ and unattended-upgrades - lynis' index from about 65 to 77 (Debian 13) and 78 (D
 - a legal banner, kernel modules a VPS never needs refused, no core dumps, fail2ban's
   jail.local (a comment: the deploy's jails are in jail.d), kernel settings (sysctl; applied
   where the kernel lets them - a container's read-only /proc/sys is named, never a failure).
-- debsums, apt-listchanges, libpam-tmpdir and libpam-passwdqc (installed with the deploy's
+- debsums, apt-listchanges and libpam-passwdqc (installed with the deploy's
   packages, tasks/common.py).
 
 The way back (security_hardening = False): the deploy's drop-ins are removed (sshd checked and

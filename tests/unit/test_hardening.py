@@ -114,7 +114,7 @@ def test_the_state_read_knows_every_file_on_both_roles():
 
 
 def test_the_packages_follow_the_setting():
-    assert HARDENING_PACKAGES == ["debsums", "apt-listchanges", "libpam-tmpdir", "libpam-passwdqc"]
+    assert HARDENING_PACKAGES == ["debsums", "apt-listchanges", "libpam-passwdqc"]
     assert set(HARDENING_PACKAGES) <= set(packages(S))
     assert not set(HARDENING_PACKAGES) & set(packages(OFF))  # the way back leaves them installed, never asks for them
 
