@@ -20,11 +20,13 @@ reloaded); the packages, login.defs' lines, the banner and jail.local stay.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from io import StringIO
 
 from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
 
+from tasks import security
 from tasks.common import current, managed_file, new_ssh_login_works, path_info, render, run_on, settings
 
 SSHD_DIR = "/etc/ssh/sshd_config.d"
@@ -89,10 +91,27 @@ def query_keys() -> dict[str, list[str]]:
     return {LOGIN_DEFS: list(LOGIN_DEFS_KEYS)}
 
 
-def files(fail2ban: bool = True) -> dict[str, str]:
+# OpenSSH 9.8 and later (Debian 13) penalise an address after failed logins by refusing its
+# connections (PerSourcePenalties, on by default) - the workstation's too: seven tries with the
+# wrong key and the next deploy got "Error reading SSH protocol banner". Earlier sshd refuses the key.
+NO_PENALTIES_BEFORE = ("buster", "bullseye", "bookworm")
+
+
+def penalty_exempt(never_ban: list[str]) -> str:
+    """sshd's form of the never-banned addresses: networks with their host bits zero."""
+    return ",".join(dict.fromkeys(str(ipaddress.ip_network(a, strict=False)).removesuffix("/32").removesuffix("/128")
+                                  for a in never_ban))
+
+
+def sshd_options(exempt: list[str] | None = None) -> dict[str, str]:
+    """The drop-in's settings; `exempt`: the never-banned addresses where sshd penalises addresses."""
+    return {**SSHD, "PerSourcePenaltyExemptList": penalty_exempt(exempt)} if exempt else dict(SSHD)
+
+
+def files(fail2ban: bool = True, exempt: list[str] | None = None) -> dict[str, str]:
     """Every file the hardening writes whole, as it lands: {path: content}."""
     out = {
-        SSHD_DROPIN: render("etc/ssh/sshd_config.d/10-mattermost-hardening.conf.j2", options=SSHD),
+        SSHD_DROPIN: render("etc/ssh/sshd_config.d/10-mattermost-hardening.conf.j2", options=sshd_options(exempt)),
         ISSUE: BANNER + "\n",
         ISSUE_NET: BANNER + "\n",
         MODPROBE: render("etc/modprobe.d/mattermost-hardening.conf.j2", disabled=DISABLED_MODULES,
@@ -274,7 +293,9 @@ def configure():
         dropins_removed(name="No hardening (security_hardening = False): remove the deploy's drop-ins (sshd checked, "
                              "reloaded)")
         return
-    wanted = files(fail2ban=s.security.fail2ban)
+    codename = (current().get("os") or {}).get("codename")
+    exempt = security.never_ban(s, current()) if codename not in NO_PENALTIES_BEFORE else None
+    wanted = files(fail2ban=s.security.fail2ban, exempt=exempt)
     sshd_hardened(name="Harden sshd: no forwarding, verbose log, dead sessions dropped (sshd -t checked, a new login "
                        "proven)", content=wanted[SSHD_DROPIN])
     login_defs_set(name="login.defs: 5000 password hashing rounds, a day between password changes")

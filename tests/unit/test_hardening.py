@@ -273,3 +273,15 @@ def test_make_diff_points_at_the_template_of_each_fixed_file():
     for path in (hardening.MODPROBE, hardening.COREDUMP, hardening.LIMITS, hardening.PROFILE, hardening.SYSCTL_FILE):
         template = hardening.as_template(path).split()[1]
         assert (ROOT / template).is_file(), template
+
+
+def test_sshd_never_penalises_the_never_banned_addresses_where_it_penalises():
+    """OpenSSH 9.8+ (Debian 13) refuses connections from an address after failed logins; the
+    exemption takes the fail2ban never-ban list in sshd's form (host bits zero, else `sshd -t`
+    refuses it: "invalid address argument", measured on Debian 13's sshd)."""
+    assert hardening.penalty_exempt(["127.0.0.1/8", "::1", "172.18.0.1", "10.1.2.3/24"]) == \
+        "127.0.0.0/8,::1,172.18.0.1,10.1.2.0/24"
+    text = hardening.files(exempt=["127.0.0.1/8", "::1", "192.0.2.7"])[hardening.SSHD_DROPIN]
+    assert settings_lines(text)[-1] == "PerSourcePenaltyExemptList 127.0.0.0/8,::1,192.0.2.7"
+    assert "PerSourcePenalty" not in hardening.files()[hardening.SSHD_DROPIN]  # Debian 11 and 12's sshd refuses the keyword
+    assert {"bullseye", "bookworm"} <= set(hardening.NO_PENALTIES_BEFORE) and "trixie" not in hardening.NO_PENALTIES_BEFORE
