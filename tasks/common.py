@@ -241,6 +241,12 @@ def upload_secret(content: str, dest: str, private_dir: str):
     yield StringCommand("chown", "root:root", dest, "&&", "chmod", "600", dest)
 
 
+def as_template(path: str) -> str:
+    """What `make diff` says of a file the repository fixes (no setting changes it) instead of
+    printing it: where to read it."""
+    return f"as templates/{path.lstrip('/')}.j2 has it"
+
+
 @operation()
 def timer_on(timer: str, state_key: str, what: str, reload_units: bool):
     """Enable and start one of the deploy's timers (systemd's units reloaded first) unless it

@@ -62,9 +62,10 @@ def configure():
         return
     calls = f", Calls {s.calls.udp_port}/udp {s.calls.tcp_port}/tcp" if s.calls_on else ""
     opened = f"SSH, PostgreSQL from {', '.join(s.place.clients)}" if s.place.role == "database" else f"SSH, 80, 443{calls}"
-    rules = managed_file(name=f"Write the nftables rules ({opened} in; everything else dropped)", path=CONF,
+    rules = managed_file(name=f"nftables: {opened} in; everything else dropped", path=CONF,
                          content=render("etc/nftables.conf.j2", s=s), mode=0o755)
     stop = managed_file(name="Stop nftables with this deploy's table only (other tools' tables kept)",
-                        path=STOP_DROPIN, content=STOP_ONLY_OURS)
+                        path=STOP_DROPIN, content=STOP_ONLY_OURS,
+                        summary="as tasks/firewall.py has it")
     firewall_active(name=f"Turn the firewall on (SSH on port {s.firewall_ssh_port} first, checked before and after)",
                     changed=rules.will_change or stop.will_change)

@@ -27,7 +27,7 @@ from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
 
 from tasks import security
-from tasks.common import current, managed_file, new_ssh_login_works, path_info, render, run_on, settings
+from tasks.common import as_template, current, managed_file, new_ssh_login_works, path_info, render, run_on, settings
 
 SSHD_DIR = "/etc/ssh/sshd_config.d"
 # 10- sorts before ssh_access's 50-mattermost-deploy.conf and cloud images' 50-cloud-init.conf:
@@ -124,11 +124,6 @@ def files(fail2ban: bool = True, exempt: list[str] | None = None) -> dict[str, s
     if fail2ban:
         out[JAIL_LOCAL] = render("etc/fail2ban/jail.local.j2")
     return out
-
-
-def as_template(path: str) -> str:
-    """What `make diff` says of a file the repository fixes (no setting changes it): where to read it."""
-    return f"as templates/{path.lstrip('/')}.j2 has it"
 
 
 def differs(info: dict | None, content: str) -> bool:
@@ -296,8 +291,7 @@ def configure():
     codename = (current().get("os") or {}).get("codename")
     exempt = security.never_ban(s, current()) if codename not in NO_PENALTIES_BEFORE else None
     wanted = files(fail2ban=s.security.fail2ban, exempt=exempt)
-    sshd_hardened(name="Harden sshd: no forwarding, verbose log, dead sessions dropped (sshd -t checked, a new login "
-                       "proven)", content=wanted[SSHD_DROPIN])
+    sshd_hardened(name="Harden sshd: no forwarding, verbose log (sshd -t, then a new login proven)", content=wanted[SSHD_DROPIN])
     login_defs_set(name="login.defs: 5000 password hashing rounds, a day between password changes")
     for path in (ISSUE, ISSUE_NET):
         managed_file(name=f"Show a legal banner before login ({path})", path=path, content=wanted[path])
@@ -310,9 +304,8 @@ def configure():
     managed_file(name="No core dumps: login shells' ulimit", path=PROFILE, content=wanted[PROFILE],
                  summary=as_template(PROFILE))
     if s.security.fail2ban:
-        jail_local_created(name="Give fail2ban a jail.local (a comment: the deploy's jails are in jail.d; one that "
-                                "exists is kept)", content=wanted[JAIL_LOCAL])
+        jail_local_created(name="Give fail2ban a jail.local (one that exists is kept)", content=wanted[JAIL_LOCAL])
     kernel = managed_file(name="Write the kernel's hardening settings (sysctl; forwarding left as it is)",
                           path=SYSCTL_FILE, content=wanted[SYSCTL_FILE], summary=as_template(SYSCTL_FILE))
-    sysctl_applied(name="Apply them (keys the kernel refuses, as in a container, are named, not failed)",
+    sysctl_applied(name="Apply them (keys the kernel refuses are named, not failed)",
                    changed=kernel.will_change)

@@ -21,7 +21,7 @@ import ipaddress
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
-from tasks.common import current, managed_file, path_info, render, settings, timer_on
+from tasks.common import as_template, current, managed_file, path_info, render, settings, timer_on
 
 JAIL = "/etc/fail2ban/jail.d/mattermost-deploy.conf"
 FILTER = "/etc/fail2ban/filter.d/mattermost-login.conf"
@@ -108,21 +108,22 @@ def jails_removed():
 def configure():
     s, now = settings(), current()
     units = [managed_file(name="Install lynis' daily audit (its index feeds the security report)", path=LYNIS_SERVICE,
-                          content=LYNIS_UNIT),
-             managed_file(name="Install its timer", path=LYNIS_TIMER, content=LYNIS_TIMER_UNIT)]
+                          content=LYNIS_UNIT, summary="as tasks/security.py has it"),
+             managed_file(name="Install its timer", path=LYNIS_TIMER, content=LYNIS_TIMER_UNIT,
+                          summary="as tasks/security.py has it")]
     timer_on(name="Enable lynis' daily audit", timer="mattermost-lynis.timer", state_key="lynis_timer",
              what="lynis' daily audit", reload_units=any(op.will_change for op in units))
     if not s.security.fail2ban:
         jails_removed(name="No bans (fail2ban = False): remove the deploy's jails, stop fail2ban")
         return
     mattermost = s.place.runs_mattermost
-    ops = [managed_file(name=f"Write fail2ban's jails ({', '.join(jails(s))}; never banned: "
-                             f"{', '.join(never_ban(s, now)[2:]) or 'loopback only'})",
+    ops = [managed_file(name=f"Write fail2ban's jails (never banned: {', '.join(never_ban(s, now)[2:]) or 'loopback only'})",
                         path=JAIL, content=render("etc/fail2ban/jail.d/mattermost-deploy.conf.j2", s=s,
                                                   never_ban=never_ban(s, now), mattermost=mattermost))]
     if mattermost:
         ops.append(managed_file(name="Write fail2ban's filter for Mattermost's failed sign-in line", path=FILTER,
-                                content=render("etc/fail2ban/filter.d/mattermost-login.conf.j2")))
+                                content=render("etc/fail2ban/filter.d/mattermost-login.conf.j2"),
+                                summary=as_template(FILTER)))
     fail2ban_running(name=f"Run fail2ban (bans for {s.security.ban_time} s after {s.security.max_retry} failures "
                           f"in {s.security.find_time} s, in nftables)",
                      changed=any(op.will_change for op in ops),

@@ -59,7 +59,9 @@ def test_the_dry_run_on_a_fresh_server_is_readable(fresh):
     proc = dry_run()
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    assert len(out.encode()) < 20_000, len(out.encode())
+    # about 550 lines: every change named, each new file shown once - but the ones the repository
+    # fixes (hardening, fail2ban's filter, lynis' units), named by their template and digest
+    assert len(out.encode()) < 28_000, len(out.encode())
     for name in planned_changes(TARGET):
         assert name in out, name
     assert "Will install /usr/local/lib/mattermost-deploy/mmhelper.py: the deploy's server-side helper" in out
