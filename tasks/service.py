@@ -100,7 +100,8 @@ def check_spec(s) -> dict:
     """What the check after an upgrade's start needs (mmhelper/jobs/upgrade_check.py): the local
     socket, the probe's root-only token, and the site as nginx serves it on the server."""
     return {"socket": s.socket_path, "probe_token_file": s.probe_token_file, "domain": s.domain,
-            "site_path": s.site_path, "log_dir": s.log_dir, "https_port": 443, "listen_port": 8065}
+            "site_path": s.site_path, "log_dir": s.log_dir, "https_port": 443, "listen_port": 8065,
+            "config_file": s.config_file}
 
 
 @operation()

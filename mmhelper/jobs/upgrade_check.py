@@ -105,8 +105,39 @@ def _tokens_allowed(spec, allowed):
     config = local_api(spec, "GET", "/api/v4/config")
     was = bool((config.get("ServiceSettings") or {}).get("EnableUserAccessTokens"))
     if was != allowed:
+        before = _plugin_settings(spec)
         local_api(spec, "PUT", "/api/v4/config/patch", {"ServiceSettings": {"EnableUserAccessTokens": allowed}})
+        _plugin_settings_kept(spec, before)
     return was
+
+
+def _plugin_settings(spec):
+    """PluginSettings.Plugins as config.json holds them (None: no file named, as in old specs)."""
+    if not spec.get("config_file"):
+        return None
+    with open(spec["config_file"]) as f:
+        return (json.load(f).get("PluginSettings") or {}).get("Plugins") or {}
+
+
+def _plugin_settings_kept(spec, before):
+    """Mattermost's config patch saves the config without the settings of plugins that are not
+    installed (api4/config.go patchConfig sanitizes the saved config in place: PluginSettings.
+    Sanitize deletes them; seen on the real 11.4 - Calls' ports owned by the deploy were gone and
+    the next deploy changed config.json again): put them back in the file, and have Mattermost
+    read it again."""
+    if before is None:
+        return
+    config_file = spec["config_file"]
+    with open(config_file) as f:
+        config = json.load(f)
+    plugins = config.setdefault("PluginSettings", {}).setdefault("Plugins", {})
+    lost = {plugin: settings for plugin, settings in before.items() if plugin not in plugins}
+    if not lost:
+        return
+    plugins.update(lost)
+    st = os.stat(config_file)
+    write_private(config_file, json.dumps(config, indent=4) + "\n", uid=st.st_uid, gid=st.st_gid, mode=0o600)
+    local_api(spec, "POST", "/api/v4/config/reload")
 
 
 def ensure_probe(spec):

@@ -77,3 +77,37 @@ def test_without_nginx_the_probe_goes_to_mattermosts_own_listener(monkeypatch):
             assert "nginx on this server for chat.example.org does not answer" in str(e)
     finally:
         listener.shutdown()
+
+
+def test_plugin_settings_a_config_patch_drops_are_put_back_and_reloaded(tmp_path, monkeypatch):
+    """The real 11.4 saves a patched config without the settings of plugins that are not
+    installed (PluginSettings.Sanitize in patchConfig): the deploy's Calls ports came back as a
+    change on the next deploy. The probe's switch puts them back and has Mattermost reload."""
+    config_file = tmp_path / "config.json"
+    calls = {"udpserverport": 8443, "tcpserverport": 8443}
+    config_file.write_text(json.dumps({"ServiceSettings": {"EnableUserAccessTokens": False},
+                                       "PluginSettings": {"Plugins": {"com.mattermost.calls": calls}}}))
+    calls_made = []
+
+    def fake_api(spec, method, path, body=None):
+        calls_made.append((method, path))
+        if method == "GET":
+            return json.loads(config_file.read_text())
+        if path == "/api/v4/config/patch":  # what Mattermost writes: the patch, the plugin's settings gone
+            config = json.loads(config_file.read_text())
+            config["ServiceSettings"].update(body["ServiceSettings"])
+            config["PluginSettings"]["Plugins"] = {}
+            config_file.write_text(json.dumps(config))
+        return {}
+
+    monkeypatch.setattr(upgrade_check, "local_api", fake_api)
+    monkeypatch.setattr(upgrade_check, "write_private", lambda path, data, **kw: open(path, "w").write(data))
+    spec = {"config_file": str(config_file)}
+    assert upgrade_check._tokens_allowed(spec, True) is False
+    config = json.loads(config_file.read_text())
+    assert config["ServiceSettings"]["EnableUserAccessTokens"] is True
+    assert config["PluginSettings"]["Plugins"] == {"com.mattermost.calls": calls}
+    assert calls_made[-1] == ("POST", "/api/v4/config/reload")
+    calls_made.clear()
+    assert upgrade_check._tokens_allowed(spec, True) is True  # nothing to switch: nothing patched, nothing reloaded
+    assert calls_made == [("GET", "/api/v4/config")]
