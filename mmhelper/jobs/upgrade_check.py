@@ -120,11 +120,12 @@ def _plugin_settings(spec):
 
 
 def _plugin_settings_kept(spec, before):
-    """Mattermost's config patch saves the config without the settings of plugins that are not
-    installed (api4/config.go patchConfig sanitizes the saved config in place: PluginSettings.
-    Sanitize deletes them; seen on the real 11.4 - Calls' ports owned by the deploy were gone and
-    the next deploy changed config.json again): put them back in the file, and have Mattermost
-    read it again."""
+    """Mattermost saves its whole config on a patch, and it does not keep the settings of plugins
+    that are not installed (PluginSettings.Sanitize deletes them from what the API hands out): in
+    the proven upgrade story (real 10.3 -> 11.4, the rollback and the probe's switches) the Calls
+    ports the deploy owns were gone from config.json afterwards and the next deploy changed it
+    again; a lone patch on a converged server kept them. Whatever the path, the file is compared
+    before and after each switch, and what went missing is put back and reloaded."""
     if before is None:
         return
     config_file = spec["config_file"]
