@@ -54,16 +54,21 @@ def reaches(name: str, port: int) -> bool:
 
 
 def sign_ins(name: str, user: str, password: str, times: int) -> list[str]:
-    """HTTP status of each sign-in from that container ("000": no answer at all - banned)."""
+    """HTTP status of each sign-in from that container ("000": no answer at all - banned), all
+    sent at once as an attacker's script does (one after the other, a server slower than the
+    limit's rate - a loaded test machine - never meets the limit). Each status in one write (a
+    line cut by another's output would be lost). Bodies in /tmp/body-<status>."""
     body = json.dumps({"login_id": user, "password": password})
-    code, out = on_client(name, f"for i in $(seq 1 {times}); do curl -sk -o /tmp/body -w '%{{http_code}}\\n' "
-                                f"--max-time 5 -H 'Content-Type: application/json' -d '{body}' "
-                                f"https://{server_ip()}/api/v4/users/login; done; true")
+    on_client(name, f"rm -f /tmp/body-* && cat > /tmp/login.json <<'EOF'\n{body}\nEOF")
+    code, out = on_client(name, f"seq 1 {times} | xargs -P {times} -I{{}} sh -c 'curl -sk -o /tmp/b-{{}} "
+                                f"-w %{{http_code}} --max-time 20 -H Content-Type:application/json -d @/tmp/login.json "
+                                f"https://{server_ip()}/api/v4/users/login > /tmp/c-{{}}; "
+                                f"mv /tmp/b-{{}} /tmp/body-$(cat /tmp/c-{{}}) 2>/dev/null; echo $(cat /tmp/c-{{}})'; true")
     return out.split()
 
 
-def last_body(name: str) -> str:
-    return on_client(name, "cat /tmp/body")[1]
+def body_of(name: str, status: str) -> str:
+    return on_client(name, f"cat /tmp/body-{status}")[1]
 
 
 def colleague_works() -> None:
@@ -127,7 +132,7 @@ def test_thirty_wrong_passwords_meet_429_and_a_ban_before_the_account_locks(serv
     assert len(codes) == 30 and "200" not in codes, codes
     assert codes.count("401") < 10, codes  # Mattermost locks an account at 10 (MaximumLoginAttempts)
     assert "429" in codes, codes
-    assert codes.index("429") <= 6, codes  # 1 + security_login_burst (5) pass, then nginx refuses
+    assert len(codes) - codes.count("429") - codes.count("000") <= 6, codes  # 1 + security_login_burst (5) pass
     # the real Alice, elsewhere, still gets in: her account is not locked
     assert sign_ins("colleague", "alice", chat.PASSWORD, 1) == ["200"]
     STATE["attacker"] = attacker = ip_of("attacker")
@@ -184,8 +189,7 @@ def test_mattermosts_own_limiter_keys_on_the_real_address(server):
     colleague_works()
     codes = sign_ins("attacker", "alice", "not-her-password", 30)
     assert "200" not in codes and codes.count("401") < 10 and "429" in codes, codes
-    if codes[-1] == "429":
-        assert last_body("attacker").strip() == "limit exceeded"  # Mattermost's own answer, not nginx's page
+    assert body_of("attacker", "429").strip() == "limit exceeded"  # Mattermost's own answer, not nginx's page
     # Alice's account is not locked, and the colleague on a third address was never limited:
     # the limiter's key is the client's address nginx passed on, not nginx's own
     assert sign_ins("colleague", "alice", chat.PASSWORD, 1) == ["200"]
