@@ -187,6 +187,15 @@ def after_database_servers():
     yield
 
 
+def file_matches(info: dict | None, content: str, user: str = "root", group: str = "root",
+                 mode: int = 0o644) -> tuple[bool, bool]:
+    """(same content, same owner and mode) of a file as the state read saw it (`info`: None
+    when absent) against what the deploy wants there."""
+    same_content = bool(info and info.get("sha256") == hashlib.sha256(content.encode()).hexdigest())
+    same_meta = bool(info and (info["owner"], info["group"], info["mode"]) == (user, group, mode))
+    return same_content, same_meta
+
+
 @operation()
 def managed_file(path: str, content: str, user: str = "root", group: str = "root", mode: int = 0o644,
                  summary: str | None = None):
@@ -202,8 +211,7 @@ def managed_file(path: str, content: str, user: str = "root", group: str = "root
     """
     info = path_info(path)
     digest = hashlib.sha256(content.encode()).hexdigest()
-    same_content = bool(info and info.get("sha256") == digest)
-    same_meta = bool(info and (info["owner"], info["group"], info["mode"]) == (user, group, mode))
+    same_content, same_meta = file_matches(info, content, user, group, mode)
     if same_content and same_meta:
         host.noop(f"{path} is up to date")
         return

@@ -19,7 +19,6 @@ reloaded); the packages, login.defs' lines, the banner and jail.local stay.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from io import StringIO
 
@@ -27,7 +26,17 @@ from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
 
 from tasks import security
-from tasks.common import as_template, current, managed_file, new_ssh_login_works, path_info, render, run_on, settings
+from tasks.common import (
+    as_template,
+    current,
+    file_matches,
+    managed_file,
+    new_ssh_login_works,
+    path_info,
+    render,
+    run_on,
+    settings,
+)
 
 SSHD_DIR = "/etc/ssh/sshd_config.d"
 # 10- sorts before ssh_access's 50-mattermost-deploy.conf and cloud images' 50-cloud-init.conf:
@@ -126,12 +135,6 @@ def files(fail2ban: bool = True, exempt: list[str] | None = None) -> dict[str, s
     return out
 
 
-def differs(info: dict | None, content: str) -> bool:
-    """The file is absent, or not exactly `content` as root's 0644."""
-    return not info or info.get("sha256") != hashlib.sha256(content.encode()).hexdigest() or \
-        (info["owner"], info["group"], info["mode"]) != ("root", "root", 0o644)
-
-
 # ---- sshd
 
 RESTORE_SSHD = f"if [ -e {SSHD_PREVIOUS} ]; then mv -f {SSHD_PREVIOUS} {SSHD_DROPIN}; else rm -f {SSHD_DROPIN}; fi"
@@ -177,7 +180,7 @@ def sshd_hardened(content: str):
 
     Example: sshd_hardened(name="Harden sshd", content=files()[SSHD_DROPIN])
     """
-    if not differs(path_info(SSHD_DROPIN), content):
+    if all(file_matches(path_info(SSHD_DROPIN), content)):
         host.noop("sshd runs with the hardening drop-in")
         return
     yield (f"install -d -m 0755 {SSHD_DIR} && rm -f {SSHD_PREVIOUS} && "

@@ -13,7 +13,7 @@ import pytest
 
 from mmhelper.parts.common import key_values
 from tasks import db_server, hardening, ssh_access
-from tasks.common import HARDENING_PACKAGES, packages
+from tasks.common import HARDENING_PACKAGES, file_matches, packages
 from tasks.settings import ROOT, load_settings
 from tasks.state import managed_paths, query
 from tests.unit.test_decisions import DEFAULTS
@@ -123,10 +123,10 @@ def test_a_file_differs_on_content_owner_or_mode():
     text = FILES[hardening.MODPROBE]
     ok = {"type": "file", "owner": "root", "group": "root", "mode": 0o644,
           "sha256": hashlib.sha256(text.encode()).hexdigest()}
-    assert not hardening.differs(ok, text)
-    assert hardening.differs(None, text)
-    assert hardening.differs({**ok, "sha256": "0" * 64}, text)
-    assert hardening.differs({**ok, "mode": 0o600}, text)
+    assert file_matches(ok, text) == (True, True)
+    assert file_matches(None, text) == (False, False)
+    assert file_matches({**ok, "sha256": "0" * 64}, text) == (False, True)
+    assert file_matches({**ok, "mode": 0o600}, text) == (True, False)
 
 
 @pytest.mark.parametrize("now,wanted", [
