@@ -42,7 +42,7 @@ YESFLAG := $(if $(filter 1 yes true,$(YES)),-y,)
 .PHONY: setup prereqs mattermost-builds demo diff deploy upgrade status security-report backup fetch-backup restore rollback rebuild \
 	restore-drill unhold \
 	patch-plan patch-night os-upgrade-plan os-upgrade upgrade-plan upgrade-rehearsal db-migrate-plan db-migrate db-migrate-rollback move-files-plan move-files move-database-plan move-database move-database-rollback channels users archive-stale offboard erase export retention \
-	test unit e2e lint bench bench-upgrade bench-scale bench-security bench-old bench-files bench-move-db bench-rehearsal clean
+	test unit e2e lint bench bench-upgrade bench-scale bench-security bench-old bench-files bench-move-db bench-rehearsal bench-bullseye clean
 
 setup: $(VENV)/.installed
 
@@ -127,11 +127,11 @@ patch-night: setup
 	$(PY) -m tasks.run verbs/patch_night.py $(YESFLAG) --fail-percent 0 \
 		$(if $(filter 1 yes true,$(BREAK_LOCK)),--data patch_break_lock=true,)
 
-os-upgrade-rehearsal: setup
+upgrade-rehearsal: setup
 	@test -n "$(SCRATCH)" || { echo "name the scratch server: make upgrade-rehearsal SCRATCH=<server in the inventory>"; exit 2; }
 	$(PY) -m verbs.rehearsal $(SCRATCH)
 
-upgrade-plan: setup
+os-upgrade-plan: setup
 	$(PY) -m verbs.os_upgrade_plan
 
 # One Debian release per run (Debian supports no skip): 11 -> 12, then 12 -> 13; on 13 the last run has nothing to do.
@@ -216,6 +216,9 @@ bench-move-db: setup prereqs mattermost-builds
 
 bench-old: setup prereqs mattermost-builds
 	$(PY) -m bench.old_server
+
+bench-bullseye: setup prereqs mattermost-builds
+	$(PY) -m bench.bullseye
 
 bench-upgrade: setup prereqs
 	$(PY) -m bench.upgrade_downtime

@@ -30,12 +30,23 @@ PINNED = ["--data", f"mattermost_version={A}"]
 UPGRADE = ["--data", f"mattermost_version={B}", "--data", 'mattermost_upgrade_accept=["user-limit"]']
 
 
+def production_config() -> dict:
+    return json.loads(on(PROD, "cat /var/lib/mattermost/config/config.json"))
+
+
 def rehearse() -> float:
+    """One rehearsal; production's config.json must be what it was before (it stops the bench)."""
+    before = production_config()
     env = dict(os.environ, MMDEPLOY_TARGET=f"{PROD},{SCRATCH}", PYINFRA_PROGRESS="off")
     proc = subprocess.run([sys.executable, "-m", "verbs.rehearsal", f"local-{SCRATCH}", *UPGRADE], env=env,
                           capture_output=True, text=True, timeout=7200)
     if proc.returncode != 0:
         sys.exit(f"the rehearsal failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+    after = production_config()
+    if after != before:
+        changed = {group: (before.get(group), after.get(group)) for group in before.keys() | after.keys()
+                   if before.get(group) != after.get(group)}
+        sys.exit(f"production's config.json changed during the rehearsal: {json.dumps(changed)[:3000]}")
     return outage_of(proc.stdout)
 
 

@@ -32,6 +32,13 @@ def harmless(site_url: str) -> dict:
 TIMERS = ("mattermost-notices.timer", "mattermost-backup.timer")  # the copy posts no notices, takes no backups
 
 
+def timers_off() -> str:
+    """The command that stops and disables the timers the scratch server has (a server without
+    notices has no notices timer: `systemctl disable` of a unit that is not there fails)."""
+    return "; ".join(f"if systemctl cat {t} >/dev/null 2>&1; then systemctl disable --now {t} || exit 1; fi"
+                     for t in TIMERS)
+
+
 def outage_of(output: str) -> float | None:
     """Seconds users waited in one hop, from the upgrade helper's own line
     (`stop 0.21s, start with migrations and health 3.10s`)."""

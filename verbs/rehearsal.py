@@ -21,7 +21,7 @@ import sys
 import time
 
 from tasks.common import helper, run_on, settings
-from tasks.rehearsal import TIMERS, harmless, outage_of, report_text
+from tasks.rehearsal import harmless, outage_of, report_text, timers_off
 from tasks.release import decision, fetch_spec, policy_chain
 from tasks.service import upgrade_spec
 from tasks.state import read as read_server_state
@@ -69,7 +69,7 @@ def rehearse(production, scratch, fetched) -> dict:
         ok, error = upload(scratch, fetched, s.backup_dir)
         if not ok:
             raise RuntimeError(f"copying the backup onto {scratch.name} failed: {error}")
-        step(scratch, f"systemctl disable --now {' '.join(TIMERS)}", "turning the timers off")
+        step(scratch, timers_off(), "turning the timers off")
         overrides = harmless(s.site_url)
         step(scratch, helper("restore", {**restore_spec(s, name), "config_overrides": overrides}),
              "restoring the copy")

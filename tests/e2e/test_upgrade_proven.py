@@ -169,7 +169,14 @@ def fingerprint() -> dict:
     status, headers, body = https_get(PORTS[PROD][1])
     config = sh(PROD, "cat /var/lib/mattermost/config/config.json")
     return {"ping": (status, json.loads(body)["status"]), "version": headers["X-Version-Id"].split(".")[:3],
-            "config": hashlib.sha256(config.encode()).hexdigest()}
+            "config": hashlib.sha256(config.encode()).hexdigest(), "settings": _flat(json.loads(config))}
+
+
+def _flat(tree, prefix="") -> dict:
+    """config.json as dotted keys, so that a difference names its settings."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    return {k: v for key, value in tree.items() for k, v in _flat(value, f"{prefix}{key}.").items()} or {prefix: {}}
 
 
 def test_the_rehearsal_on_a_copy_runs_times_and_checks_the_hop_and_leaves_production_alone():
@@ -178,6 +185,10 @@ def test_the_rehearsal_on_a_copy_runs_times_and_checks_the_hop_and_leaves_produc
     assert unheld.ok, unheld.output[-3000:]
     backup = deploy(PROD, "verbs/backup.py", *SETTINGS)
     assert backup.ok, backup.output[-3000:]
+    # Mattermost saves config.json itself (removing a plugin disables it first: two saves); the
+    # comparison starts once the file has been left alone for 10 s, and a difference names its settings
+    sh(PROD, "f=/var/lib/mattermost/config/config.json; for i in $(seq 120); do "
+             "[ $(( $(date +%s) - $(stat -c %Y $f) )) -ge 10 ] && break; sleep 1; done")
     before = fingerprint()
     testhost.clear_mail(OPS)
     proc = subprocess.run([sys.executable, "-m", "verbs.rehearsal", f"local-{SCRATCH}", *SETTINGS, *TO_11, *ACCEPT],
@@ -203,7 +214,11 @@ def test_the_rehearsal_on_a_copy_runs_times_and_checks_the_hop_and_leaves_produc
     # EmailSettings.SetDefaults), never production's relay
     assert copy["EmailSettings"]["SendEmailNotifications"] is False
     assert copy["EmailSettings"]["SMTPServer"] in ("", "localhost"), copy["EmailSettings"]
-    assert fingerprint() == before  # production untouched
+    after = fingerprint()
+    changed = {k: (before["settings"].get(k), after["settings"].get(k))
+               for k in before["settings"].keys() | after["settings"].keys()
+               if before["settings"].get(k) != after["settings"].get(k)}
+    assert after == before, changed  # production untouched
 
 
 def test_the_upgrade_of_production_passes_its_check_and_11_refuses_a_new_account():
