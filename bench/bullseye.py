@@ -39,41 +39,57 @@ NAME = "bench-bullseye"
 PASSWORD = "bench-bullseye-pw-!#%"  # the bench server's MySQL password (a throwaway container)
 PING = ("python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:8065/api/v4/system/ping', "
         "timeout=1).status)\" 2>/dev/null")
+# what the server is doing when a ping first fails: the stretch's label
+WHY = ("pgrep -x dpkg >/dev/null && echo packages; pgrep -x pg_upgrade >/dev/null && echo pg_upgrade; "
+       "pgrep -f 'mmhelper.py [u]pgrade' >/dev/null && echo mattermost-upgrade; "
+       "pgrep -f 'mmhelper.py [d]b-migrate' >/dev/null && echo db-migrate; "
+       "systemctl is-system-running 2>/dev/null | grep -v running; echo mattermost $(systemctl is-active mattermost)")
 HOP = re.compile(r"Upgrade Mattermost (\S+) -> (\S+).*?is serving: stop ([\d.]+)s, start with migrations and health "
                  r"([\d.]+)s", re.S)
 PG = re.compile(r"PostgreSQL (\d+) -> (\d+): Mattermost was down ([\d.]+) s")
-
 
 
 class Watch:
     """A client asking the ping every 0.5 s while a step runs: the seconds nobody was answered."""
 
     def __init__(self):
-        self.down, self.stretches, self._stop = 0.0, 0, threading.Event()
+        self.down, self.stretches, self._stop = 0.0, [], threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _answered(self) -> bool:
+    def _answered(self) -> bool | None:
+        """True: answered; False: not answered; None: the server itself is not there (rebooting)."""
         try:
             code, out = testhost.exec_on(NAME, PING)
         except Exception:  # the container restarting (the release upgrade's reboot)
-            return False
+            return None
         return code == 0 and out.strip().endswith("200")
 
+    @staticmethod
+    def _doing() -> str:
+        """What the server is busy with when the ping first fails (a stretch's label)."""
+        try:
+            _, out = testhost.exec_on(NAME, WHY)
+        except Exception:
+            return "reboot"
+        return out.strip().replace("\n", ",") or "?"
+
     def _run(self):
-        last_ok, was_down = time.monotonic(), False
+        started = last_ok = time.monotonic()
+        was_down, why = False, ""
         while not self._stop.is_set():
             asked = time.monotonic()
-            if self._answered():
+            answered = self._answered()
+            if answered:
                 if was_down:
                     self.down += asked - last_ok
-                    self.stretches += 1
+                    self.stretches.append(f"{last_ok - started:.0f}+{asked - last_ok:.1f} ({why})")
                 last_ok, was_down = asked, False
-            else:
-                was_down = True
+            elif not was_down:
+                was_down, why = True, "reboot" if answered is None else self._doing()
             self._stop.wait(max(0.0, 0.5 - (time.monotonic() - asked)))
         if was_down:  # still down at the end: a step that left Mattermost down is counted to its end
             self.down += time.monotonic() - last_ok
-            self.stretches += 1
+            self.stretches.append(f"{last_ok - started:.0f}+{time.monotonic() - last_ok:.1f} ({why})")
 
     def __enter__(self):
         self._thread.start()
