@@ -7,9 +7,9 @@ the server is on 13), under a lock, resumable.
 The plan (make os-upgrade-plan) is printed first and a refused plan stops here. Then:
 take the lock, back up (the way back), switch the apt sources to the next release (the old and
 third-party ones set aside), upgrade the packages non-interactively keeping local config
-files (Mattermost keeps serving), reboot and wait for a healthy Mattermost, upgrade the
-PostgreSQL cluster with pg_upgradecluster (Mattermost stopped only for that; the old
-cluster kept), check health, write the report to reports/ and release the lock. A failed
+files (Mattermost serves, but stops with PostgreSQL when a package restarts it), reboot and
+wait for a healthy Mattermost, upgrade the PostgreSQL cluster with pg_upgradecluster
+(Mattermost stopped for that; the old cluster kept), check health, write the report to reports/ and release the lock. A failed
 or killed run leaves the lock and its progress on the server; running it again continues.
 """
 
@@ -127,7 +127,7 @@ else:
     if "backup" not in plan.done:
         backed_up(name="Back up before the release upgrade (the way back)")
     sources_switched(name=f"Switch the apt sources to Debian {plan.target}", target=plan.target)
-    packages_upgraded(name=f"Upgrade the packages to Debian {plan.target} (Mattermost keeps serving)",
+    packages_upgraded(name=f"Upgrade the packages to Debian {plan.target} (Mattermost serves, but for PostgreSQL's restarts)",
                       target=plan.target)
     if "reboot" not in plan.done:
         rebooted(name=f"Reboot into Debian {VERSION.get(plan.target, '?')}, then wait for SSH and a healthy Mattermost",

@@ -58,3 +58,12 @@ def test_nothing_to_do_on_debian_13_and_an_unfinished_run_continues():
                    run={"target": "trixie", "done": ["backup", "sources", "packages"], "started_text": "today"})
     assert not resumed.nothing_to_do and resumed.safe and resumed.done == ["backup", "sources", "packages"]
     assert "an unfinished release upgrade (started today) continues" in plan_text(resumed)
+
+
+def test_the_downtime_names_postgresqls_restart_during_the_packages_only_with_a_local_cluster():
+    # measured (make bench-bullseye): the package upgrade restarts PostgreSQL and Mattermost, bound to
+    # it by its unit, stops with it; a server whose database is elsewhere has no such stop
+    local = plan().outage
+    assert "reboot" in local and "the packages restart PostgreSQL" in local and "cluster upgrade" in local
+    remote = plan(clusters=[], simulation={**STATE["simulation"], "postgresql": []}).outage
+    assert "reboot" in remote and "PostgreSQL" not in remote
