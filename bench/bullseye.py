@@ -13,10 +13,11 @@ Then the steps, each run exactly as the operator runs it:
   4. `make os-upgrade` from 11 to 12 (PostgreSQL 13 -> 15), 5. again from 12 to 13 (15 -> 17);
   6. `make upgrade`: 10.3 -> 11.4.
 What users see is measured from outside the deploy: a client asks Mattermost's ping
-(http://127.0.0.1:8065/api/v4/system/ping, inside the server, 1 s timeout) every 0.5 s during the
+(http://127.0.0.1:8065/api/v4/system/ping, inside the server, 3 s timeout) every 0.5 s during the
 step; the step's outage is the sum of the stretches from the last answered ping to the next one
-(a reboot counts: nothing answers). Beside it, what the deploy itself reports (the helper's lines),
-and the step's whole run time. Medians of the rounds.
+(a reboot counts: nothing answers), each stretch labelled with what the server was doing when it
+began (stderr, per round). Beside it, what the deploy itself reports (the helper's lines), and
+the step's whole run time. Medians of the rounds.
 """
 
 from __future__ import annotations
