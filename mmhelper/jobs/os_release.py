@@ -11,7 +11,7 @@ import subprocess
 import time
 
 from mmhelper.jobs.engine import leased_state, mark, record, release, take_lease
-from mmhelper.jobs.patching import APT_ENV, APT_KEEP_CONFIG, fresh_run, parse_apt_simulation, wait_for_dpkg
+from mmhelper.jobs.patching import APT_ENV, apt_detached, fresh_run, parse_apt_simulation, wait_for_dpkg
 from mmhelper.parts.common import Failure, free_bytes, ping, read_json, run, write_private
 from mmhelper.parts.pg import psql_as_postgres
 from mmhelper.parts.service import systemctl, wait_healthy
@@ -186,10 +186,9 @@ def os_packages(spec):
     started = time.time()
     for step in (["upgrade", "--without-new-pkgs"], ["full-upgrade"]):
         print(f"  apt-get {' '.join(step)} (this takes a while)", flush=True)
-        result = subprocess.run(["apt-get", "-y", "-q", *APT_KEEP_CONFIG, *step], env=APT_ENV,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if result.returncode != 0:
-            print(result.stdout[-3000:], flush=True)
+        ok, output = apt_detached(step)
+        if not ok:
+            print(output, flush=True)
             raise Failure(f"apt-get {step[0]} failed (see above); Mattermost keeps running on the packages it has - "
                           "fix the cause and run `make os-upgrade` again to continue")
     run_state["packages_seconds"] = round(time.time() - started)
