@@ -210,13 +210,13 @@ def managed_file(path: str, content: str, user: str = "root", group: str = "root
     Example: managed_file(name="Install the unit", path="/etc/x", content="...")
     """
     info = path_info(path)
-    digest = hashlib.sha256(content.encode()).hexdigest()
     same_content, same_meta = file_matches(info, content, user, group, mode)
     if same_content and same_meta:
         host.noop(f"{path} is up to date")
         return
     if not same_content:
         if state.config.DIFF and summary:
+            digest = hashlib.sha256(content.encode()).hexdigest()
             host.log(f"Will {'update' if info else 'install'} {path}: {summary}, sha256 {digest}", logger.info)
         elif state.config.DIFF:
             _log_diff(path, info, content)
