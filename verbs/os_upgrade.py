@@ -9,8 +9,9 @@ take the lock, back up (the way back), switch the apt sources to the next releas
 third-party ones set aside), upgrade the packages non-interactively keeping local config
 files (Mattermost serves, but stops with PostgreSQL when a package restarts it), reboot and
 wait for a healthy Mattermost, upgrade the PostgreSQL cluster with pg_upgradecluster
-(Mattermost stopped for that; the old cluster kept), check health, write the report to reports/ and release the lock. A failed
-or killed run leaves the lock and its progress on the server; running it again continues.
+(Mattermost stopped for that; the old cluster kept), check health, write the report to
+reports/ and release the lock. A failed or killed run leaves the lock and its progress on the
+server; running it again continues.
 """
 
 import json
